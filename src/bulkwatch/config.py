@@ -1,0 +1,379 @@
+"""Settings: YAML file + `BULKWATCH_*` environment + secret files, validated once.
+
+`load_settings` is the one entry point; it raises `ConfigError` holding one readable line per
+problem, each naming the field (`stores[1].handle: field required`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bulkwatch.domain import Platform, TaskStatus
+from bulkwatch.durations import Duration
+from bulkwatch.notifiers import registry
+from bulkwatch.notifiers.base import NotifierConfig
+
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "ShoplazzaStore",
+    "ShoplineStore",
+    "StoreSettings",
+    "load_settings",
+]
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DEFAULT_STATUS_MAP: dict[int, TaskStatus] = {
+    0: TaskStatus.CREATED,
+    1: TaskStatus.RUNNING,
+    2: TaskStatus.COMPLETED,
+}
+
+
+class ConfigError(Exception):
+    """Invalid configuration: `problems` holds one line per problem, each naming its field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(_Model):
+    interval: Duration = Field(default=60.0, gt=0)
+    jitter: Duration | None = None  # default: 10 % of the interval, at most 10 s
+    timeout: Duration = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    stall_after: Duration = 6 * 3600.0
+    expiry_warning: Duration = 3600.0
+    down_after: int = Field(default=3, ge=1)
+
+
+class _StoreBase(_Model):
+    name: str = Field(pattern=_NAME, max_length=64)
+    access_token: SecretStr | None = None
+    access_token_file: Path | None = None
+    base_url: str | None = None
+    interval: Duration | None = Field(default=None, gt=0)
+    jitter: Duration | None = None
+    timeout: Duration | None = Field(default=None, gt=0)
+    enabled: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> _StoreBase:
+        if self.access_token is not None and self.access_token_file is not None:
+            raise ValueError("give access_token or access_token_file, not both")
+        return self
+
+    def token(self) -> str | None:
+        return self.access_token.get_secret_value() if self.access_token else None
+
+
+class ShoplazzaStore(_StoreBase):
+    platform: Literal["shoplazza"]
+    domain: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+    api_version: str = "2022-01"
+    page_limit: int = Field(default=100, ge=1, le=250)
+    max_pages: int = Field(default=5, ge=1, le=100)
+    status_map: dict[int, TaskStatus] = Field(default_factory=dict)
+
+    def url_base(self) -> str:
+        return self.base_url or f"https://{self.domain}.myshoplaza.com"
+
+    def effective_status_map(self) -> dict[int, TaskStatus]:
+        return {**DEFAULT_STATUS_MAP, **self.status_map}
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return ("tasks",)
+
+
+class ShoplineStore(_StoreBase):
+    platform: Literal["shopline"]
+    handle: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+    api_version: str = "v20260301"
+    operation_types: list[Literal["QUERY", "MUTATION"]] = Field(
+        default_factory=lambda: ["QUERY", "MUTATION"], min_length=1
+    )
+
+    @field_validator("operation_types")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("operation types must not repeat")
+        return value
+
+    def url_base(self) -> str:
+        return self.base_url or f"https://{self.handle}.myshopline.com"
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(self.operation_types)
+
+
+StoreSettings = Annotated[ShoplazzaStore | ShoplineStore, Field(discriminator="platform")]
+
+
+class StateSettings(_Model):
+    url: str = "sqlite:///bulkwatch.db"
+    retention: Duration = 30 * 86400.0
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///relative.db, sqlite:////absolute.db or postgresql://")
+        return value
+
+
+class ServerSettings(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class RetrySettings(_Model):
+    initial: Duration = Field(default=5.0, gt=0)
+    max_delay: Duration = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=20, ge=1)
+    max_age: Duration = Field(default=86400.0, gt=0)
+
+
+class DeliverySettings(_Model):
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    batch: int = Field(default=200, ge=1, le=10000)
+    idle_interval: Duration = Field(default=1.0, gt=0)
+
+
+class LogSettings(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BULKWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    instance: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    state: StateSettings = StateSettings()
+    server: ServerSettings = ServerSettings()
+    defaults: Defaults = Defaults()
+    retry: RetrySettings = RetrySettings()
+    delivery: DeliverySettings = DeliverySettings()
+    log: LogSettings = LogSettings()
+    stores: list[StoreSettings] = Field(default_factory=list)
+    notifiers: list[NotifierConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for what, names in (
+            ("stores", [s.name for s in self.stores]),
+            ("notifiers", [n.name for n in self.notifiers]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what}: duplicate name {', '.join(dupes)}")
+        return self
+
+    def interval(self, store: ShoplazzaStore | ShoplineStore) -> float:
+        return store.interval or self.defaults.interval
+
+    def timeout(self, store: ShoplazzaStore | ShoplineStore) -> float:
+        return store.timeout or self.defaults.timeout
+
+    def jitter(self, store: ShoplazzaStore | ShoplineStore) -> float:
+        if store.jitter is not None:
+            return store.jitter
+        if self.defaults.jitter is not None:
+            return self.defaults.jitter
+        return min(self.interval(store) * 0.1, 10.0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the file; the file arrives as init arguments.
+        return (env_settings, init_settings)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"shoplazza", "shopline"} and i > 0 and isinstance(loc[i - 1], int):
+            continue  # the discriminated union's tag adds nothing for the reader
+        elif "function-" in part or part.startswith(("function", "json-or-python")):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _format(error: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for err in error.errors(include_url=False, include_input=False):
+        loc = _location(tuple(err["loc"]))
+        msg = str(err["msg"])
+        msg = msg.removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "field required"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "union_tag_invalid":
+            msg = "platform must be 'shoplazza' or 'shopline'"
+        elif err["type"] == "union_tag_not_found":
+            loc = f"{loc}.platform" if loc else "platform"
+            msg = "field required ('shoplazza' or 'shopline')"
+        msg = msg[:1].lower() + msg[1:]
+        where = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "config")
+        lines.append(f"{where}: {msg}")
+    return lines
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}:{where}: invalid YAML: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of fields"])
+    return data
+
+
+def _resolve_tokens(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """Fill each store's token from its file or `$CREDENTIALS_DIRECTORY/<name>`."""
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    problems: list[str] = []
+    stores: list[ShoplazzaStore | ShoplineStore] = []
+    for i, store in enumerate(settings.stores):
+        path = store.access_token_file
+        if store.access_token is None and path is None and cred_dir:
+            candidate = Path(cred_dir) / store.name
+            if candidate.is_file():
+                path = candidate
+        if store.access_token is None and path is None:
+            problems.append(
+                f"stores[{i}].access_token: field required (or access_token_file, "
+                f"or a credential named {store.name!r} in $CREDENTIALS_DIRECTORY)"
+            )
+            stores.append(store)
+            continue
+        if path is not None:
+            try:
+                token = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                problems.append(
+                    f"stores[{i}].access_token_file: cannot read {path}: {exc.strerror}"
+                )
+                stores.append(store)
+                continue
+            if not token:
+                problems.append(f"stores[{i}].access_token_file: {path} is empty")
+            store = store.model_copy(
+                update={"access_token": SecretStr(token), "access_token_file": path}
+            )
+        stores.append(store)
+    if problems:
+        raise ConfigError(problems)
+    return settings.model_copy(update={"stores": stores})
+
+
+def load_settings(
+    path: Path | str | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, merge and validate the configuration; raise `ConfigError` on any problem."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get("BULKWATCH_CONFIG"):
+        path = env["BULKWATCH_CONFIG"]
+    data = _read_yaml(Path(path)) if path is not None else {}
+    problems: list[str] = []
+    if "notifiers" in data:
+        notifiers, problems = _validate_notifiers(data["notifiers"])
+        data = {**data, "notifiers": notifiers}
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        problems = _format(exc) + problems
+    if problems:
+        raise ConfigError(problems)
+    return _resolve_tokens(settings, env)
+
+
+def _validate_notifiers(value: Any) -> tuple[list[Any], list[str]]:
+    """Validate each notifier with the config model of its `type`."""
+    if not isinstance(value, list):
+        return value, []
+    out: list[Any] = []
+    problems: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            problems.append(f"notifiers[{i}]: must be a mapping of fields")
+            continue
+        kind_name = item.get("type")
+        if not isinstance(kind_name, str):
+            problems.append(f"notifiers[{i}].type: field required ({_known()})")
+            continue
+        kind = registry.get(kind_name)
+        if kind is None:
+            problems.append(f"notifiers[{i}].type: unknown notifier type {kind_name!r} ({_known()})")
+            continue
+        try:
+            out.append(kind.config_model.model_validate(dict(item)))
+        except ValidationError as exc:
+            problems.extend(_format(exc, prefix=f"notifiers[{i}]."))
+    return out, problems
+
+
+def _known() -> str:
+    return "known: " + ", ".join(registry.known_types())

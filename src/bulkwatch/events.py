@@ -1,0 +1,128 @@
+"""Building events: stable ids, the `data` payload, and the CloudEvents JSON envelope."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from bulkwatch.domain import Event, Platform, TaskSnapshot, TaskStatus
+
+__all__ = [
+    "STORE_DOWN",
+    "STORE_UP",
+    "TASK_EXPIRING",
+    "TASK_STALLED",
+    "TASK_SUPERSEDED",
+    "encode_cloudevent",
+    "event_id",
+    "isoformat",
+    "store_event",
+    "task_event",
+]
+
+TASK_SUPERSEDED = "bulkwatch.task.superseded"
+TASK_STALLED = "bulkwatch.task.stalled"
+TASK_EXPIRING = "bulkwatch.task.expiring"
+STORE_DOWN = "bulkwatch.store.down"
+STORE_UP = "bulkwatch.store.up"
+
+
+def event_id(*parts: str | int) -> str:
+    """A deterministic id: the same change always hashes to the same id."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return digest[:32]
+
+
+def isoformat(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def task_data(snapshot: TaskSnapshot, previous: TaskStatus | None) -> dict[str, Any]:
+    return {
+        "store": snapshot.store,
+        "platform": snapshot.platform.value,
+        "task_id": snapshot.task_id,
+        "operation_type": snapshot.operation_type,
+        "status": snapshot.status.value,
+        "previous_status": previous.value if previous is not None else None,
+        "raw_status": snapshot.raw_status,
+        "url": snapshot.url or None,
+        "partial_data_url": snapshot.partial_data_url or None,
+        "error_code": snapshot.error_code,
+        "reason": snapshot.reason,
+        "completed_count": snapshot.completed_count,
+        "created_at": isoformat(snapshot.created_at),
+        "completed_at": isoformat(snapshot.completed_at),
+        "expires_at": isoformat(snapshot.expires_at),
+        "observed_at": isoformat(snapshot.observed_at),
+    }
+
+
+def task_event(
+    event_type: str,
+    snapshot: TaskSnapshot,
+    *,
+    seq: int,
+    previous: TaskStatus | None,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+) -> Event:
+    """An event about one task; its id hashes (store, platform, task, seq, type)."""
+    data = task_data(snapshot, previous)
+    if extra:
+        data.update(extra)
+    return Event(
+        id=event_id(snapshot.store, snapshot.platform.value, snapshot.task_id, seq, event_type),
+        type=event_type,
+        store=snapshot.store,
+        platform=snapshot.platform,
+        subject=f"{snapshot.store}/{snapshot.task_id}",
+        time=now,
+        data=data,
+    )
+
+
+def store_event(
+    event_type: str,
+    *,
+    store: str,
+    platform: Platform,
+    outage: int,
+    now: datetime,
+    reason: str,
+    extra: dict[str, Any] | None = None,
+) -> Event:
+    """An event about a whole store; its id hashes (store, outage number, type)."""
+    data: dict[str, Any] = {"store": store, "platform": platform.value, "reason": reason}
+    if extra:
+        data.update(extra)
+    return Event(
+        id=event_id(store, outage, event_type),
+        type=event_type,
+        store=store,
+        platform=platform,
+        subject=store,
+        time=now,
+        data=data,
+    )
+
+
+def encode_cloudevent(event: Event, instance: str) -> bytes:
+    """The CloudEvents 1.0 structured-mode JSON body of an event."""
+    envelope = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": f"bulkwatch/{instance}",
+        "type": event.type,
+        "subject": event.subject,
+        "time": isoformat(event.time),
+        "datacontenttype": "application/json",
+        "data": event.data,
+    }
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,1 @@
+"""Notifiers: where events go. One module per type, registered in `registry`."""

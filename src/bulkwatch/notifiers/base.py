@@ -1,0 +1,80 @@
+"""The notifier contract: a config model per type and a `Notifier` that sends one event."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "DeliveryError",
+    "Notifier",
+    "NotifierConfig",
+    "NotifierContext",
+    "OutgoingEvent",
+]
+
+
+class NotifierConfig(BaseModel):
+    """Fields every notifier takes. Each type subclasses this with its own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    type: str
+    events: list[str] = Field(default_factory=lambda: ["*"])
+    stores: list[str] = Field(default_factory=lambda: ["*"])
+
+    def matches(self, event_type: str, store: str) -> bool:
+        """True when the event passes this notifier's `events` and `stores` globs."""
+        return any(fnmatch.fnmatchcase(event_type, g) for g in self.events) and any(
+            fnmatch.fnmatchcase(store, g) for g in self.stores
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    """An event as read from the outbox: the CloudEvent and its exact JSON body."""
+
+    id: str
+    type: str
+    store: str
+    body: bytes  # the CloudEvents structured-mode JSON
+    cloudevent: Mapping[str, Any]
+    attempt: int  # 1 for the first attempt
+
+
+class DeliveryError(Exception):
+    """A failed delivery. `permanent` dead-letters at once; else it is retried."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierContext:
+    """What the app lends a notifier: the process-wide HTTP session and the instance name."""
+
+    session: aiohttp.ClientSession
+    instance: str
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Sends one event. Returns on success; raises `DeliveryError` on failure."""
+
+    name: str
+
+    async def send(self, event: OutgoingEvent) -> None: ...
+
+    async def aclose(self) -> None: ...

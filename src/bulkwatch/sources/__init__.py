@@ -1,0 +1,1 @@
+"""Sources: one module per platform, each turning one endpoint's response into a `PollResult`."""

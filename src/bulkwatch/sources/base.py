@@ -1,0 +1,52 @@
+"""The source contract and the registry of platform sources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from bulkwatch.domain import EndpointKey, Platform, PollResult
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bulkwatch.config import Settings, ShoplazzaStore, ShoplineStore
+
+__all__ = ["Source", "SourceContext", "make_source", "register"]
+
+
+class Source(Protocol):
+    """Polls the endpoints of one store.
+
+    `poll` returns a `PollResult` or raises `PollError`; it never returns partial data.
+    """
+
+    platform: Platform
+    store: str
+    endpoints: tuple[EndpointKey, ...]
+
+    async def poll(self, key: EndpointKey, now: datetime) -> PollResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceContext:
+    session: aiohttp.ClientSession
+    settings: Settings
+
+
+SourceFactory = Callable[["ShoplazzaStore | ShoplineStore", SourceContext], Source]
+_FACTORIES: dict[Platform, SourceFactory] = {}
+
+
+def register(platform: Platform, factory: SourceFactory) -> None:
+    _FACTORIES[platform] = factory
+
+
+def make_source(store: ShoplazzaStore | ShoplineStore, ctx: SourceContext) -> Source:
+    """Build the source for one configured store."""
+    if not _FACTORIES:
+        from bulkwatch.sources import shoplazza, shopline  # noqa: PLC0415, F401 - registers
+
+    return _FACTORIES[Platform(store.platform)](store, ctx)

@@ -1,0 +1,1 @@
+"""State stores: task state and the delivery outbox, committed together."""
