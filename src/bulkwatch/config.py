@@ -116,12 +116,16 @@ class ShoplazzaStore(_StoreBase):
         return ("tasks",)
 
 
+OperationType = Literal["QUERY", "MUTATION"]
+_ALL_OPERATION_TYPES: tuple[OperationType, ...] = ("QUERY", "MUTATION")
+
+
 class ShoplineStore(_StoreBase):
     platform: Literal["shopline"]
     handle: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")
     api_version: str = "v20260301"
-    operation_types: list[Literal["QUERY", "MUTATION"]] = Field(
-        default_factory=lambda: ["QUERY", "MUTATION"], min_length=1
+    operation_types: list[OperationType] = Field(
+        default_factory=lambda: list(_ALL_OPERATION_TYPES), min_length=1
     )
 
     @field_validator("operation_types")
@@ -195,6 +199,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     delivery: DeliverySettings = DeliverySettings()
     log: LogSettings = LogSettings()
+    shutdown_grace: Duration = Field(default=10.0, gt=0)
     stores: list[StoreSettings] = Field(default_factory=list)
     notifiers: list[NotifierConfig] = Field(default_factory=list)
 

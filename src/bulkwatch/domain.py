@@ -116,6 +116,9 @@ class PollResult:
     exclusive: bool
     request_id: str | None = None
     http_status: int = 200
+    # Entries that were skipped or read with assumptions (a task without an id, a date
+    # without offset); the app logs each and counts it as an invalid_response api error.
+    problems: tuple[str, ...] = ()
 
 
 class PollError(Exception):

@@ -1,0 +1,36 @@
+# The few verbs people type. Everything installs itself: only python3 (>= 3.11) is needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: demo test lint format bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --quiet
+	touch $@
+
+demo: .venv/.synced  ## watch the built-in simulator: transitions within seconds
+	$(UV) run --frozen bulkwatch demo
+
+test: .venv/.synced  ## the whole test suite
+	$(UV) run --frozen pytest
+
+lint: .venv/.synced  ## ruff + mypy --strict
+	$(UV) run --frozen ruff check src tests
+	$(UV) run --frozen ruff format --check src tests
+	$(UV) run --frozen mypy
+
+format: .venv/.synced
+	$(UV) run --frozen ruff format src tests
+	$(UV) run --frozen ruff check --fix src tests
+
+clean:
+	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

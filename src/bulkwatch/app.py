@@ -1,0 +1,323 @@
+"""The engine: builds every part from Settings, polls, records, delivers, and stops in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+import aiohttp
+import structlog
+
+from bulkwatch import __version__
+from bulkwatch.config import Settings
+from bulkwatch.dispatcher import Dispatcher
+from bulkwatch.domain import EndpointKey, Event, FailureKind, PollError, PollResult, TaskStatus
+from bulkwatch.events import encode_cloudevent
+from bulkwatch.metrics import Metrics
+from bulkwatch.notifiers import registry
+from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext
+from bulkwatch.scheduler import PollJob, build_scheduler
+from bulkwatch.sources.base import Source, SourceContext, make_source
+from bulkwatch.store.base import EndpointView, PollOutcome, StateStore
+from bulkwatch.store.factory import open_store_from_url
+from bulkwatch.tracker import Policy, judge_failure, judge_success
+
+__all__ = ["Engine", "utcnow"]
+
+log = structlog.get_logger("bulkwatch")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _default_notifiers(settings: Settings) -> list[NotifierConfig]:
+    if settings.notifiers:
+        return list(settings.notifiers)
+    # No notifiers configured: events are only logged.
+    kind = registry.get("log")
+    assert kind is not None
+    return [kind.config_model.model_validate({"name": "log", "type": "log"})]
+
+
+class Engine:
+    """Every running part of bulkwatch. Use as `async with Engine(settings) as engine:`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.clock = clock
+        self.policy = Policy(
+            stall_after=timedelta(seconds=settings.defaults.stall_after),
+            expiry_warning=timedelta(seconds=settings.defaults.expiry_warning),
+            down_after=settings.defaults.down_after,
+        )
+        self.notifier_configs = _default_notifiers(settings)
+        self.store: StateStore = open_store_from_url(settings.state.url)
+        self.sources: list[Source] = []
+        self.notifiers: dict[str, Notifier] = {}
+        self.last_poll: dict[EndpointKey, datetime] = {}
+        self._task_counts: dict[str, dict[str, Counter[TaskStatus]]] = {}
+        self._inflight: set[asyncio.Task[object]] = set()
+        self._stack = AsyncExitStack()
+        self._session: aiohttp.ClientSession | None = None
+        self._dispatcher: Dispatcher | None = None
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self._dispatcher is not None, "use the engine inside `async with`"
+        return self._dispatcher
+
+    @property
+    def endpoints(self) -> list[tuple[Source, EndpointKey]]:
+        return [(src, key) for src in self.sources for key in src.endpoints]
+
+    async def __aenter__(self) -> Engine:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        s = self.settings
+        connector = aiohttp.TCPConnector(limit=200, ttl_dns_cache=300)
+        self._session = await self._stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": f"bulkwatch/{__version__}"}
+            )
+        )
+        await self.store.open()
+        self._stack.push_async_callback(self.store.close)
+        ctx = SourceContext(session=self._session, settings=s)
+        self.sources = [make_source(store, ctx) for store in s.stores if store.enabled]
+        nctx = NotifierContext(session=self._session, instance=s.instance)
+        for cfg in self.notifier_configs:
+            kind = registry.get(cfg.type)
+            assert kind is not None  # validated with the settings
+            notifier = kind.factory(cfg, nctx)
+            self.notifiers[cfg.name] = notifier
+            self._stack.push_async_callback(notifier.aclose)
+        self._dispatcher = Dispatcher(
+            self.store, self.notifiers, s.retry, s.delivery, self.metrics, clock=self.clock
+        )
+        for src in self.sources:
+            self.metrics.store_up.labels(src.platform.value, src.store).set(1)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    # --- polling ---------------------------------------------------------------------------
+
+    def _route(self, event: Event) -> Sequence[str]:
+        return [n.name for n in self.notifier_configs if n.matches(event.type, event.store)]
+
+    def _encode(self, event: Event) -> bytes:
+        return encode_cloudevent(event, self.settings.instance)
+
+    async def poll(self, source: Source, key: EndpointKey) -> bool:
+        """Poll one endpoint, record the outcome, wake the dispatcher. True on success."""
+        with structlog.contextvars.bound_contextvars(
+            store=key.store, platform=key.platform.value, endpoint=key.endpoint
+        ):
+            return await self._poll(source, key)
+
+    async def _poll(self, source: Source, key: EndpointKey) -> bool:
+        now = self.clock()
+        started = time.perf_counter()
+        platform = key.platform.value
+        result: PollResult | PollError
+        try:
+            result = await source.poll(key, now)
+        except PollError as exc:
+            result = exc
+        except Exception as exc:  # noqa: BLE001 - a source bug must not stop the schedule
+            log.exception("poll raised unexpectedly")
+            result = PollError(
+                FailureKind.INVALID_RESPONSE, f"unexpected {type(exc).__name__}: {exc}", key=key
+            )
+        self.metrics.poll_duration.labels(platform).observe(time.perf_counter() - started)
+        previous_failures = 0
+
+        def judge(view: EndpointView) -> PollOutcome:
+            nonlocal previous_failures
+            previous_failures = view.endpoint.consecutive_failures
+            if isinstance(result, PollError):
+                return judge_failure(view, result, now, self.policy)
+            outcome = judge_success(view, result, now, self.policy)
+            tasks = {**view.tasks, **{t.task_id: t for t in outcome.upserts}}
+            self._count_tasks(key, Counter(t.snapshot.status for t in tasks.values() if not t.gone))
+            return outcome
+
+        try:
+            outcome = await self.store.record_poll(key, judge, self._encode, self._route)
+        except Exception:  # noqa: BLE001 - state unchanged: the next poll sees the same changes
+            log.exception("recording the poll failed; it will be judged again next time")
+            self.metrics.polls.labels(platform, key.store, "error").inc()
+            return False
+        self.last_poll[key] = now
+        self._observe(key, result, outcome, previous_failures, now)
+        if outcome.events:
+            self.dispatcher.wake()
+        return not isinstance(result, PollError)
+
+    def _observe(
+        self,
+        key: EndpointKey,
+        result: PollResult | PollError,
+        outcome: PollOutcome,
+        previous_failures: int,
+        now: datetime,
+    ) -> None:
+        m, platform = self.metrics, key.platform.value
+        if isinstance(result, PollError):
+            m.polls.labels(platform, key.store, "error").inc()
+            m.api_errors.labels(platform, key.store, result.kind.value).inc()
+            fields = {
+                "kind": result.kind.value,
+                "http_status": result.http_status,
+                "request_id": result.request_id,
+                "failures": outcome.endpoint.consecutive_failures,
+            }
+            if previous_failures == 0:
+                log.warning("poll failing", error=result.message, **fields)
+            else:
+                log.debug("poll still failing", error=result.message, **fields)
+        else:
+            m.polls.labels(platform, key.store, "ok").inc()
+            m.last_success.labels(platform, key.store).set(now.timestamp())
+            for problem in result.problems:
+                m.api_errors.labels(platform, key.store, FailureKind.INVALID_RESPONSE.value).inc()
+                log.warning(
+                    "response entry skipped or assumed",
+                    problem=problem,
+                    request_id=result.request_id,
+                )
+            if previous_failures:
+                log.info("poll recovered", after_failures=previous_failures)
+        m.store_up.labels(platform, key.store).set(0 if outcome.health.down else 1)
+        for event in outcome.events:
+            m.events.labels(event.type).inc()
+            prev = event.data.get("previous_status")
+            if event.type.startswith("bulkwatch.task.") and "status" in event.data:
+                if event.type == TaskStatus(event.data["status"]).event_type:
+                    m.transitions.labels(platform, prev or "none", event.data["status"]).inc()
+            log.info("event", type=event.type, id=event.id, subject=event.subject)
+
+    def _count_tasks(self, key: EndpointKey, counts: Counter[TaskStatus]) -> None:
+        per_store = self._task_counts.setdefault(key.store, {})
+        per_store[key.endpoint] = counts
+        total: Counter[TaskStatus] = Counter()
+        for c in per_store.values():
+            total.update(c)
+        for status in TaskStatus:
+            self.metrics.tasks.labels(key.platform.value, key.store, status.value).set(
+                total[status]
+            )
+
+    async def poll_all_once(self, concurrency: int = 64) -> bool:
+        """Poll every endpoint once, at most `concurrency` at a time. True if all succeeded."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(source: Source, key: EndpointKey) -> bool:
+            async with gate:
+                return await self.poll(source, key)
+
+        async with asyncio.TaskGroup() as tg:
+            runs = [tg.create_task(one(src, key)) for src, key in self.endpoints]
+        return all(r.result() for r in runs)
+
+    async def deliver_due_once(self) -> int:
+        """Attempt every delivery that is due now, once. Returns the attempts made."""
+        total = 0
+        while True:
+            attempted = await self.dispatcher.run_once()
+            total += attempted
+            if attempted < self.settings.delivery.batch:
+                break
+        await self.dispatcher.refresh_gauges()
+        return total
+
+    # --- the daemon ------------------------------------------------------------------------
+
+    def _jobs(self) -> list[PollJob]:
+        jobs = []
+        stores = {s.name: s for s in self.settings.stores}
+        for source, key in self.endpoints:
+            cfg = stores[key.store]
+
+            async def run(source: Source = source, key: EndpointKey = key) -> None:
+                task = asyncio.current_task()
+                assert task is not None
+                self._inflight.add(task)
+                try:
+                    await self.poll(source, key)
+                finally:
+                    self._inflight.discard(task)
+
+            jobs.append(PollJob(key, self.settings.interval(cfg), self.settings.jitter(cfg), run))
+        return jobs
+
+    async def serve(
+        self, stop: asyncio.Event, *, grace: float = 10.0, ready: Callable[[], None] | None = None
+    ) -> None:
+        """Run until `stop` is set; then stop polling, finish in-flight work, and return."""
+        scheduler = build_scheduler(
+            self._jobs(),
+            self.clock(),
+            on_missed=lambda job: log.warning("poll missed its slot", job=job),
+            on_error=lambda job, exc: log.error("poll job failed", job=job, error=repr(exc)),
+        )
+        async with asyncio.TaskGroup() as tg:
+            dispatcher = tg.create_task(self.dispatcher.run())
+            housekeeping = tg.create_task(self._housekeeping())
+            scheduler.start()
+            log.info(
+                "bulkwatch started",
+                stores=len(self.sources),
+                endpoints=len(self.endpoints),
+                notifiers=sorted(self.notifiers),
+                version=__version__,
+            )
+            if ready is not None:
+                ready()
+            await stop.wait()
+            log.info("stopping: finishing in-flight polls and deliveries", grace_s=grace)
+            scheduler.pause()
+            if self._inflight:
+                await asyncio.wait(set(self._inflight), timeout=grace)
+            scheduler.shutdown(wait=False)
+            housekeeping.cancel()
+            await self.dispatcher.drain(grace)
+            dispatcher.cancel()
+        log.info("bulkwatch stopped")
+
+    async def _housekeeping(self) -> None:
+        """Outbox gauges every few seconds; pruning of old state every hour."""
+        next_prune = 0.0
+        while True:
+            await self.dispatcher.refresh_gauges()
+            if time.monotonic() >= next_prune:
+                before = self.clock() - timedelta(seconds=self.settings.state.retention)
+                pruned = await self.store.prune(before)
+                if pruned:
+                    log.info("pruned old state", rows=pruned)
+                next_prune = time.monotonic() + 3600
+            await asyncio.sleep(5)

@@ -1,0 +1,206 @@
+"""What each CLI command does, as plain functions of Settings (the CLI only parses)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bulkwatch.app import Engine, utcnow
+from bulkwatch.config import Settings
+from bulkwatch.events import isoformat
+from bulkwatch.logs import configure_logging
+from bulkwatch.store.base import DeliveryStatus, StateStore
+from bulkwatch.store.factory import open_store_from_url
+from bulkwatch.web import start_web
+
+__all__ = [
+    "deliveries_list",
+    "deliveries_retry",
+    "once",
+    "run",
+    "serve_daemon",
+    "status",
+    "summarise",
+]
+
+
+def summarise(settings: Settings, path: Path | None) -> str:
+    """A readable summary of valid settings, without any secret."""
+    lines = [
+        f"config OK: {path}" if path else "config OK",
+        f"instance: {settings.instance}",
+        f"state: {settings.state.url}",
+        f"server: {'http://%s:%d' % (settings.server.host, settings.server.port) if settings.server.enabled else 'disabled'}",
+        f"stores: {len(settings.stores)}",
+    ]
+    for store in settings.stores:
+        host = urlsplit(store.url_base()).netloc
+        token = "file " + str(store.access_token_file) if store.access_token_file else "inline"
+        state = "" if store.enabled else " (disabled)"
+        lines.append(
+            f"  - {store.name}: {store.platform} {host} endpoints={','.join(store.endpoints)} "
+            f"interval={settings.interval(store):g}s token={token}{state}"
+        )
+    lines.append(f"notifiers: {len(settings.notifiers) or 'none (events are logged)'}")
+    for n in settings.notifiers:
+        target = ""
+        url = getattr(n, "url", None)
+        if isinstance(url, str):
+            target = f" -> {urlsplit(url).scheme}://{urlsplit(url).hostname}"
+        lines.append(
+            f"  - {n.name}: {n.type}{target} events={','.join(n.events)} "
+            f"stores={','.join(n.stores)}"
+        )
+    return "\n".join(lines)
+
+
+async def serve_daemon(
+    settings: Settings, stop: asyncio.Event, *, ready: Callable[[], None] | None = None
+) -> None:
+    """The daemon: the engine, its scheduler and the metrics server, until `stop` is set."""
+    async with Engine(settings) as engine:
+        runner = None
+        if settings.server.enabled:
+            runner = await start_web(engine, settings.server.host, settings.server.port)
+        try:
+            await engine.serve(stop, grace=settings.shutdown_grace, ready=ready)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+
+
+def run(settings: Settings) -> int:
+    """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0."""
+    configure_logging(settings.log.level, settings.log.format)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_daemon(settings, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def once(settings: Settings) -> int:
+    """`bulkwatch once`: 0 when every poll succeeded, 1 when any failed."""
+    configure_logging(settings.log.level, settings.log.format)
+
+    async def main() -> bool:
+        async with Engine(settings) as engine:
+            ok = await engine.poll_all_once()
+            await engine.deliver_due_once()
+            return ok
+
+    return 0 if asyncio.run(main()) else 1
+
+
+async def _with_store(settings: Settings) -> StateStore:
+    store = open_store_from_url(settings.state.url)
+    await store.open()
+    return store
+
+
+async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
+    """`bulkwatch status`: tracked tasks per store, with each store's health."""
+    store = await _with_store(settings)
+    try:
+        tasks = await store.list_tasks(only)
+        health = {h.store: h for h in await store.list_health()}
+    finally:
+        await store.close()
+    rows = [
+        {
+            "store": t.snapshot.store,
+            "platform": t.snapshot.platform.value,
+            "endpoint": t.endpoint,
+            "task_id": t.task_id,
+            "status": t.snapshot.status.value,
+            "raw_status": t.snapshot.raw_status,
+            "changed_at": isoformat(t.changed_at),
+            "url": t.snapshot.url,
+            "superseded": t.gone,
+        }
+        for t in tasks
+    ]
+    if as_json:
+        print(json.dumps({"tasks": rows, "down": sorted(h for h in health if health[h].down)}))
+        return 0
+    names = [s.name for s in settings.stores if only in (None, s.name)]
+    for name in names:
+        h = health.get(name)
+        mark = "DOWN" if h is not None and h.down else "up"
+        mine = [r for r in rows if r["store"] == name]
+        print(f"{name} ({mark}): {len(mine)} tracked task(s)")
+        for r in mine:
+            gone = " (superseded)" if r["superseded"] else ""
+            print(
+                f"  {r['endpoint']:<9} {r['task_id']:<40} {r['status']:<10} {r['changed_at']}{gone}"
+            )
+    return 0
+
+
+async def deliveries_list(
+    settings: Settings, status_name: str, notifier: str | None, *, as_json: bool
+) -> int:
+    """`bulkwatch deliveries list`: dead deliveries by default."""
+    store = await _with_store(settings)
+    try:
+        rows = await store.list_deliveries(DeliveryStatus(status_name), notifier=notifier)
+    finally:
+        await store.close()
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": d.id,
+                        "event_id": d.event_id,
+                        "notifier": d.notifier,
+                        "type": d.event_type,
+                        "store": d.store,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "created_at": isoformat(d.created_at),
+                    }
+                    for d in rows
+                ]
+            )
+        )
+        return 0
+    if not rows:
+        print(f"no {status_name} deliveries")
+    for d in rows:
+        print(
+            f"{d.id:>6} {d.notifier:<16} {d.event_type:<28} {d.store:<16} "
+            f"attempts={d.attempts} error={d.last_error or '-'}"
+        )
+    return 0
+
+
+async def deliveries_retry(settings: Settings, ids: list[int], notifier: str | None) -> int:
+    """`bulkwatch deliveries retry`: queue dead deliveries again (all, by id or by notifier)."""
+    store = await _with_store(settings)
+    try:
+        count = await store.requeue_dead(utcnow(), ids=ids or None, notifier=notifier)
+    finally:
+        await store.close()
+    print(f"queued {count} dead deliver{'y' if count == 1 else 'ies'} again")
+    return 0
+
+
+async def simulate(args: argparse.Namespace) -> int:
+    """`bulkwatch simulate`: serve the simulator until interrupted."""
+    raise NotImplementedError
+
+
+def demo(args: argparse.Namespace) -> int:
+    """`bulkwatch demo`: the simulator and the daemon in one process."""
+    raise NotImplementedError

@@ -1,0 +1,297 @@
+"""The dispatcher: delivers outbox rows to notifiers, retries with backoff, dead-letters.
+
+Delivery is at least once. A row is marked only after its attempt finished, so a crash, a
+cancelled send or a store error while marking leaves it pending and it is sent again later,
+with the same event id for receivers to de-duplicate.
+
+Ordering is not guaranteed: the rows of one batch are sent concurrently (up to
+`delivery.concurrency` at a time, several to the same notifier in parallel), and a retried row
+falls behind newer events. Receivers order events by their `time` and the task's status.
+
+Backoff uses "equal jitter": before attempt n+1 the wait is uniform in [d/2, d] with
+d = min(max_delay, initial * 2**n), n = attempts so far. Half the delay stays fixed, so a
+failing receiver gets real breathing room; the random half spreads out the retries of many
+events that failed together. A `Retry-After` from the receiver (capped at max_delay) is a
+lower bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from bulkwatch.config import DeliverySettings, RetrySettings
+from bulkwatch.metrics import Metrics
+from bulkwatch.notifiers.base import DeliveryError, Notifier, OutgoingEvent
+from bulkwatch.store.base import Delivery, DeliveryStatus, StateStore
+
+__all__ = ["Dispatcher", "backoff_delay"]
+
+_log = structlog.get_logger("bulkwatch.dispatcher")
+
+# A floor for the idle wait: should a row fail to be marked (store error), it stays due, and
+# without a floor run() would spin on it.
+_MIN_WAIT = 0.05
+# 2**60 times any sane initial delay is far past max_delay; the cap avoids float overflow.
+_MAX_EXPONENT = 60
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def backoff_delay(
+    retry: RetrySettings,
+    attempts: int,
+    rng: random.Random,
+    retry_after: float | None = None,
+) -> float:
+    """Seconds to wait before the next attempt, after `attempts` failed ones (>= 1)."""
+    ceiling = min(retry.max_delay, retry.initial * 2.0 ** min(max(attempts - 1, 0), _MAX_EXPONENT))
+    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry.max_delay))
+    return delay
+
+
+class Dispatcher:
+    """Sends due outbox rows through their notifiers and records every outcome."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        notifiers: Mapping[str, Notifier],
+        retry: RetrySettings,
+        delivery: DeliverySettings,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._notifiers = dict(notifiers)
+        self._retry = retry
+        self._delivery = delivery
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter only
+        self._slots = asyncio.Semaphore(delivery.concurrency)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy = 0
+        self._stopping = False
+        self._inflight: set[asyncio.Task[bool]] = set()
+
+    def wake(self) -> None:
+        """Ask `run()` to look for due rows now (the app calls this after writing events)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Attempt every due row (up to `delivery.batch`); return how many were attempted.
+
+        Rows whose notifier is gone are dead-lettered and count as attempted; rows not started
+        because `drain()` began are left pending and do not.
+        """
+        if self._stopping:
+            return 0
+        self._busy += 1
+        self._idle.clear()
+        try:
+            due = await self._store.due_deliveries(self._clock(), self._delivery.batch)
+            if not due:
+                return 0
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._process(row)) for row in due]
+                self._inflight.update(tasks)
+                for task in tasks:
+                    task.add_done_callback(self._inflight.discard)
+            return sum(1 for task in tasks if not task.cancelled() and task.result())
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
+
+    async def run(self) -> None:
+        """Deliver until `drain()`: a full batch loops at once, else wait for the next due
+        row, `delivery.idle_interval` or `wake()`, whichever comes first."""
+        await self._refresh_gauges_logged()
+        while not self._stopping:
+            # Cleared before looking, so a wake() during run_once() is not lost.
+            self._wake.clear()
+            try:
+                attempted = await self.run_once()
+            except Exception:  # noqa: BLE001 - any store's errors: log, wait, try again
+                _log.exception("delivery batch failed; retrying shortly")
+                attempted = 0
+            if attempted:
+                await self._refresh_gauges_logged()
+            if attempted >= self._delivery.batch:
+                continue
+            await self._wait(await self._idle_wait())
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a grace period, then cancel
+        """Stop starting sends, let the ones in flight finish for up to `timeout` seconds,
+        then cancel the rest (they stay pending and go out after the next start)."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            pending = [task for task in self._inflight if not task.done()]
+            _log.warning(
+                "delivery drain timed out; cancelling in-flight deliveries",
+                in_flight=len(pending),
+                timeout=timeout,
+            )
+            for task in pending:
+                task.cancel()
+            await self._idle.wait()
+
+    async def refresh_gauges(self) -> None:
+        """Set `outbox_pending` and `outbox_dead` of every configured notifier from the store."""
+        counts = await self._store.outbox_counts()
+        for name in self._notifiers:
+            pending = counts.get((name, DeliveryStatus.PENDING), 0)
+            dead = counts.get((name, DeliveryStatus.DEAD), 0)
+            self._metrics.outbox_pending.labels(notifier=name).set(pending)
+            self._metrics.outbox_dead.labels(notifier=name).set(dead)
+
+    async def _refresh_gauges_logged(self) -> None:
+        try:
+            await self.refresh_gauges()
+        except Exception:  # noqa: BLE001 - a gauge is never worth stopping delivery for
+            _log.exception("could not refresh outbox gauges")
+
+    async def _idle_wait(self) -> float:
+        wait = self._delivery.idle_interval
+        try:
+            next_due = await self._store.next_due_at()
+        except Exception:  # noqa: BLE001 - any store's errors; the idle interval still works
+            _log.exception("could not read the next due delivery")
+            return wait
+        if next_due is not None:
+            wait = min(wait, (_aware(next_due) - self._clock()).total_seconds())
+        return max(wait, _MIN_WAIT)
+
+    async def _wait(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _process(self, row: Delivery) -> bool:
+        """Attempt one row and record the outcome; False when it was left for later."""
+        try:
+            return await self._attempt(row)
+        except Exception:  # noqa: BLE001 - any store's errors: the row stays pending, is resent
+            _log.exception(
+                "could not record a delivery outcome; it will be attempted again",
+                notifier=row.notifier,
+                event_id=row.event_id,
+            )
+            return True
+
+    async def _attempt(self, row: Delivery) -> bool:
+        notifier = self._notifiers.get(row.notifier)
+        if notifier is None:
+            await self._dead(row, row.attempts, f"notifier {row.notifier} is not configured")
+            return True
+        try:
+            cloudevent = json.loads(row.body)
+        except ValueError:
+            await self._dead(row, row.attempts, "stored event body is not valid JSON")
+            return True
+        attempt = row.attempts + 1
+        event = OutgoingEvent(
+            id=row.event_id,
+            type=row.event_type,
+            store=row.store,
+            body=row.body,
+            cloudevent=cloudevent if isinstance(cloudevent, dict) else {},
+            attempt=attempt,
+        )
+        async with self._slots:
+            if self._stopping:
+                return False
+            error = await self._send(notifier, event)
+        await self._record(row, attempt, error)
+        return True
+
+    async def _send(self, notifier: Notifier, event: OutgoingEvent) -> DeliveryError | None:
+        started = time.perf_counter()
+        try:
+            await notifier.send(event)
+        except DeliveryError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a notifier's bug must not stop delivery
+            _log.exception(
+                "notifier raised an unexpected error; treating it as retryable",
+                notifier=notifier.name,
+                event_id=event.id,
+                event_type=event.type,
+            )
+            return DeliveryError(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._metrics.delivery_duration.labels(notifier=notifier.name).observe(
+                time.perf_counter() - started
+            )
+        return None
+
+    async def _record(self, row: Delivery, attempt: int, error: DeliveryError | None) -> None:
+        now = self._clock()
+        if error is None:
+            await self._store.mark_delivered(row.id, now)
+            self._count(row, "delivered")
+            _log.debug("delivered", notifier=row.notifier, event_id=row.event_id, attempt=attempt)
+            return
+        message = str(error) or type(error).__name__
+        if error.permanent:
+            await self._dead(row, attempt, message)
+            return
+        age = (now - _aware(row.created_at)).total_seconds()
+        if attempt >= self._retry.max_attempts:
+            await self._dead(row, attempt, f"{message} (gave up after {attempt} attempts)")
+            return
+        if age >= self._retry.max_age:
+            await self._dead(row, attempt, f"{message} (gave up after {age:.0f}s)")
+            return
+        delay = backoff_delay(self._retry, attempt, self._rng, error.retry_after)
+        next_at = now + timedelta(seconds=delay)
+        await self._store.mark_retry(
+            row.id, attempts=attempt, next_attempt_at=next_at, error=message
+        )
+        self._count(row, "retry")
+        _log.warning(
+            "delivery failed",
+            **_fields(row),
+            attempt=attempt,
+            error=message,
+            next_attempt_at=next_at.isoformat(),
+        )
+
+    async def _dead(self, row: Delivery, attempts: int, error: str) -> None:
+        await self._store.mark_dead(row.id, attempts=attempts, error=error)
+        self._count(row, "dead")
+        _log.error("delivery dead-lettered", **_fields(row), attempts=attempts, error=error)
+
+    def _count(self, row: Delivery, outcome: str) -> None:
+        self._metrics.deliveries.labels(notifier=row.notifier, outcome=outcome).inc()
+
+
+def _fields(row: Delivery) -> dict[str, Any]:
+    return {"notifier": row.notifier, "event_id": row.event_id, "event_type": row.event_type}
+
+
+def _aware(value: datetime) -> datetime:
+    # Stores hand back UTC; a naive value from a store that dropped the offset is UTC too.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,0 +1,240 @@
+"""The `webhook` notifier: POSTs the CloudEvent, signed the Standard Webhooks way.
+
+The outbox body is sent byte for byte, so the signature covers exactly what was stored and a
+redelivery is identical to the first attempt (apart from the timestamp and signature).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Literal
+
+import aiohttp
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from yarl import URL
+
+from bulkwatch import __version__
+from bulkwatch.durations import Duration
+from bulkwatch.notifiers.base import (
+    DeliveryError,
+    Notifier,
+    NotifierConfig,
+    NotifierContext,
+    OutgoingEvent,
+)
+from bulkwatch.notifiers.registry import NotifierType
+
+__all__ = [
+    "CONTENT_TYPE",
+    "TYPE",
+    "WebhookNotifier",
+    "WebhookNotifierConfig",
+    "parse_retry_after",
+    "sign",
+]
+
+CONTENT_TYPE = "application/cloudevents+json"
+_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
+_SECRET_HINT = "must be 'whsec_' followed by base64 (a Standard Webhooks secret)"  # noqa: S105
+# Headers bulkwatch sets itself: letting config override them would break the contract.
+_RESERVED_HEADERS = frozenset(
+    {"content-type", "content-length", "webhook-id", "webhook-timestamp", "webhook-signature"}
+)
+_RETRYABLE_4XX = frozenset({408, 429})
+
+
+def _decode_secret(value: str) -> bytes:
+    """The HMAC key of a `whsec_` secret; ValueError (without the secret) when malformed."""
+    if not value.startswith(_SECRET_PREFIX):
+        raise ValueError(_SECRET_HINT)
+    encoded = value.removeprefix(_SECRET_PREFIX)
+    try:
+        # Secrets are often written without padding; Standard Webhooks libraries accept that.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError(_SECRET_HINT) from None
+    if not key:
+        raise ValueError(f"{_SECRET_HINT}; the key is empty")
+    return key
+
+
+class WebhookNotifierConfig(NotifierConfig):
+    """Config of the `webhook` notifier. `secret`/`secret_file` turn on signing."""
+
+    # The input of a failed validation may be a secret: keep it out of error messages.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    type: Literal["webhook"] = "webhook"
+    url: str
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    timeout: Duration = Field(default=10.0, gt=0)
+    # Extra headers often carry tokens (Authorization): keep them out of repr.
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        try:
+            url = URL(value)
+        except ValueError:
+            raise ValueError("not a valid URL") from None
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _decode_secret(value.get_secret_value())
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(name for name in value if name.lower() in _RESERVED_HEADERS)
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} is set by bulkwatch and cannot be overridden")
+        return value
+
+    @model_validator(mode="after")
+    def _read_secret_file(self) -> WebhookNotifierConfig:
+        if self.secret_file is None:
+            return self
+        if self.secret is not None:
+            raise ValueError("give secret or secret_file, not both")
+        path = self.secret_file
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"secret_file: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"secret_file: {path} is not UTF-8 text") from None
+        try:
+            _decode_secret(text)
+        except ValueError as exc:
+            raise ValueError(f"secret_file: the content of {path} {exc}") from None
+        # The model is frozen; this runs once, during validation, before anyone sees it.
+        object.__setattr__(self, "secret", SecretStr(text))
+        return self
+
+
+def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks `webhook-signature` value for one message."""
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta seconds or HTTP-date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class WebhookNotifier:
+    """POSTs events to one URL through the app's shared aiohttp session."""
+
+    def __init__(
+        self,
+        config: WebhookNotifierConfig,
+        session: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = config.name
+        self._url = config.url
+        self._session = session
+        self._clock = clock
+        self._timeout_s = config.timeout
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+        self._key = _decode_secret(config.secret.get_secret_value()) if config.secret else None
+        self._headers = {"User-Agent": f"bulkwatch/{__version__}", **config.headers}
+
+    async def send(self, event: OutgoingEvent) -> None:
+        """POST the event; return on 2xx, raise `DeliveryError` otherwise."""
+        headers = {**self._headers, "Content-Type": CONTENT_TYPE}
+        if self._key is not None:
+            timestamp = int(self._clock())
+            headers["webhook-id"] = event.id
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = sign(self._key, event.id, timestamp, event.body)
+        try:
+            async with self._session.post(
+                self._url,
+                data=event.body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                raise_for_status=False,
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError:
+            # aiohttp's own timeout errors subclass TimeoutError as well.
+            raise DeliveryError(f"timeout after {self._timeout_s:g}s") from None
+        except aiohttp.ClientConnectorDNSError:
+            raise DeliveryError("DNS lookup failed") from None
+        except aiohttp.ClientSSLError as exc:
+            raise DeliveryError(f"TLS error: {type(exc).__name__}") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise DeliveryError(_connect_message(exc.os_error)) from None
+        except aiohttp.ServerDisconnectedError:
+            raise DeliveryError("server disconnected before responding") from None
+        except aiohttp.ClientError as exc:
+            # Messages of other client errors may quote the URL, which can hold a token.
+            raise DeliveryError(f"HTTP client error: {type(exc).__name__}") from None
+        _judge(status, retry_after)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the session belongs to the app."""
+
+
+def _connect_message(error: OSError) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset"
+    return f"connection failed: {error.strerror or type(error).__name__}"
+
+
+def _judge(status: int, retry_after_header: str | None) -> None:
+    """Map an HTTP status to success or a `DeliveryError` of the right kind."""
+    if 200 <= status < 300:
+        return
+    message = f"HTTP {status} from webhook"
+    if status in _RETRYABLE_4XX or status >= 500:
+        retry_after = parse_retry_after(retry_after_header, datetime.now(UTC))
+        raise DeliveryError(message, retry_after=retry_after)
+    if 300 <= status < 400:
+        raise DeliveryError(f"{message} (redirects are not followed)", permanent=True)
+    raise DeliveryError(message, permanent=True)
+
+
+def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
+    if not isinstance(config, WebhookNotifierConfig):
+        raise TypeError(
+            f"webhook notifier needs a WebhookNotifierConfig, got {type(config).__name__}"
+        )
+    return WebhookNotifier(config, context.session)
+
+
+TYPE = NotifierType("webhook", WebhookNotifierConfig, _factory)

@@ -1,0 +1,343 @@
+"""The SQLite schema: tables, migrations (`PRAGMA user_version`), and how rows map to objects.
+
+Datetimes are stored as fixed-width UTC ISO strings (`2026-11-23T10:00:00.000000+00:00`): they
+round-trip to the microsecond, sort and compare correctly as text, and stay readable in the
+`sqlite3` shell when an operator inspects the outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bulkwatch.domain import (
+    EndpointKey,
+    EndpointState,
+    Platform,
+    StoreHealth,
+    TaskSnapshot,
+    TaskStatus,
+    TrackedTask,
+)
+from bulkwatch.store.base import Delivery, DeliveryStatus
+
+__all__ = [
+    "DELIVERY_COLUMNS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TASK_COLUMNS",
+    "SchemaTooNewError",
+    "delivery_from_row",
+    "dt",
+    "dt_required",
+    "endpoint_from_row",
+    "endpoint_params",
+    "health_from_row",
+    "health_params",
+    "immediate",
+    "migrate",
+    "task_from_row",
+    "task_params",
+    "ts",
+    "ts_or_none",
+]
+
+_V1 = (
+    """
+    CREATE TABLE tasks (
+        store TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        operation_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        raw_status TEXT NOT NULL,  -- JSON, so an int stays an int and a str a str
+        observed_at TEXT NOT NULL,
+        url TEXT,
+        partial_data_url TEXT,
+        error_code TEXT,
+        reason TEXT,
+        completed_count INTEGER,
+        created_at TEXT,
+        completed_at TEXT,
+        expires_at TEXT,
+        endpoint TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        changed_at TEXT NOT NULL,
+        silent_baseline INTEGER NOT NULL,
+        stalled_notified INTEGER NOT NULL,
+        expiring_notified INTEGER NOT NULL,
+        gone INTEGER NOT NULL,
+        PRIMARY KEY (store, platform, task_id)
+    )
+    """,
+    # Every poll loads one endpoint's tasks.
+    "CREATE INDEX tasks_by_endpoint ON tasks (store, platform, endpoint)",
+    """
+    CREATE TABLE endpoints (
+        store TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        baselined INTEGER NOT NULL,
+        consecutive_failures INTEGER NOT NULL,
+        current_task_id TEXT,
+        last_success_at TEXT,
+        last_failure TEXT,
+        PRIMARY KEY (store, platform, endpoint)
+    )
+    """,
+    """
+    CREATE TABLE store_health (
+        store TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        down INTEGER NOT NULL,
+        outage INTEGER NOT NULL,
+        failing_endpoints TEXT NOT NULL,  -- JSON array, sorted
+        PRIMARY KEY (store, platform)
+    )
+    """,
+    # AUTOINCREMENT: ids are shown by `deliveries list` and passed back to `deliveries retry`,
+    # so an id must never be reused after prune deletes the newest rows.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        notifier TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        store TEXT NOT NULL,
+        body BLOB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        delivered_at TEXT,
+        UNIQUE (event_id, notifier)
+    )
+    """,
+    # The dispatcher's hot query; rowid (= id) is the implicit last column, so
+    # ORDER BY next_attempt_at, id is served by this index too.
+    "CREATE INDEX outbox_due ON outbox (status, next_attempt_at)",
+)
+
+TASK_COLUMNS = (
+    "store, platform, task_id, operation_type, status, raw_status, observed_at, url, "
+    "partial_data_url, error_code, reason, completed_count, created_at, completed_at, "
+    "expires_at, endpoint, seq, first_seen_at, changed_at, silent_baseline, stalled_notified, "
+    "expiring_notified, gone"
+)
+DELIVERY_COLUMNS = (
+    "id, event_id, notifier, event_type, store, body, status, attempts, created_at, "
+    "next_attempt_at, last_error, delivered_at"
+)
+
+
+def ts(value: datetime) -> str:
+    """The stored form of a datetime: fixed-width UTC ISO 8601, microseconds included."""
+    # Naive datetimes are UTC throughout bulkwatch (as in events.isoformat). The fixed-width
+    # form is what makes text comparison in SQL agree with time order.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def ts_or_none(value: datetime | None) -> str | None:
+    """`ts`, passing None through."""
+    return None if value is None else ts(value)
+
+
+def dt(value: str | None) -> datetime | None:
+    """A stored datetime read back as an aware UTC datetime; None passes through."""
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def dt_required(value: str) -> datetime:
+    """A stored, non-null datetime read back as an aware UTC datetime."""
+    return datetime.fromisoformat(value)
+
+
+def health_params(h: StoreHealth) -> tuple[Any, ...]:
+    """Store health as (store, platform, down, outage, failing_endpoints) parameters."""
+    return (h.store, h.platform.value, h.down, h.outage, json.dumps(sorted(h.failing_endpoints)))
+
+
+def endpoint_params(e: EndpointState) -> tuple[Any, ...]:
+    """Endpoint state as parameters in `endpoints` column order."""
+    k = e.key
+    return (
+        k.store,
+        k.platform.value,
+        k.endpoint,
+        e.baselined,
+        e.consecutive_failures,
+        e.current_task_id,
+        ts_or_none(e.last_success_at),
+        e.last_failure,
+    )
+
+
+def task_params(task: TrackedTask) -> tuple[Any, ...]:
+    """A tracked task as parameters in `TASK_COLUMNS` order."""
+    s = task.snapshot
+    return (
+        s.store,
+        s.platform.value,
+        s.task_id,
+        s.operation_type,
+        s.status.value,
+        json.dumps(s.raw_status),
+        ts(s.observed_at),
+        s.url,
+        s.partial_data_url,
+        s.error_code,
+        s.reason,
+        s.completed_count,
+        ts_or_none(s.created_at),
+        ts_or_none(s.completed_at),
+        ts_or_none(s.expires_at),
+        task.endpoint,
+        task.seq,
+        ts(task.first_seen_at),
+        ts(task.changed_at),
+        task.silent_baseline,
+        task.stalled_notified,
+        task.expiring_notified,
+        task.gone,
+    )
+
+
+def task_from_row(r: Sequence[Any]) -> TrackedTask:
+    """A row selected with `TASK_COLUMNS` as a tracked task."""
+    snapshot = TaskSnapshot(
+        platform=Platform(r[1]),
+        store=r[0],
+        task_id=r[2],
+        operation_type=r[3],
+        status=TaskStatus(r[4]),
+        raw_status=json.loads(r[5]),
+        observed_at=dt_required(r[6]),
+        url=r[7],
+        partial_data_url=r[8],
+        error_code=r[9],
+        reason=r[10],
+        completed_count=r[11],
+        created_at=dt(r[12]),
+        completed_at=dt(r[13]),
+        expires_at=dt(r[14]),
+    )
+    return TrackedTask(
+        snapshot=snapshot,
+        endpoint=r[15],
+        seq=r[16],
+        first_seen_at=dt_required(r[17]),
+        changed_at=dt_required(r[18]),
+        silent_baseline=bool(r[19]),
+        stalled_notified=bool(r[20]),
+        expiring_notified=bool(r[21]),
+        gone=bool(r[22]),
+    )
+
+
+def delivery_from_row(r: Sequence[Any]) -> Delivery:
+    """A row selected with `DELIVERY_COLUMNS` as a delivery."""
+    return Delivery(
+        id=r[0],
+        event_id=r[1],
+        notifier=r[2],
+        event_type=r[3],
+        store=r[4],
+        body=bytes(r[5]),
+        status=DeliveryStatus(r[6]),
+        attempts=r[7],
+        created_at=dt_required(r[8]),
+        next_attempt_at=dt_required(r[9]),
+        last_error=r[10],
+        delivered_at=dt(r[11]),
+    )
+
+
+def endpoint_from_row(key: EndpointKey, r: Sequence[Any]) -> EndpointState:
+    """An `endpoints` row (without its key columns) as endpoint state."""
+    return EndpointState(
+        key=key,
+        baselined=bool(r[0]),
+        consecutive_failures=r[1],
+        current_task_id=r[2],
+        last_success_at=dt(r[3]),
+        last_failure=r[4],
+    )
+
+
+def health_from_row(store: str, platform: Platform, r: Sequence[Any]) -> StoreHealth:
+    """A `store_health` row (down, outage, failing_endpoints) as store health."""
+    return StoreHealth(
+        store=store,
+        platform=platform,
+        down=bool(r[0]),
+        outage=r[1],
+        failing_endpoints=frozenset(json.loads(r[2])),
+    )
+
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    for statement in _V1:
+        conn.execute(statement)
+
+
+# MIGRATIONS[n] takes a database from user_version n to n + 1. Append; never edit a released one.
+MIGRATIONS: tuple[Migration, ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer bulkwatch; downgrading it is not supported."""
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction: commit on success, roll back on any exception and re-raise it.
+
+    IMMEDIATE takes the write lock before the first read, so nothing read inside can change
+    under us (another process on the file) before we write. `conn` must be in autocommit mode
+    (`isolation_level=None`).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _check_version(found: int) -> None:
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"the state database has schema version {found}, but this bulkwatch only "
+            f"knows versions up to {SCHEMA_VERSION}; upgrade bulkwatch"
+        )
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to `SCHEMA_VERSION` in one transaction; return the version found.
+
+    The version is read inside the write transaction, so two processes starting together on
+    a fresh file cannot both create the tables.
+    """
+    with immediate(conn):
+        (found,) = conn.execute("PRAGMA user_version").fetchone()
+        _check_version(found)
+        for step in MIGRATIONS[found:]:
+            step(conn)
+        if found != SCHEMA_VERSION:
+            # user_version lives in the database header, so it commits with the tables.
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+    return int(found)

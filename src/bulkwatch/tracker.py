@@ -1,0 +1,202 @@
+"""The tracker: compare what a poll saw with what was stored, and decide the events.
+
+Pure functions of (stored view, poll result or error, now): no I/O, no clock, no randomness,
+so every rule of DESIGN.md is tested with plain values. The store runs `judge_*` inside the
+transaction that writes its outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bulkwatch.domain import (
+    EndpointState,
+    Event,
+    PollError,
+    PollResult,
+    StoreHealth,
+    TaskSnapshot,
+    TaskStatus,
+    TrackedTask,
+)
+from bulkwatch.events import (
+    STORE_DOWN,
+    STORE_UP,
+    TASK_EXPIRING,
+    TASK_STALLED,
+    TASK_SUPERSEDED,
+    store_event,
+    task_event,
+)
+from bulkwatch.store.base import EndpointView, PollOutcome
+
+__all__ = ["Policy", "judge_failure", "judge_success"]
+
+_STALLABLE = frozenset({TaskStatus.CREATED, TaskStatus.RUNNING})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    stall_after: timedelta = timedelta(hours=6)
+    expiry_warning: timedelta = timedelta(hours=1)
+    down_after: int = 3
+
+
+def judge_success(
+    view: EndpointView, result: PollResult, now: datetime, policy: Policy
+) -> PollOutcome:
+    """The outcome of a successful poll: task events, superseded tasks, and recovery."""
+    endpoint = view.endpoint
+    baseline = not endpoint.baselined
+    events: list[Event] = []
+    upserts: list[TrackedTask] = []
+
+    for snap in result.tasks:
+        tracked, new_events = _observe(
+            view.tasks.get(snap.task_id), snap, endpoint.key.endpoint, now, baseline
+        )
+        tracked, late_events = _timers(tracked, now, policy)
+        new_events.extend(late_events)
+        events.extend(new_events)
+        if tracked is not view.tasks.get(snap.task_id):
+            upserts.append(tracked)
+
+    current_id = result.tasks[0].task_id if result.exclusive and result.tasks else None
+    if result.exclusive and endpoint.current_task_id not in (None, current_id):
+        old = view.tasks.get(endpoint.current_task_id or "")
+        if old is not None and not old.gone:
+            upserts.append(dataclasses.replace(old, gone=True, changed_at=now))
+            if not old.snapshot.status.terminal:
+                events.append(
+                    task_event(
+                        TASK_SUPERSEDED,
+                        old.snapshot,
+                        seq=old.seq,
+                        previous=None,
+                        now=now,
+                        extra={"superseded_by": current_id},
+                    )
+                )
+
+    health = view.health
+    failing = health.failing_endpoints - {endpoint.key.endpoint}
+    if health.down and not failing:
+        events.append(
+            store_event(
+                STORE_UP,
+                store=health.store,
+                platform=health.platform,
+                outage=health.outage,
+                now=now,
+                reason="polls succeed again",
+                extra={"endpoint": endpoint.key.endpoint},
+            )
+        )
+        health = dataclasses.replace(health, down=False, failing_endpoints=failing)
+    elif failing != health.failing_endpoints:
+        health = dataclasses.replace(health, failing_endpoints=failing)
+
+    endpoint = dataclasses.replace(
+        endpoint,
+        baselined=True,
+        consecutive_failures=0,
+        current_task_id=current_id if result.exclusive else None,
+        last_success_at=now,
+        last_failure=None,
+    )
+    return PollOutcome(health=health, endpoint=endpoint, upserts=upserts, events=events)
+
+
+def judge_failure(
+    view: EndpointView, error: PollError, now: datetime, policy: Policy
+) -> PollOutcome:
+    """The outcome of a failed poll: never a task change; `store.down` once per outage."""
+    endpoint = dataclasses.replace(
+        view.endpoint,
+        consecutive_failures=view.endpoint.consecutive_failures + 1,
+        last_failure=str(error),
+    )
+    health = view.health
+    failing = health.failing_endpoints | {endpoint.key.endpoint}
+    events: list[Event] = []
+    if not health.down and endpoint.consecutive_failures >= policy.down_after:
+        outage = health.outage + 1
+        events.append(
+            store_event(
+                STORE_DOWN,
+                store=health.store,
+                platform=health.platform,
+                outage=outage,
+                now=now,
+                reason=error.message,
+                extra={
+                    "endpoint": endpoint.key.endpoint,
+                    "kind": error.kind.value,
+                    "http_status": error.http_status,
+                    "request_id": error.request_id,
+                    "consecutive_failures": endpoint.consecutive_failures,
+                },
+            )
+        )
+        health = dataclasses.replace(health, down=True, outage=outage, failing_endpoints=failing)
+    elif failing != health.failing_endpoints:
+        health = dataclasses.replace(health, failing_endpoints=failing)
+    return PollOutcome(health=health, endpoint=endpoint, events=events)
+
+
+def _observe(
+    old: TrackedTask | None, snap: TaskSnapshot, endpoint: str, now: datetime, baseline: bool
+) -> tuple[TrackedTask, list[Event]]:
+    """Apply one snapshot to one task's stored state."""
+    if old is None:
+        if baseline and snap.status.terminal:
+            # Finished before we started watching: remember it, say nothing.
+            return TrackedTask(snap, endpoint, 0, now, now, silent_baseline=True), []
+        event = task_event(snap.status.event_type, snap, seq=0, previous=None, now=now)
+        return TrackedTask(snap, endpoint, 0, now, now), [event]
+
+    prev = old.snapshot
+    if snap.status != prev.status or snap.raw_status != prev.raw_status:
+        seq = old.seq + 1
+        event = task_event(snap.status.event_type, snap, seq=seq, previous=prev.status, now=now)
+        return dataclasses.replace(old, snapshot=snap, seq=seq, changed_at=now, gone=False), [event]
+    if old.gone or _details_changed(prev, snap):
+        return dataclasses.replace(old, snapshot=snap, gone=False), []
+    return old, []
+
+
+def _details_changed(prev: TaskSnapshot, snap: TaskSnapshot) -> bool:
+    """True when anything but the observation time differs (url, counts, dates...)."""
+    return dataclasses.replace(prev, observed_at=snap.observed_at) != snap
+
+
+def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTask, list[Event]]:
+    """`task.stalled` and `task.expiring`, each at most once per task."""
+    snap = task.snapshot
+    events: list[Event] = []
+    if snap.status in _STALLABLE and not task.stalled_notified:
+        started = snap.created_at or task.first_seen_at
+        if now - started >= policy.stall_after:
+            events.append(
+                task_event(
+                    TASK_STALLED,
+                    snap,
+                    seq=task.seq,
+                    previous=None,
+                    now=now,
+                    extra={"stalled_for_s": round((now - started).total_seconds())},
+                )
+            )
+            task = dataclasses.replace(task, stalled_notified=True)
+    if (
+        snap.status is TaskStatus.COMPLETED
+        and snap.expires_at is not None
+        and not task.expiring_notified
+        and not task.silent_baseline
+        and now < snap.expires_at <= now + policy.expiry_warning
+    ):
+        events.append(task_event(TASK_EXPIRING, snap, seq=task.seq, previous=None, now=now))
+        task = dataclasses.replace(task, expiring_notified=True)
+    return task, events

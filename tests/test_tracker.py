@@ -1,0 +1,288 @@
+"""The tracker rules of DESIGN.md, on plain values with a fixed clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bulkwatch.domain import (
+    EndpointKey,
+    EndpointState,
+    FailureKind,
+    Platform,
+    PollError,
+    PollResult,
+    StoreHealth,
+    TaskSnapshot,
+    TaskStatus,
+    TrackedTask,
+)
+from bulkwatch.store.base import EndpointView, PollOutcome
+from bulkwatch.tracker import Policy, judge_failure, judge_success
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+LAZZA = EndpointKey("lazza-main", Platform.SHOPLAZZA, "tasks")
+LINE = EndpointKey("line-main", Platform.SHOPLINE, "QUERY")
+POLICY = Policy()
+
+
+def snap(
+    key: EndpointKey, task_id: str, status: TaskStatus, at: datetime = T0, **kw: object
+) -> TaskSnapshot:
+    raw: object = kw.pop("raw_status", status.value)
+    return TaskSnapshot(
+        platform=key.platform,
+        store=key.store,
+        task_id=task_id,
+        operation_type="QUERY",
+        status=status,
+        raw_status=raw,  # type: ignore[arg-type]
+        observed_at=at,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+class Endpoint:
+    """Replays polls through the tracker the way the store does, keeping state in memory."""
+
+    def __init__(self, key: EndpointKey, policy: Policy = POLICY) -> None:
+        self.key = key
+        self.policy = policy
+        self.health = StoreHealth(key.store, key.platform)
+        self.state = EndpointState(key)
+        self.tasks: dict[str, TrackedTask] = {}
+
+    def _apply(self, outcome: PollOutcome) -> list[tuple[str, str | None, str | None]]:
+        self.health, self.state = outcome.health, outcome.endpoint
+        for task in outcome.upserts:
+            self.tasks[task.task_id] = task
+        return [
+            (e.type, e.data.get("task_id"), e.data.get("previous_status")) for e in outcome.events
+        ]
+
+    def view(self) -> EndpointView:
+        return EndpointView(self.health, self.state, dict(self.tasks))
+
+    def ok(
+        self, *snaps: TaskSnapshot, at: datetime = T0
+    ) -> list[tuple[str, str | None, str | None]]:
+        result = PollResult(self.key, snaps, exclusive=self.key.platform is Platform.SHOPLINE)
+        self.last = judge_success(self.view(), result, at, self.policy)
+        return self._apply(self.last)
+
+    def fail(
+        self, at: datetime = T0, kind: FailureKind = FailureKind.SERVER
+    ) -> list[tuple[str, str | None, str | None]]:
+        error = PollError(kind, "HTTP 503 from platform", key=self.key, http_status=503)
+        self.last = judge_failure(self.view(), error, at, self.policy)
+        return self._apply(self.last)
+
+
+def test_baseline_records_terminal_tasks_silently_and_reports_live_ones() -> None:
+    ep = Endpoint(LAZZA)
+    events = ep.ok(
+        snap(LAZZA, "done", TaskStatus.COMPLETED),
+        snap(LAZZA, "live", TaskStatus.RUNNING),
+    )
+    assert events == [("bulkwatch.task.running", "live", None)]
+    assert ep.tasks["done"].silent_baseline
+    assert ep.state.baselined
+
+
+def test_task_first_seen_after_baseline_emits_its_current_status_only() -> None:
+    ep = Endpoint(LAZZA)
+    ep.ok()
+    assert ep.ok(snap(LAZZA, "fast", TaskStatus.COMPLETED)) == [
+        ("bulkwatch.task.completed", "fast", None)
+    ]
+
+
+def test_each_status_change_emits_one_event_with_previous_status() -> None:
+    ep = Endpoint(LAZZA)
+    ep.ok(snap(LAZZA, "a", TaskStatus.CREATED))
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.RUNNING)) == [
+        ("bulkwatch.task.running", "a", "CREATED")
+    ]
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.RUNNING)) == []
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.COMPLETED)) == [
+        ("bulkwatch.task.completed", "a", "RUNNING")
+    ]
+    assert ep.tasks["a"].seq == 2
+
+
+def test_skipped_states_are_not_invented() -> None:
+    ep = Endpoint(LAZZA)
+    ep.ok(snap(LAZZA, "a", TaskStatus.CREATED))
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.COMPLETED)) == [
+        ("bulkwatch.task.completed", "a", "CREATED")
+    ]
+
+
+def test_raw_status_change_within_unknown_counts_as_a_change() -> None:
+    ep = Endpoint(LAZZA)
+    ep.ok(snap(LAZZA, "a", TaskStatus.UNKNOWN, raw_status=7))
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.UNKNOWN, raw_status=8)) == [
+        ("bulkwatch.task.unknown", "a", "UNKNOWN")
+    ]
+
+
+def test_task_dropping_out_of_the_shoplazza_list_is_not_an_event() -> None:
+    ep = Endpoint(LAZZA)
+    ep.ok(snap(LAZZA, "a", TaskStatus.RUNNING))
+    assert ep.ok() == []
+    assert not ep.tasks["a"].gone
+
+
+def test_detail_change_without_status_change_updates_state_without_event() -> None:
+    ep = Endpoint(LINE)
+    ep.ok(snap(LINE, "a", TaskStatus.RUNNING, completed_count=1))
+    assert ep.ok(snap(LINE, "a", TaskStatus.RUNNING, completed_count=50)) == []
+    assert ep.tasks["a"].snapshot.completed_count == 50
+
+
+def test_unchanged_task_is_not_rewritten() -> None:
+    ep = Endpoint(LINE)
+    ep.ok(snap(LINE, "a", TaskStatus.RUNNING))
+    ep.ok(snap(LINE, "a", TaskStatus.RUNNING, at=T0 + timedelta(minutes=1)))
+    assert list(ep.last.upserts) == []
+
+
+@pytest.mark.parametrize(
+    ("old_status", "events"),
+    [
+        (
+            TaskStatus.RUNNING,
+            [("bulkwatch.task.superseded", "old", None), ("bulkwatch.task.created", "new", None)],
+        ),
+        (TaskStatus.COMPLETED, [("bulkwatch.task.created", "new", None)]),
+    ],
+)
+def test_shopline_task_replaced_while_live_is_superseded(
+    old_status: TaskStatus, events: list[tuple[str, str | None, str | None]]
+) -> None:
+    ep = Endpoint(LINE)
+    ep.ok(snap(LINE, "old", old_status))
+    got = ep.ok(snap(LINE, "new", TaskStatus.CREATED))
+    assert sorted(got) == sorted(events)
+    assert ep.tasks["old"].gone
+    superseded = [e for e in ep.last.events if e.type == "bulkwatch.task.superseded"]
+    if superseded:
+        assert superseded[0].data["status"] == "RUNNING"
+        assert superseded[0].data["superseded_by"] == "new"
+
+
+def test_superseded_by_is_null_when_endpoint_shows_no_task() -> None:
+    ep = Endpoint(LINE)
+    ep.ok(snap(LINE, "old", TaskStatus.RUNNING))
+    assert ep.ok() == [("bulkwatch.task.superseded", "old", None)]
+    assert ep.last.events[0].data["superseded_by"] is None
+    assert ep.ok() == []
+
+
+def test_stalled_once_after_stall_after_from_created_at() -> None:
+    ep = Endpoint(LINE, Policy(stall_after=timedelta(hours=1)))
+    created = T0 - timedelta(minutes=30)
+    ep.ok(snap(LINE, "a", TaskStatus.RUNNING, created_at=created))
+    later = T0 + timedelta(minutes=31)
+    assert ep.ok(snap(LINE, "a", TaskStatus.RUNNING, at=later, created_at=created), at=later) == [
+        ("bulkwatch.task.stalled", "a", None)
+    ]
+    even_later = later + timedelta(hours=2)
+    assert ep.ok(snap(LINE, "a", TaskStatus.RUNNING, created_at=created), at=even_later) == []
+
+
+def test_stall_without_created_at_counts_from_first_observation() -> None:
+    ep = Endpoint(LAZZA, Policy(stall_after=timedelta(hours=1)))
+    ep.ok(snap(LAZZA, "a", TaskStatus.CREATED))
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.CREATED), at=T0 + timedelta(minutes=59)) == []
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.CREATED), at=T0 + timedelta(hours=1)) == [
+        ("bulkwatch.task.stalled", "a", None)
+    ]
+
+
+def test_expiring_once_for_completed_task_within_warning() -> None:
+    ep = Endpoint(LINE)
+    ep.ok(snap(LINE, "a", TaskStatus.RUNNING))
+    expires = T0 + timedelta(hours=12)
+    done = snap(LINE, "a", TaskStatus.COMPLETED, expires_at=expires)
+    assert ep.ok(done) == [("bulkwatch.task.completed", "a", "RUNNING")]
+    near = expires - timedelta(minutes=30)
+    assert ep.ok(done, at=near) == [("bulkwatch.task.expiring", "a", None)]
+    assert ep.ok(done, at=near + timedelta(minutes=1)) == []
+
+
+def test_expiring_never_for_baseline_or_already_expired_results() -> None:
+    ep = Endpoint(LINE)
+    expires = T0 + timedelta(minutes=10)
+    ep.ok(snap(LINE, "a", TaskStatus.COMPLETED, expires_at=expires))
+    assert ep.ok(snap(LINE, "a", TaskStatus.COMPLETED, expires_at=expires)) == []
+    ep2 = Endpoint(LINE)
+    ep2.ok()
+    past = T0 - timedelta(minutes=1)
+    assert ep2.ok(snap(LINE, "b", TaskStatus.COMPLETED, expires_at=past)) == [
+        ("bulkwatch.task.completed", "b", None)
+    ]
+
+
+def test_store_down_once_after_down_after_failures_and_up_once_on_recovery() -> None:
+    ep = Endpoint(LAZZA)
+    ep.ok(snap(LAZZA, "a", TaskStatus.RUNNING))
+    assert ep.fail() == []
+    assert ep.fail() == []
+    assert ep.fail() == [("bulkwatch.store.down", None, None)]
+    down = ep.last.events[0]
+    assert down.data["reason"] == "HTTP 503 from platform"
+    assert down.data["kind"] == "server"
+    assert ep.fail() == []
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.RUNNING)) == [("bulkwatch.store.up", None, None)]
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.RUNNING)) == []
+    assert ep.health.outage == 1
+
+
+def test_failed_poll_changes_no_task_state() -> None:
+    ep = Endpoint(LAZZA)
+    ep.ok(snap(LAZZA, "a", TaskStatus.RUNNING))
+    before = dict(ep.tasks)
+    ep.fail()
+    assert list(ep.last.upserts) == []
+    assert ep.tasks == before
+    # and the task is not read as vanished: the next success compares with RUNNING
+    assert ep.ok(snap(LAZZA, "a", TaskStatus.COMPLETED)) == [
+        ("bulkwatch.task.completed", "a", "RUNNING")
+    ]
+
+
+def test_failure_before_baseline_keeps_baseline_pending() -> None:
+    ep = Endpoint(LAZZA)
+    ep.fail()
+    assert not ep.state.baselined
+    assert ep.ok(snap(LAZZA, "old", TaskStatus.COMPLETED)) == []
+
+
+def test_event_ids_are_stable_and_distinct() -> None:
+    def run() -> list[str]:
+        ep = Endpoint(LINE)
+        ep.ok(snap(LINE, "a", TaskStatus.CREATED))
+        ids = [e.id for e in ep.last.events]
+        ep.ok(snap(LINE, "a", TaskStatus.RUNNING))
+        ids += [e.id for e in ep.last.events]
+        for _ in range(3):
+            ep.fail()
+        ids += [e.id for e in ep.last.events]
+        ep.ok(snap(LINE, "a", TaskStatus.RUNNING))
+        return ids + [e.id for e in ep.last.events]
+
+    first, second = run(), run()
+    assert first == second
+    assert len(set(first)) == len(first) == 4
+
+
+def test_second_outage_gets_new_store_event_ids() -> None:
+    ep = Endpoint(LAZZA, Policy(down_after=1))
+    ep.fail()
+    first_down = ep.last.events[0].id
+    ep.ok()
+    ep.fail()
+    assert ep.last.events[0].id != first_down
+    assert ep.health.outage == 2
