@@ -286,3 +286,15 @@ def test_second_outage_gets_new_store_event_ids() -> None:
     ep.fail()
     assert ep.last.events[0].id != first_down
     assert ep.health.outage == 2
+
+
+def test_still_listed_task_is_refreshed_daily_so_pruning_keeps_it() -> None:
+    ep = Endpoint(LAZZA)
+    ep.ok(snap(LAZZA, "a", TaskStatus.COMPLETED))
+    hour = T0 + timedelta(hours=1)
+    ep.ok(snap(LAZZA, "a", TaskStatus.COMPLETED, at=hour), at=hour)
+    assert list(ep.last.upserts) == []
+    day = T0 + timedelta(days=1)
+    ep.ok(snap(LAZZA, "a", TaskStatus.COMPLETED, at=day), at=day)
+    assert [t.snapshot.observed_at for t in ep.last.upserts] == [day]
+    assert ep.last.events == []

@@ -139,7 +139,10 @@ class Dispatcher:
 
     async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a grace period, then cancel
         """Stop starting sends, let the ones in flight finish for up to `timeout` seconds,
-        then cancel the rest (they stay pending and go out after the next start)."""
+        then cancel the rest (they stay pending and go out after the next start).
+
+        `run()` returns once the batch in hand is done; a drained dispatcher stays stopped.
+        """
         self._stopping = True
         self._wake.set()
         try:
@@ -154,6 +157,7 @@ class Dispatcher:
             )
             for task in pending:
                 task.cancel()
+            # Cancelled sends only unwind now (nothing is recorded for them), so this is quick.
             await self._idle.wait()
 
     async def refresh_gauges(self) -> None:
@@ -208,8 +212,11 @@ class Dispatcher:
             return True
         try:
             cloudevent = json.loads(row.body)
-        except ValueError:
-            await self._dead(row, row.attempts, "stored event body is not valid JSON")
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            cloudevent = None
+        if not isinstance(cloudevent, dict):
+            # Retrying cannot repair a stored body; keep the row for `deliveries list`.
+            await self._dead(row, row.attempts, "stored event body is not a JSON object")
             return True
         attempt = row.attempts + 1
         event = OutgoingEvent(
@@ -217,7 +224,7 @@ class Dispatcher:
             type=row.event_type,
             store=row.store,
             body=row.body,
-            cloudevent=cloudevent if isinstance(cloudevent, dict) else {},
+            cloudevent=cloudevent,
             attempt=attempt,
         )
         async with self._slots:

@@ -34,6 +34,7 @@ from bulkwatch.store.base import EndpointView, PollOutcome
 
 __all__ = ["Policy", "judge_failure", "judge_success"]
 
+_REFRESH_SEEN = timedelta(days=1)
 _STALLABLE = frozenset({TaskStatus.CREATED, TaskStatus.RUNNING})
 
 
@@ -162,7 +163,9 @@ def _observe(
         seq = old.seq + 1
         event = task_event(snap.status.event_type, snap, seq=seq, previous=prev.status, now=now)
         return dataclasses.replace(old, snapshot=snap, seq=seq, changed_at=now, gone=False), [event]
-    if old.gone or _details_changed(prev, snap):
+    if old.gone or _details_changed(prev, snap) or now - prev.observed_at >= _REFRESH_SEEN:
+        # A periodic refresh of `observed_at` keeps a task that is still listed from being
+        # pruned and later reported again as new.
         return dataclasses.replace(old, snapshot=snap, gone=False), []
     return old, []
 

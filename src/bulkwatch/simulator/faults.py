@@ -76,7 +76,8 @@ class Fault:
     ) -> Fault:
         """Build a fault, filling per-kind defaults; an int `kind` means an HTTP status."""
         if isinstance(kind, int):
-            kind, status = FaultKind.STATUS, kind
+            status = kind
+            kind = FaultKind.STATUS
         kind = FaultKind(kind)
         if kind is FaultKind.STATUS:
             if status is None or not 400 <= status <= 599:

@@ -46,7 +46,7 @@ def register(platform: Platform, factory: SourceFactory) -> None:
 
 def make_source(store: ShoplazzaStore | ShoplineStore, ctx: SourceContext) -> Source:
     """Build the source for one configured store."""
-    if not _FACTORIES:
+    if Platform(store.platform) not in _FACTORIES:
         from bulkwatch.sources import shoplazza, shopline  # noqa: PLC0415, F401 - registers
 
     return _FACTORIES[Platform(store.platform)](store, ctx)

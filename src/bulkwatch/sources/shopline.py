@@ -1,0 +1,196 @@
+"""The Shopline source: the store's current bulk operation, one endpoint per operation type.
+
+The endpoint shows at most one task, and another app can replace it at any time, so results
+are `exclusive`: a different id there means the previous task left our view.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bulkwatch.config import ShoplazzaStore, ShoplineStore
+from bulkwatch.domain import (
+    EndpointKey,
+    FailureKind,
+    Platform,
+    PollError,
+    PollResult,
+    TaskSnapshot,
+    TaskStatus,
+)
+from bulkwatch.sources.base import Source, SourceContext, register
+from bulkwatch.sources.fields import (
+    as_id,
+    read_datetime,
+    read_int,
+    read_text,
+    short,
+    type_name,
+)
+from bulkwatch.sources.http import (
+    ApiClient,
+    HttpResponse,
+    TokenProvider,
+    decode_json,
+    envelope_error,
+    invalid,
+    status_error,
+)
+
+__all__ = ["OPERATION_TYPES", "ShoplineSource"]
+
+OPERATION_TYPES = frozenset({"QUERY", "MUTATION", "MUTATION_GENERAL"})
+_STATUSES = {status.value: status for status in TaskStatus if status is not TaskStatus.UNKNOWN}
+
+
+class ShoplineSource:
+    """Polls one Shopline store's `current_bulk_operation.json`, once per operation type."""
+
+    def __init__(self, store: ShoplineStore, ctx: SourceContext) -> None:
+        self.platform = Platform.SHOPLINE
+        self.store = store.name
+        self.endpoints = tuple(
+            EndpointKey(store.name, Platform.SHOPLINE, kind) for kind in store.operation_types
+        )
+        self._url = (
+            f"{store.url_base()}/admin/openapi/{store.api_version}/current_bulk_operation.json"
+        )
+        self._tokens = TokenProvider(store.token(), store.access_token_file)
+        self._client = ApiClient(
+            ctx.session,
+            timeout=ctx.settings.timeout(store),
+            max_body_bytes=ctx.settings.defaults.max_body_bytes,
+            request_id_header="traceId",
+        )
+
+    async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
+        """The current task of `key`'s operation type (none is a valid answer); or `PollError`."""
+        if key not in self.endpoints:
+            raise ValueError(f"{key} is not an endpoint of store {self.store}")
+        token = self._tokens.current()
+        if not token:
+            raise PollError(FailureKind.AUTH, "no access token configured", key=key)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json; charset=utf-8",
+        }
+        resp = await self._client.get(
+            key, self._url, params={"type": key.endpoint}, headers=headers, secret=token, now=now
+        )
+        # "No current task" is undocumented; a 404 is one of the ways it has been seen.
+        if resp.status == 404:
+            return _result(key, resp)
+        if not resp.ok:
+            raise status_error(resp, key)
+        if not resp.body.strip():
+            return _result(key, resp)
+        body = _task_object(decode_json(resp, key), resp, key)
+        if body is None:
+            return _result(key, resp)
+        problems: list[str] = []
+        snapshot = self._snapshot(body, key, now, problems, resp)
+        return _result(key, resp, snapshot, problems)
+
+    def _snapshot(
+        self,
+        body: dict[str, Any],
+        key: EndpointKey,
+        now: datetime,
+        problems: list[str],
+        resp: HttpResponse,
+    ) -> TaskSnapshot:
+        task_id = as_id(body.get("id"))
+        if task_id is None:
+            keys = ", ".join(short(k, 20) for k in list(body)[:5])
+            raise invalid(
+                f"bulk operation without a usable id (id {short(body.get('id'))}; keys: {keys})",
+                key=key,
+                http_status=resp.status,
+                request_id=resp.request_id,
+            )
+        raw_status = body.get("status")
+        status = TaskStatus.UNKNOWN
+        if isinstance(raw_status, str):
+            status = _STATUSES.get(raw_status.strip().upper(), TaskStatus.UNKNOWN)
+        elif raw_status is None:
+            problems.append("status: missing; read as UNKNOWN")
+        else:
+            problems.append(f"status: expected a string, got {type_name(raw_status)}")
+            raw_status = short(raw_status)
+        return TaskSnapshot(
+            platform=Platform.SHOPLINE,
+            store=self.store,
+            task_id=task_id,
+            operation_type=_operation_type(body.get("type"), key.endpoint, problems),
+            status=status,
+            raw_status=raw_status,
+            observed_at=now,
+            url=read_text(body.get("url"), "url", problems),
+            partial_data_url=read_text(body.get("partialDataUrl"), "partialDataUrl", problems),
+            error_code=read_text(body.get("errorCode"), "errorCode", problems),
+            reason=read_text(body.get("reason"), "reason", problems),
+            completed_count=read_int(body.get("completedCount"), "completedCount", problems),
+            created_at=read_datetime(body.get("createdAt"), "createdAt", problems),
+            completed_at=read_datetime(body.get("completedAt"), "completedAt", problems),
+            expires_at=read_datetime(body.get("expiredAt"), "expiredAt", problems),
+        )
+
+
+def _operation_type(value: Any, polled: str, problems: list[str]) -> str:
+    if value is None or value == "":
+        return polled
+    if not isinstance(value, str):
+        problems.append(f"type: expected a string, got {type_name(value)}; read as {polled}")
+        return polled
+    # A type we do not know yet is still the platform's word for it: keep it.
+    upper = value.strip().upper()
+    return upper if upper in OPERATION_TYPES else value
+
+
+def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, Any] | None:
+    """The task object inside the body, None when the body says there is no current task."""
+
+    def bad(message: str) -> PollError:
+        return invalid(message, key=key, http_status=resp.status, request_id=resp.request_id)
+
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise bad(f"body is {type_name(body)}; expected a bulk operation object")
+    # The documented body is the task itself; a wrapper is told apart by having no id.
+    if "id" not in body and ("data" in body or "code" in body):
+        error = envelope_error(body, resp, key)
+        if error is not None:
+            raise error
+        body = body.get("data")
+        if body is None:
+            return None
+        if not isinstance(body, dict):
+            raise bad(f"data is {type_name(body)}; expected a bulk operation object")
+    return body or None
+
+
+def _result(
+    key: EndpointKey,
+    resp: HttpResponse,
+    snapshot: TaskSnapshot | None = None,
+    problems: list[str] | None = None,
+) -> PollResult:
+    return PollResult(
+        key=key,
+        tasks=(snapshot,) if snapshot is not None else (),
+        exclusive=True,
+        request_id=resp.request_id,
+        http_status=resp.status,
+        problems=tuple(problems or ()),
+    )
+
+
+def _factory(store: ShoplazzaStore | ShoplineStore, ctx: SourceContext) -> Source:
+    if not isinstance(store, ShoplineStore):
+        raise TypeError(f"store {store.name} is not a Shopline store")
+    return ShoplineSource(store, ctx)
+
+
+register(Platform.SHOPLINE, _factory)

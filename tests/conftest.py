@@ -1,0 +1,24 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from platform_stub import PlatformStub, run_stub
+
+
+@pytest.fixture
+async def platform_stub() -> AsyncIterator[PlatformStub]:
+    """A scripted Shoplazza/Shopline stand-in on 127.0.0.1."""
+    async with run_stub() as stub:
+        yield stub
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A real client session, closed after the test."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -1,0 +1,82 @@
+"""A real webhook receiver on 127.0.0.1 for notifier and dispatcher tests.
+
+It answers with a scripted list of replies (then `default`), records every request, and can
+hold responses on an `asyncio.Event` to simulate a slow receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+__all__ = ["Received", "Receiver", "Reply", "running_receiver"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+
+class Receiver:
+    """Records requests; replies from `script` first, then `default`."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[Received] = []
+        self.script: list[Reply] = []
+        self.default = Reply()
+        # While set to an unset Event, every response waits for it: a slow receiver.
+        self.hold: asyncio.Event | None = None
+        self._changed = asyncio.Condition()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        received = Received(
+            request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body
+        )
+        async with self._changed:
+            self.requests.append(received)
+            self._changed.notify_all()
+        reply = self.script.pop(0) if self.script else self.default
+        if self.hold is not None:
+            await self.hold.wait()
+        return web.Response(status=reply.status, headers=reply.headers)
+
+    async def wait_for_requests(self, count: int, within: float = 5.0) -> list[Received]:
+        """Wait until `count` requests have arrived (fails the test after `within` seconds)."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.requests) >= count)
+        return self.requests
+
+
+@asynccontextmanager
+async def running_receiver(path: str = "/hook") -> AsyncIterator[Receiver]:
+    """Serve a `Receiver` on an ephemeral 127.0.0.1 port; `receiver.url` points at `path`."""
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post(path, receiver.handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    receiver.url = f"http://127.0.0.1:{port}{path}"
+    try:
+        yield receiver
+    finally:
+        if receiver.hold is not None:
+            receiver.hold.set()  # let held handlers finish so shutdown is quick
+        await runner.cleanup()
