@@ -56,9 +56,9 @@ class Receiver:
             self.changed.notify_all()
         return web.Response(status=204)
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Wait until at least `count` events arrived; fail the test after `timeout`."""
-        async with asyncio.timeout(timeout), self.changed:
+    async def wait_for(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until at least `count` events arrived; fail the test after `within` seconds."""
+        async with asyncio.timeout(within), self.changed:
             await self.changed.wait_for(lambda: len(self.received) >= count)
         return self.events
 

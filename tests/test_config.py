@@ -42,11 +42,14 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert s.state.url == "sqlite:///bulkwatch.db"
     assert s.defaults.interval == 60
     assert s.defaults.down_after == 3
-    assert s.retry.initial == 5 and s.retry.max_delay == 600 and s.retry.max_attempts == 20
+    assert s.retry.initial == 5
+    assert s.retry.max_delay == 600
+    assert s.retry.max_attempts == 20
     assert s.server.port == 9464
     assert s.instance
     lazza, line = s.stores
-    assert isinstance(lazza, ShoplazzaStore) and isinstance(line, ShoplineStore)
+    assert isinstance(lazza, ShoplazzaStore)
+    assert isinstance(line, ShoplineStore)
     assert lazza.url_base() == "https://mystore.myshoplaza.com"
     assert line.url_base() == "https://open001.myshopline.com"
     assert line.endpoints == ("QUERY", "MUTATION")
@@ -95,7 +98,8 @@ def test_token_from_file_and_from_credentials_directory(tmp_path: Path) -> None:
         environ={"CREDENTIALS_DIRECTORY": str(creds)},
     )
     assert [st.token() for st in s.stores] == ["file-token", "cred-token"]
-    assert "file-token" not in repr(s) and "cred-token" not in repr(s)
+    assert "file-token" not in repr(s)
+    assert "cred-token" not in repr(s)
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,8 +176,8 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
         "bad status in map",
         {"stores": [{**LAZZA, "status_map": {3: "DONE"}}]},
         [
-            "stores[0].status_map[3]: input should be 'CREATED', 'RUNNING', 'CANCELING', 'CANCELED', "
-            "'COMPLETED', 'FAILED', 'EXPIRED' or 'UNKNOWN'"
+            "stores[0].status_map[3]: input should be 'CREATED', 'RUNNING', 'CANCELING', "
+            "'CANCELED', 'COMPLETED', 'FAILED', 'EXPIRED' or 'UNKNOWN'"
         ],
     ),
     (
@@ -244,7 +248,8 @@ def test_bad_config_names_the_field(tmp_path: Path, data: Any, expected: list[st
 )
 def test_unreadable_file_is_one_clear_problem(tmp_path: Path, text: str, expected: str) -> None:
     (line,) = problems(tmp_path, text)
-    assert str(tmp_path / "config.yaml") in line and expected in line
+    assert str(tmp_path / "config.yaml") in line
+    assert expected in line
 
 
 def test_missing_file_and_missing_token(tmp_path: Path) -> None:

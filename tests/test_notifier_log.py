@@ -149,9 +149,16 @@ async def test_line_format_prints_one_readable_line(event: OutgoingEvent, line: 
     assert entry["log_level"] == "info"
 
 
-async def test_event_fields_are_bound_to_the_log_entry() -> None:
+async def test_line_format_binds_only_the_event_id() -> None:
     event = status_event(TaskStatus.COMPLETED, TaskStatus.RUNNING)
     (entry,) = await log_one(event)
+    assert set(entry) == {"event", "log_level", "event_id"}
+    assert entry["event_id"] == event.id
+
+
+async def test_json_format_binds_the_event_fields() -> None:
+    event = status_event(TaskStatus.COMPLETED, TaskStatus.RUNNING)
+    (entry,) = await log_one(event, format="json")
     assert entry["notifier"] == "console"
     assert entry["event_id"] == event.id
     assert entry["event_type"] == "bulkwatch.task.completed"

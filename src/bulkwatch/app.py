@@ -21,6 +21,7 @@ from bulkwatch.events import encode_cloudevent
 from bulkwatch.metrics import Metrics
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext
+from bulkwatch.notifiers.log import LogNotifierConfig
 from bulkwatch.scheduler import PollJob, build_scheduler
 from bulkwatch.sources.base import Source, SourceContext, make_source
 from bulkwatch.store.base import EndpointView, PollOutcome, StateStore
@@ -40,9 +41,7 @@ def _default_notifiers(settings: Settings) -> list[NotifierConfig]:
     if settings.notifiers:
         return list(settings.notifiers)
     # No notifiers configured: events are only logged.
-    kind = registry.get("log")
-    assert kind is not None
-    return [kind.config_model.model_validate({"name": "log", "type": "log"})]
+    return [LogNotifierConfig(name="log")]
 
 
 class Engine:
@@ -76,7 +75,8 @@ class Engine:
 
     @property
     def dispatcher(self) -> Dispatcher:
-        assert self._dispatcher is not None, "use the engine inside `async with`"
+        if self._dispatcher is None:
+            raise RuntimeError("use the engine inside `async with`")
         return self._dispatcher
 
     @property
@@ -106,7 +106,8 @@ class Engine:
         nctx = NotifierContext(session=self._session, instance=s.instance)
         for cfg in self.notifier_configs:
             kind = registry.get(cfg.type)
-            assert kind is not None  # validated with the settings
+            if kind is None:  # pragma: no cover - the settings validated every type
+                raise RuntimeError(f"notifier type {cfg.type!r} is not registered")
             notifier = kind.factory(cfg, nctx)
             self.notifiers[cfg.name] = notifier
             self._stack.push_async_callback(notifier.aclose)
@@ -148,7 +149,7 @@ class Engine:
             result = await source.poll(key, now)
         except PollError as exc:
             result = exc
-        except Exception as exc:  # noqa: BLE001 - a source bug must not stop the schedule
+        except Exception as exc:
             log.exception("poll raised unexpectedly")
             result = PollError(
                 FailureKind.INVALID_RESPONSE, f"unexpected {type(exc).__name__}: {exc}", key=key
@@ -168,7 +169,7 @@ class Engine:
 
         try:
             outcome = await self.store.record_poll(key, judge, self._encode, self._route)
-        except Exception:  # noqa: BLE001 - state unchanged: the next poll sees the same changes
+        except Exception:
             log.exception("recording the poll failed; it will be judged again next time")
             self.metrics.polls.labels(platform, key.store, "error").inc()
             return False
@@ -216,10 +217,10 @@ class Engine:
         for event in outcome.events:
             m.events.labels(event.type).inc()
             prev = event.data.get("previous_status")
-            if event.type.startswith("bulkwatch.task.") and "status" in event.data:
-                if event.type == TaskStatus(event.data["status"]).event_type:
-                    m.transitions.labels(platform, prev or "none", event.data["status"]).inc()
-            log.info("event", type=event.type, id=event.id, subject=event.subject)
+            status = event.data.get("status")
+            if isinstance(status, str) and event.type == f"bulkwatch.task.{status.lower()}":
+                m.transitions.labels(platform, prev or "none", event.data["status"]).inc()
+            log.debug("event", type=event.type, id=event.id, subject=event.subject)
 
     def _count_tasks(self, key: EndpointKey, counts: Counter[TaskStatus]) -> None:
         per_store = self._task_counts.setdefault(key.store, {})
@@ -265,12 +266,13 @@ class Engine:
 
             async def run(source: Source = source, key: EndpointKey = key) -> None:
                 task = asyncio.current_task()
-                assert task is not None
-                self._inflight.add(task)
+                if task is not None:
+                    self._inflight.add(task)
                 try:
                     await self.poll(source, key)
                 finally:
-                    self._inflight.discard(task)
+                    if task is not None:
+                        self._inflight.discard(task)
 
             jobs.append(PollJob(key, self.settings.interval(cfg), self.settings.jitter(cfg), run))
         return jobs

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import json
 import signal
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from bulkwatch.app import Engine, utcnow
-from bulkwatch.config import Settings
+from bulkwatch.config import Settings, load_settings
 from bulkwatch.events import isoformat
 from bulkwatch.logs import configure_logging
 from bulkwatch.store.base import DeliveryStatus, StateStore
@@ -35,7 +36,12 @@ def summarise(settings: Settings, path: Path | None) -> str:
         f"config OK: {path}" if path else "config OK",
         f"instance: {settings.instance}",
         f"state: {settings.state.url}",
-        f"server: {'http://%s:%d' % (settings.server.host, settings.server.port) if settings.server.enabled else 'disabled'}",
+        "server: "
+        + (
+            f"http://{settings.server.host}:{settings.server.port}"
+            if settings.server.enabled
+            else "disabled"
+        ),
         f"stores: {len(settings.stores)}",
     ]
     for store in settings.stores:
@@ -197,10 +203,76 @@ async def deliveries_retry(settings: Settings, ids: list[int], notifier: str | N
 
 
 async def simulate(args: argparse.Namespace) -> int:
-    """`bulkwatch simulate`: serve the simulator until interrupted."""
-    raise NotImplementedError
+    """`bulkwatch simulate`: serve the simulator until SIGINT/SIGTERM, then exit 0."""
+    from bulkwatch.simulator import serve  # noqa: PLC0415 - only this command needs it
+
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if task is not None:
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        await serve(
+            args.host,
+            args.port,
+            shoplazza=args.shoplazza,
+            shopline=args.shopline,
+            step=args.step,
+            latency=args.latency,
+            seed=args.seed,
+            config_path=args.write_config,
+            announce=lambda line: print(line, flush=True),
+        )
+    except asyncio.CancelledError:
+        return 0
+    return 0
 
 
 def demo(args: argparse.Namespace) -> int:
-    """`bulkwatch demo`: the simulator and the daemon in one process."""
-    raise NotImplementedError
+    """`bulkwatch demo`: the simulator and the daemon in one process, events on the console."""
+    configure_logging("info", "console")
+    with tempfile.TemporaryDirectory(prefix="bulkwatch-demo-") as tmp:
+        state = (args.state or Path(tmp) / "demo.db").resolve()
+        asyncio.run(_demo(Path(tmp), state, args.duration))
+    return 0
+
+
+async def _demo(tmp: Path, state: Path, duration: float | None) -> None:
+    from bulkwatch.simulator import Simulator, serve, write_config  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    started: asyncio.Future[Simulator] = loop.create_future()
+    async with asyncio.TaskGroup() as tg:
+        sim_task = tg.create_task(
+            serve(
+                port=0,
+                shoplazza=2,
+                shopline=2,
+                step=1.5,
+                create_every=6.0,
+                seed=None,
+                announce=lambda line: print(line, flush=True),
+                ready=started.set_result,
+            )
+        )
+        sim = await started
+        config = write_config(
+            tmp / "demo.yaml",
+            sim,
+            interval=1.0,
+            extra={
+                "instance": "demo",
+                "state": {"url": f"sqlite:///{state}"},
+                "server": {"enabled": False},
+                "log": {"format": "console"},
+                "notifiers": [{"name": "console", "type": "log", "format": "line"}],
+            },
+        )
+        print("bulkwatch demo: watching 4 simulated stores; press Ctrl-C to stop", flush=True)
+        await serve_daemon(load_settings(config, environ={}), stop)
+        sim_task.cancel()

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bulkwatch.domain import Platform, TaskStatus
+from bulkwatch.domain import TaskStatus
 from bulkwatch.durations import Duration
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import NotifierConfig
@@ -325,9 +325,12 @@ def _resolve_tokens(settings: Settings, environ: Mapping[str, str]) -> Settings:
                 continue
             if not token:
                 problems.append(f"stores[{i}].access_token_file: {path} is empty")
-            store = store.model_copy(
-                update={"access_token": SecretStr(token), "access_token_file": path}
+            stores.append(
+                store.model_copy(
+                    update={"access_token": SecretStr(token), "access_token_file": path}
+                )
             )
+            continue
         stores.append(store)
     if problems:
         raise ConfigError(problems)
@@ -371,7 +374,9 @@ def _validate_notifiers(value: Any) -> tuple[list[Any], list[str]]:
             continue
         kind = registry.get(kind_name)
         if kind is None:
-            problems.append(f"notifiers[{i}].type: unknown notifier type {kind_name!r} ({_known()})")
+            problems.append(
+                f"notifiers[{i}].type: unknown notifier type {kind_name!r} ({_known()})"
+            )
             continue
         try:
             out.append(kind.config_model.model_validate(dict(item)))

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bulkwatch.domain import (
-    EndpointState,
     Event,
     PollError,
     PollResult,
-    StoreHealth,
     TaskSnapshot,
     TaskStatus,
     TrackedTask,

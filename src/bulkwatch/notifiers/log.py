@@ -54,7 +54,8 @@ class LogNotifier:
         if self._format == "json":
             method(event.type, cloudevent=dict(event.cloudevent), **fields)
         else:
-            method(format_line(event), **fields)
+            # The line already names store, task and change; the id is what a reader greps.
+            method(format_line(event), event_id=event.id)
 
     async def aclose(self) -> None:
         """Nothing to release."""
