@@ -205,19 +205,20 @@ async def test_status_is_matched_case_insensitively_and_the_raw_value_kept(
 
 
 @pytest.mark.parametrize(
-    ("raw", "kept", "problem"),
+    ("raw", "message"),
     [
-        (None, None, "status: missing; read as UNKNOWN"),
-        (3, "3", "status: expected a string, got a number"),
+        (None, "bulk operation '9b0c0f04' has a status that is missing"),
+        (3, "bulk operation '9b0c0f04' has a status that is a number, not a string"),
     ],
 )
-async def test_a_missing_or_non_string_status_is_unknown_and_reported(
-    platform_stub: PlatformStub, source: ShoplineSource, raw: Any, kept: Any, problem: str
+async def test_a_missing_or_non_string_status_fails_the_poll(
+    platform_stub: PlatformStub, source: ShoplineSource, raw: Any, message: str
 ) -> None:
-    result = await poll_one(platform_stub, source, {"id": "9b0c0f04", "status": raw})
-
-    assert result.tasks == (snap(status=TaskStatus.UNKNOWN, raw_status=kept),)
-    assert result.problems == (problem,)
+    # One task only: reading it as UNKNOWN would invent a transition or a superseded task.
+    platform_stub.script(json_reply({"id": "9b0c0f04", "status": raw}, headers=TRACE))
+    error = await poll_error(source)
+    assert error.kind is FailureKind.INVALID_RESPONSE
+    assert error.message == message
 
 
 @pytest.mark.parametrize(

@@ -52,16 +52,7 @@ def judge_success(
     events: list[Event] = []
     upserts: list[TrackedTask] = []
 
-    for snap in result.tasks:
-        tracked, new_events = _observe(
-            view.tasks.get(snap.task_id), snap, endpoint.key.endpoint, now, baseline
-        )
-        tracked, late_events = _timers(tracked, now, policy)
-        new_events.extend(late_events)
-        events.extend(new_events)
-        if tracked is not view.tasks.get(snap.task_id):
-            upserts.append(tracked)
-
+    # The old task leaving the view comes before the news about its successor.
     current_id = result.tasks[0].task_id if result.exclusive and result.tasks else None
     if result.exclusive and endpoint.current_task_id not in (None, current_id):
         old = view.tasks.get(endpoint.current_task_id or "")
@@ -78,6 +69,16 @@ def judge_success(
                         extra={"superseded_by": current_id},
                     )
                 )
+
+    for snap in result.tasks:
+        tracked, new_events = _observe(
+            view.tasks.get(snap.task_id), snap, endpoint.key.endpoint, now, baseline
+        )
+        tracked, late_events = _timers(tracked, now, policy)
+        new_events.extend(late_events)
+        events.extend(new_events)
+        if tracked is not view.tasks.get(snap.task_id):
+            upserts.append(tracked)
 
     health = view.health
     failing = health.failing_endpoints - {endpoint.key.endpoint}

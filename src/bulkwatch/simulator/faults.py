@@ -234,7 +234,9 @@ def error_body(platform: Platform, status: int) -> bytes:
 
 
 _WRONG_TYPES: Final = {
-    Platform.SHOPLAZZA: {"tasks": [{"query_id": 12345, "query_status": "2", "query": "url"}]},
+    Platform.SHOPLAZZA: {
+        "tasks": [{"query_id": ["12345"], "query_status": "done", "query": "url"}]
+    },
     Platform.SHOPLINE: {
         "id": 12345,
         "status": 2,

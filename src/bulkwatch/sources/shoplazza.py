@@ -82,6 +82,7 @@ class ShoplazzaSource:
         first_page: dict[str, int] = {}
         problems: list[str] = []
         request_id: str | None = None
+        entries_seen = 0
         for page in range(1, self._max_pages + 1):
             params = {"page": str(page), "limit": str(self._limit)}
             resp = await self._client.get(
@@ -89,6 +90,7 @@ class ShoplazzaSource:
             )
             request_id = request_id or resp.request_id
             entries, path = _task_list(resp, key, page)
+            entries_seen += len(entries)
             for index, entry in enumerate(entries):
                 where = f"page {page} {path}[{index}]"
                 snapshot = self._snapshot(entry, where, now, problems)
@@ -104,6 +106,14 @@ class ShoplazzaSource:
                 first_page[snapshot.task_id] = page
             if len(entries) < self._limit:
                 break
+        if entries_seen and not tasks:
+            # Not one readable entry: the body is garbage, not a list of odd tasks.
+            raise invalid(
+                f"none of the {entries_seen} task entries could be read: {problems[0]}",
+                key=key,
+                http_status=resp.status,
+                request_id=request_id,
+            )
         return PollResult(
             key=key,
             tasks=tuple(tasks.values()),

@@ -110,14 +110,17 @@ class ShoplineSource:
                 request_id=resp.request_id,
             )
         raw_status = body.get("status")
-        status = TaskStatus.UNKNOWN
-        if isinstance(raw_status, str):
-            status = _STATUSES.get(raw_status.strip().upper(), TaskStatus.UNKNOWN)
-        elif raw_status is None:
-            problems.append("status: missing; read as UNKNOWN")
-        else:
-            problems.append(f"status: expected a string, got {type_name(raw_status)}")
-            raw_status = short(raw_status)
+        if not isinstance(raw_status, str):
+            # Only one task is shown: reading it as UNKNOWN would invent a transition (or a
+            # superseded task) from a garbled body, so the whole poll is refused instead.
+            what = "missing" if raw_status is None else f"{type_name(raw_status)}, not a string"
+            raise invalid(
+                f"bulk operation {short(task_id)} has a status that is {what}",
+                key=key,
+                http_status=resp.status,
+                request_id=resp.request_id,
+            )
+        status = _STATUSES.get(raw_status.strip().upper(), TaskStatus.UNKNOWN)
         return TaskSnapshot(
             platform=Platform.SHOPLINE,
             store=self.store,
