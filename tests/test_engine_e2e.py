@@ -278,3 +278,60 @@ async def test_scheduled_daemon_delivers_and_stops_cleanly(tmp_path: Path) -> No
             ("bulkwatch.task.running", "lazza-1/a"),
             ("bulkwatch.task.running", "line-1/b"),
         ]
+
+
+async def test_notifier_filters_route_events_by_type_and_store(tmp_path: Path) -> None:
+    async with (
+        run_simulator(stores=make_stores(2, 1)) as sim,
+        run_receiver() as everything,
+        run_receiver() as completed_lazza,
+    ):
+        settings = settings_for(
+            tmp_path,
+            sim.store_configs(),
+            notifiers=[
+                {"name": "all", "type": "webhook", "url": everything.url},
+                {
+                    "name": "picky",
+                    "type": "webhook",
+                    "url": completed_lazza.url,
+                    "events": ["bulkwatch.task.completed", "bulkwatch.task.fail*"],
+                    "stores": ["lazza-*"],
+                },
+            ],
+        )
+        async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
+            for store in ("lazza-1", "lazza-2", "line-1"):
+                sim.create_task(store, "t", TaskStatus.RUNNING)
+            assert await cycle(engine)
+            sim.set_status("lazza-1", "t", TaskStatus.COMPLETED)
+            sim.set_status("line-1", "t", "COMPLETED")
+            assert await cycle(engine)
+        assert len(everything.events) == 5
+        assert completed_lazza.types() == [("bulkwatch.task.completed", "lazza-1/t")]
+
+
+async def test_metrics_count_polls_events_transitions_and_tasks(tmp_path: Path) -> None:
+    async with rig(tmp_path, make_stores(1, 0)) as (sim, _receiver, engine):
+        sim.create_task("lazza-1", "t", TaskStatus.CREATED)
+        assert await cycle(engine)
+        sim.advance("lazza-1", "t")
+        assert await cycle(engine)
+        value = engine.metrics.registry.get_sample_value
+        labels = {"platform": "shoplazza", "store": "lazza-1"}
+        assert value("bulkwatch_polls_total", {**labels, "outcome": "ok"}) == 2
+        assert value("bulkwatch_tasks", {**labels, "status": "RUNNING"}) == 1
+        assert value("bulkwatch_tasks", {**labels, "status": "CREATED"}) == 0
+        assert value("bulkwatch_events_total", {"type": "bulkwatch.task.running"}) == 1
+        assert (
+            value(
+                "bulkwatch_transitions_total",
+                {"platform": "shoplazza", "from": "CREATED", "to": "RUNNING"},
+            )
+            == 1
+        )
+        assert (
+            value("bulkwatch_deliveries_total", {"notifier": "hook", "outcome": "delivered"}) == 2
+        )
+        assert value("bulkwatch_outbox_pending", {"notifier": "hook"}) == 0
+        assert value("bulkwatch_store_up", labels) == 1

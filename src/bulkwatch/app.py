@@ -67,6 +67,7 @@ class Engine:
         self.sources: list[Source] = []
         self.notifiers: dict[str, Notifier] = {}
         self.last_poll: dict[EndpointKey, datetime] = {}
+        self.intervals = {store.name: settings.interval(store) for store in settings.stores}
         self._task_counts: dict[str, dict[str, Counter[TaskStatus]]] = {}
         self._inflight: set[asyncio.Task[object]] = set()
         self._stack = AsyncExitStack()

@@ -25,10 +25,8 @@ def _app(engine: Engine, started: float) -> web.Application:
     async def readyz(_: web.Request) -> web.Response:
         now = engine.clock()
         stale = []
-        for source, key in engine.endpoints:
-            interval = engine.settings.interval(
-                next(s for s in engine.settings.stores if s.name == source.store)
-            )
+        for _, key in engine.endpoints:
+            interval = engine.intervals[key.store]
             last = engine.last_poll.get(key)
             if last is None or (now - last).total_seconds() > 2 * interval + 5:
                 stale.append(str(key))
