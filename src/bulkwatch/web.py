@@ -25,7 +25,7 @@ def _app(engine: Engine, started: float) -> web.Application:
     async def readyz(_: web.Request) -> web.Response:
         now = engine.clock()
         stale = []
-        for _, key in engine.endpoints:
+        for _source, key in engine.endpoints:
             interval = engine.intervals[key.store]
             last = engine.last_poll.get(key)
             if last is None or (now - last).total_seconds() > 2 * interval + 5:
