@@ -7,7 +7,7 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test soak lint format bench clean verify-deploy image-test
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -23,14 +23,24 @@ demo: .venv/.synced  ## watch the built-in simulator: transitions within seconds
 test: .venv/.synced  ## the whole test suite
 	$(UV) run --frozen pytest
 
+soak: .venv/.synced  ## minutes of random faults and restarts (BULKWATCH_SOAK_SECONDS, default 90)
+	$(UV) run --frozen pytest -m soak -s
+
 lint: .venv/.synced  ## ruff + mypy --strict
-	$(UV) run --frozen ruff check src tests
-	$(UV) run --frozen ruff format --check src tests
+	$(UV) run --frozen ruff check src tests deploy
+	$(UV) run --frozen ruff format --check src tests deploy
 	$(UV) run --frozen mypy
 
 format: .venv/.synced
-	$(UV) run --frozen ruff format src tests
-	$(UV) run --frozen ruff check --fix src tests
+	$(UV) run --frozen ruff format src tests deploy
+	$(UV) run --frozen ruff check --fix src tests deploy
+
+verify-deploy: .venv/.synced  ## promtool, Prometheus, systemd-analyze, hadolint, k8s, shellcheck, yamllint
+	scripts/install-deploy-tools.sh
+	$(UV) run --frozen pytest -m deploy
+
+image-test: .venv/.synced  ## build the image with buildah (debootstrap base) and run it
+	scripts/image-test.sh $(UV) run --frozen pytest -m image
 
 clean:
 	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,16 +25,17 @@ import aiohttp
 import pytest
 import yaml
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+from prometheus_client.parser import text_string_to_metric_families
 
 from bulkwatch import __version__
 from bulkwatch.config import load_settings
-from bulkwatch.domain import TaskStatus
+from bulkwatch.domain import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from webhook_receiver import Receiver, Reply, running_receiver
 
 CLI = (sys.executable, "-m", "bulkwatch")
 SECRET = "whsec_" + base64.b64encode(b"cli-test-signing-key-0123456789").decode()
-HEADER_TOKEN = "Bearer hdr-secret-5f1e"  # noqa: S105 - a fake credential the output must hide
+HEADER_TOKEN = "Bearer hdr-secret-5f1e"  # a fake credential the output must never show
 LAZZA_PATH = "/openapi/2022-01/data/tasks"
 LINE_PATH = "/admin/openapi/v20260301/current_bulk_operation.json"
 STOP_WITHIN = 10.0  # seconds a stopping daemon gets before the test fails
@@ -162,6 +164,7 @@ class Seen:
 
     id: str
     type: str
+    source: str
     subject: str
     data: dict[str, Any]
 
@@ -170,7 +173,13 @@ def parse(body: bytes, headers: dict[str, str]) -> Seen:
     event = from_http_event(HTTPMessage(headers=headers, body=body))
     data = event.get_data()
     assert isinstance(data, dict)
-    return Seen(str(event.get_id()), str(event.get_type()), str(event.get_subject()), data)
+    return Seen(
+        id=str(event.get_id()),
+        type=str(event.get_type()),
+        source=str(event.get_source()),
+        subject=str(event.get_subject()),
+        data=data,
+    )
 
 
 def events(receiver: Receiver, since: int = 0) -> list[Seen]:
@@ -202,15 +211,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-def write_config(
-    tmp_path: Path, sim: Simulator, receiver: Receiver, *, name: str = "config.yaml", **extra: Any
-) -> Path:
+def write_config(tmp_path: Path, sim: Simulator, receiver: Receiver, **extra: Any) -> Path:
     """A config watching every simulated store, delivering to `receiver`, state in tmp_path."""
     data: dict[str, Any] = {
         "instance": "cli-test",
         "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
         "server": {"enabled": False},
-        "defaults": {"interval": 0.5},
+        "defaults": {"interval": 0.25},
         "retry": {"initial": 0.05, "max_delay": 0.2},
         "delivery": {"idle_interval": 0.05},
         "log": {"level": "info", "format": "json"},
@@ -227,7 +234,7 @@ def write_config(
         ],
     }
     data.update(extra)
-    path = tmp_path / name
+    path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
@@ -244,6 +251,18 @@ FIRST_EVENTS = {
     ("bulkwatch.task.running", "lazza-1/lz-run"),
     ("bulkwatch.task.running", "line-1/9001"),
 }
+
+
+def endpoints_of(sim: Simulator, store: str) -> tuple[str, ...]:
+    """The endpoints bulkwatch polls for a simulated store, as the simulator counts them."""
+    st = sim.store(store)
+    return ("tasks",) if st.platform is Platform.SHOPLAZZA else st.operation_types
+
+
+def assert_no_secrets(sim: Simulator, result: Finished) -> None:
+    """No store token, webhook secret or notifier header value in the command's output."""
+    for secret in [st.token for st in sim.stores.values()] + [SECRET, HEADER_TOKEN]:
+        assert secret not in result.output
 
 
 def free_port() -> int:
@@ -278,8 +297,8 @@ async def test_version_prints_the_package_version_and_exits_0() -> None:
 async def test_help_lists_every_command_and_exits_0() -> None:
     result = await bulkwatch("--help")
     assert result.code == 0
-    for command in ("run", "once", "check-config", "status", "deliveries", "simulate", "demo"):
-        assert command in result.stdout
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")}
+    assert listed >= {"run", "once", "check-config", "status", "deliveries", "simulate", "demo"}
 
 
 # --- check-config ------------------------------------------------------------------------------
@@ -384,7 +403,6 @@ async def test_check_config_reports_each_problem_on_one_line_naming_its_field(
     [
         pytest.param(None, "config file not found", id="missing-file"),
         pytest.param("stores: [\n  - {name: x\n", "invalid YAML", id="invalid-yaml"),
-        pytest.param("- just\n- a list\n", "top level must be a mapping", id="not-a-mapping"),
     ],
 )
 async def test_check_config_exits_2_with_one_line_for_an_unreadable_file(
@@ -419,6 +437,8 @@ async def test_once_exits_0_and_delivers_the_baseline_events_of_unfinished_tasks
     for event in seen:
         assert event.data["status"] == "RUNNING"
         assert event.data["previous_status"] is None
+    assert {e.source for e in seen} == {"bulkwatch/cli-test"}
+    assert_no_secrets(sim, result)
     assert {r.headers["webhook-id"] for r in receiver.requests} == {e.id for e in seen}
     assert "Traceback" not in result.stderr
 
@@ -454,25 +474,33 @@ async def test_once_exits_1_when_a_store_fails_and_still_delivers_the_other_stor
     result = await bulkwatch("once", "--config", config)
 
     assert result.code == 1, result.output
-    assert kinds(events(receiver)) == {("bulkwatch.task.running", "lazza-1/lz-run")}
+    seen = events(receiver)
+    task_events = {k for k in kinds(seen) if k[0].startswith("bulkwatch.task.")}
+    assert task_events == {("bulkwatch.task.running", "lazza-1/lz-run")}
+    # The failing store may be reported down, but it never changes a task.
+    assert {e.data["store"] for e in seen if e.type.startswith("bulkwatch.store.")} <= {"line-1"}
     failing = [log for log in result.logs() if log.get("event") == "poll failing"]
     assert {log["store"] for log in failing} == {"line-1"}
     assert {log["http_status"] for log in failing} == {http_status}
     assert "Traceback" not in result.stderr
+    assert_no_secrets(sim, result)
 
 
-async def test_once_exits_2_on_a_bad_config_without_polling(
+async def test_once_and_run_exit_2_on_a_bad_config_without_polling(
     tmp_path: Path, sim: Simulator, receiver: Receiver
 ) -> None:
     stores = sim.store_configs()
     del stores[1]["handle"]
     config = write_config(tmp_path, sim, receiver, stores=stores)
 
-    result = await bulkwatch("once", "--config", config)
+    results = await asyncio.gather(
+        bulkwatch("once", "--config", config), bulkwatch("run", "--config", config)
+    )
 
-    assert result.code == 2
-    assert result.stderr.splitlines() == ["config error: stores[1].handle: field required"]
-    assert "Traceback" not in result.stderr
+    for result in results:
+        assert result.code == 2
+        assert result.stderr.splitlines() == ["config error: stores[1].handle: field required"]
+        assert "Traceback" not in result.stderr
     assert sim.stats()["total_requests"] == 0
     assert not (tmp_path / "state.db").exists()
 
@@ -526,6 +554,7 @@ async def test_rejected_deliveries_are_listed_dead_and_retry_resends_them_with_t
     assert first.code == 0, first.output  # delivery failures do not fail `once`
     rejected = events(receiver)
     assert kinds(rejected) == FIRST_EVENTS
+    assert len(rejected) == len(FIRST_EVENTS)  # no second attempt after a 400
     plain, as_json = await asyncio.gather(
         bulkwatch("deliveries", "list", "--config", config),
         bulkwatch("deliveries", "list", "--config", config, "--json"),
@@ -549,8 +578,6 @@ async def test_rejected_deliveries_are_listed_dead_and_retry_resends_them_with_t
     retry = await bulkwatch("deliveries", "retry", "--config", config)
     assert retry.code == 0, retry.output
     assert retry.stdout.strip() == "queued 2 dead deliveries again"
-    empty = await bulkwatch("deliveries", "list", "--config", config, "--json")
-    assert json.loads(empty.stdout) == []
     again = await bulkwatch("once", "--config", config)
 
     assert again.code == 0, again.output
@@ -579,6 +606,29 @@ async def test_run_delivers_events_and_stops_cleanly_on_a_signal(
     assert "bulkwatch started" in messages
     assert messages[-1] == "bulkwatch stopped"
     assert "Traceback" not in result.stderr
+    assert_no_secrets(sim, result)
+
+
+async def test_run_exits_0_within_the_grace_period_while_a_poll_hangs(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # A short simulator shutdown: its hung handlers would otherwise hold the teardown.
+    async with run_simulator(stores=make_stores(1, 1), shutdown_timeout=0.1) as sim:
+        seed_tasks(sim)
+        sim.inject("slow", store="line-1", delay=60, times=None)
+        # Without the grace period the stop would wait for the 60 s request timeout.
+        config = write_config(
+            tmp_path, sim, receiver, shutdown_grace=1, defaults={"interval": 0.25, "timeout": 60}
+        )
+        async with daemon("run", "--config", config) as running:
+            await receiver.wait_for_requests(1, within=15)  # the hung store delays no other
+            async with asyncio.timeout(15):
+                await sim.wait_for_requests("line-1", len(endpoints_of(sim, "line-1")))
+            result = await running.stop()
+
+    assert result.code == 0, result.output
+    assert kinds(events(receiver)) == {("bulkwatch.task.running", "lazza-1/lz-run")}
+    assert [log["event"] for log in result.logs()][-1] == "bulkwatch stopped"
 
 
 async def test_run_serves_metrics_and_health_while_it_runs(
@@ -596,12 +646,23 @@ async def test_run_serves_metrics_and_health_while_it_runs(
         metrics_status, metrics = await get_when_up(session, f"http://127.0.0.1:{port}/metrics")
         result = await running.stop()
 
-    assert health_status == 200
-    assert json.loads(health)["status"] == "ok"
-    assert metrics_status == 200
+    assert health_status == 200, health
+    assert metrics_status == 200, metrics
     assert "bulkwatch_polls_total" in metrics
-    assert 'bulkwatch_polls_total{outcome="ok",platform="shoplazza",store="lazza-1"}' in metrics
-    assert 'bulkwatch_events_total{type="bulkwatch.task.running"} 2.0' in metrics
+    samples = [s for f in text_string_to_metric_families(metrics) for s in f.samples]
+    ok_polls = {
+        s.labels["store"]: s.value
+        for s in samples
+        if s.name == "bulkwatch_polls_total" and s.labels.get("outcome") == "ok"
+    }
+    assert ok_polls.keys() == {"lazza-1", "line-1"}
+    assert all(count >= 1 for count in ok_polls.values())
+    running_events = [
+        s.value
+        for s in samples
+        if s.name == "bulkwatch_events_total" and s.labels == {"type": "bulkwatch.task.running"}
+    ]
+    assert running_events == [2.0]
     assert "lz-run" not in metrics  # never a task id as a label
     assert result.code == 0, result.output
 
@@ -618,14 +679,17 @@ async def test_run_after_a_restart_delivers_only_the_new_transition(
     assert kinds(first) == FIRST_EVENTS
 
     sim.set_status("lazza-1", "lz-run", TaskStatus.COMPLETED)
-    before = {name: sim.request_count(name) for name in sim.stores}
+    before = {name: Counter(sim.store(name).stats.endpoints) for name in sim.stores}
     async with daemon("run", "--config", config) as second_run:
         await receiver.wait_for_requests(len(first) + 1, within=15)
-        # Let every endpoint be polled again after the transition, so a duplicate would show.
+        # Every endpoint polled twice in this run: a re-emitted old state would be in the outbox.
         async with asyncio.timeout(15):
-            for name, count in before.items():
-                await sim.wait_for_requests(name, count + 6)
+            for name, counts in before.items():
+                await sim.wait_for_requests(name, counts.total() + 2 * len(endpoints_of(sim, name)))
         result = await second_run.stop()
+    for name, counts in before.items():
+        now = sim.store(name).stats.endpoints
+        assert all(now[endpoint] > counts[endpoint] for endpoint in endpoints_of(sim, name))
 
     assert result.code == 0, result.output
     new = events(receiver, since=len(first))

@@ -205,12 +205,15 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
     (
         "notifier without type",
         {"stores": [LAZZA], "notifiers": [{"name": "n"}]},
-        ["notifiers[0].type: field required (known: log, webhook)"],
+        ["notifiers[0].type: field required (known: apprise, command, email, log, slack, webhook)"],
     ),
     (
         "unknown notifier type",
         {"stores": [LAZZA], "notifiers": [{"name": "n", "type": "fax"}]},
-        ["notifiers[0].type: unknown notifier type 'fax' (known: log, webhook)"],
+        [
+            "notifiers[0].type: unknown notifier type 'fax' "
+            "(known: apprise, command, email, log, slack, webhook)"
+        ],
     ),
     (
         "webhook without url",

@@ -361,7 +361,7 @@ class Failure:
 FAILURES = [
     Failure(400, {"error": "invalid access token"}, FailureKind.AUTH, "renew"),
     Failure(400, {"errors": ["page must be a number"]}, FailureKind.CLIENT, "page must be"),
-    Failure(401, {"error": "Unauthorized"}, FailureKind.AUTH, "token was rejected"),
+    Failure(401, {"error": "Unauthorized"}, FailureKind.AUTH, "token rejected"),
     Failure(402, {"errors": "store frozen"}, FailureKind.FROZEN, "store frozen"),
     Failure(403, {"errors": {"scope": ["read_data"]}}, FailureKind.FORBIDDEN, "scope: read_data"),
     Failure(404, {"errors": ["no result"]}, FailureKind.CLIENT, '"no result"'),

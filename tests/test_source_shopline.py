@@ -441,7 +441,7 @@ async def test_a_rejected_token_names_the_store_and_says_to_renew_it(
     error = await poll_error(source)
 
     assert str(error) == (
-        "store line-main (shopline QUERY): auth: HTTP 401: the access token was rejected; "
+        "store line-main (shopline QUERY): auth: HTTP 401: token rejected; "
         'renew the store\'s access token; platform said: "invalid token Bearer [redacted]" '
         "(request id trace-9)"
     )

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
 
 from bulkwatch import __version__
+from bulkwatch.backoff import Backoff
 from bulkwatch.config import Settings
 from bulkwatch.dispatcher import Dispatcher
 from bulkwatch.domain import EndpointKey, Event, FailureKind, PollError, PollResult, TaskStatus
@@ -27,6 +30,9 @@ from bulkwatch.sources.base import Source, SourceContext, make_source
 from bulkwatch.store.base import EndpointView, PollOutcome, StateStore
 from bulkwatch.store.factory import open_store_from_url
 from bulkwatch.tracker import Policy, judge_failure, judge_success
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
 
 __all__ = ["Engine", "utcnow"]
 
@@ -53,6 +59,7 @@ class Engine:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
@@ -66,13 +73,19 @@ class Engine:
         self.store: StateStore = open_store_from_url(settings.state.url)
         self.sources: list[Source] = []
         self.notifiers: dict[str, Notifier] = {}
+        # When each endpoint's job last ran: polled, or deliberately skipped under backoff.
         self.last_poll: dict[EndpointKey, datetime] = {}
+        self.backoff = Backoff(settings.defaults, rng)
         self.intervals = {store.name: settings.interval(store) for store in settings.stores}
         self._task_counts: dict[str, dict[str, Counter[TaskStatus]]] = {}
-        self._inflight: set[asyncio.Task[object]] = set()
+        self._inflight: set[asyncio.Task[bool | None]] = set()  # scheduled polls running
         self._stack = AsyncExitStack()
         self._session: aiohttp.ClientSession | None = None
         self._dispatcher: Dispatcher | None = None
+        # Liveness (health.py): the heartbeat task's last beat (monotonic), how late it woke.
+        self.heartbeat_at: float | None = None
+        self.loop_lag = 0.0
+        self.scheduler: BaseScheduler | None = None  # set by serve()
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -115,8 +128,10 @@ class Engine:
         self._dispatcher = Dispatcher(
             self.store, self.notifiers, s.retry, s.delivery, self.metrics, clock=self.clock
         )
-        for src in self.sources:
-            self.metrics.store_up.labels(src.platform.value, src.store).set(1)
+        self.metrics.declare(
+            [(src.platform.value, src.store, self.intervals[src.store]) for src in self.sources],
+            self.notifiers,
+        )
 
     async def __aexit__(
         self,
@@ -134,10 +149,21 @@ class Engine:
     def _encode(self, event: Event) -> bytes:
         return encode_cloudevent(event, self.settings.instance)
 
+    async def poll_if_due(self, source: Source, key: EndpointKey) -> bool | None:
+        """The scheduled poll: `poll`, unless the store is backing off after failures; then
+        return None at once, without a request, counted as `polls_total{outcome="skipped"}`."""
+        now = self.clock()
+        if self.backoff.waiting(key.store, now, source.credentials_version):
+            self.last_poll[key] = now  # the job ran and chose to wait: not a stale endpoint
+            self.metrics.polls.labels(key.platform.value, key.store, "skipped").inc()
+            return None
+        return await self.poll(source, key)
+
     async def poll(self, source: Source, key: EndpointKey) -> bool:
-        """Poll one endpoint, record the outcome, wake the dispatcher. True on success."""
+        """Poll one endpoint now (backoff or not), record the outcome and the store's backoff,
+        wake the dispatcher. True on success."""
         with structlog.contextvars.bound_contextvars(
-            store=key.store, platform=key.platform.value, endpoint=key.endpoint
+            store=key.store, platform=key.platform.value, endpoint=key.endpoint, request_id=None
         ):
             return await self._poll(source, key)
 
@@ -155,7 +181,10 @@ class Engine:
             result = PollError(
                 FailureKind.INVALID_RESPONSE, f"unexpected {type(exc).__name__}: {exc}", key=key
             )
+        # Every later line of this poll names the platform's request id (None when unknown).
+        structlog.contextvars.bind_contextvars(request_id=result.request_id)
         self.metrics.poll_duration.labels(platform).observe(time.perf_counter() - started)
+        retry_in = self._backoff_after(source, key, result, now)
         previous_failures = 0
 
         def judge(view: EndpointView) -> PollOutcome:
@@ -175,7 +204,7 @@ class Engine:
             self.metrics.polls.labels(platform, key.store, "error").inc()
             return False
         self.last_poll[key] = now
-        self._observe(key, result, outcome, previous_failures, now)
+        self._observe(key, result, outcome, previous_failures, now, retry_in=retry_in)
         if outcome.events:
             self.dispatcher.wake()
         return not isinstance(result, PollError)
@@ -187,6 +216,8 @@ class Engine:
         outcome: PollOutcome,
         previous_failures: int,
         now: datetime,
+        *,
+        retry_in: float | None = None,
     ) -> None:
         m, platform = self.metrics, key.platform.value
         if isinstance(result, PollError):
@@ -197,6 +228,7 @@ class Engine:
                 "http_status": result.http_status,
                 "request_id": result.request_id,
                 "failures": outcome.endpoint.consecutive_failures,
+                "retry_in_s": None if retry_in is None else round(retry_in, 1),
             }
             if previous_failures == 0:
                 log.warning("poll failing", error=result.message, **fields)
@@ -212,6 +244,7 @@ class Engine:
                     problem=problem,
                     request_id=result.request_id,
                 )
+            log.debug("polled", tasks=len(result.tasks), events=len(outcome.events))
             if previous_failures:
                 log.info("poll recovered", after_failures=previous_failures)
         m.store_up.labels(platform, key.store).set(0 if outcome.health.down else 1)
@@ -222,6 +255,23 @@ class Engine:
             if isinstance(status, str) and event.type == f"bulkwatch.task.{status.lower()}":
                 m.transitions.labels(platform, prev or "none", event.data["status"]).inc()
             log.debug("event", type=event.type, id=event.id, subject=event.subject)
+
+    def _backoff_after(
+        self, source: Source, key: EndpointKey, result: PollResult | PollError, started: datetime
+    ) -> float | None:
+        """Update the store's backoff; the seconds its polls now wait (None after a success)."""
+        if not isinstance(result, PollError):
+            self.backoff.succeeded(key.store)
+            return None
+        auth = result.kind is FailureKind.AUTH
+        return self.backoff.failed(
+            key.store,
+            result,
+            interval=self.intervals[key.store],
+            started=started,
+            now=self.clock(),
+            credentials=source.credentials_version() if auth else 0,
+        )
 
     def _count_tasks(self, key: EndpointKey, counts: Counter[TaskStatus]) -> None:
         per_store = self._task_counts.setdefault(key.store, {})
@@ -266,31 +316,49 @@ class Engine:
             cfg = stores[key.store]
 
             async def run(source: Source = source, key: EndpointKey = key) -> None:
-                task = asyncio.current_task()
-                if task is not None:
-                    self._inflight.add(task)
+                # The poll is its own task so shutdown can cancel it after the grace period
+                # without APScheduler reporting a job error (it would log a traceback).
+                poll = asyncio.create_task(self.poll_if_due(source, key), name=f"poll {key}")
+                self._inflight.add(poll)
+                poll.add_done_callback(self._inflight.discard)
                 try:
-                    await self.poll(source, key)
-                finally:
-                    if task is not None:
-                        self._inflight.discard(task)
+                    await poll
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if poll.cancelled() and not (current and current.cancelling()):
+                        return  # stopped by `_finish_polls`: it records nothing, by design
+                    raise
 
             jobs.append(PollJob(key, self.settings.interval(cfg), self.settings.jitter(cfg), run))
         return jobs
+
+    async def _finish_polls(self, deadline: float) -> None:
+        """Let in-flight polls finish until `deadline` (monotonic), then cancel the rest: a
+        cancelled poll commits nothing, so the next start simply polls again."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=max(deadline - time.monotonic(), 0))
+        late = [task for task in self._inflight if not task.done()]
+        if not late:
+            return
+        log.warning("polls still running after the grace period; cancelled", polls=len(late))
+        for task in late:
+            task.cancel()
+        await asyncio.wait(late)  # unwinding a cancelled request takes one loop turn or two
 
     async def serve(
         self, stop: asyncio.Event, *, grace: float = 10.0, ready: Callable[[], None] | None = None
     ) -> None:
         """Run until `stop` is set; then stop polling, finish in-flight work, and return."""
-        scheduler = build_scheduler(
+        scheduler = self.scheduler = build_scheduler(
             self._jobs(),
             self.clock(),
-            on_missed=lambda job: log.warning("poll missed its slot", job=job),
-            on_error=lambda job, exc: log.error("poll job failed", job=job, error=repr(exc)),
+            on_missed=self._job_missed,
+            on_error=self._job_failed,
         )
         async with asyncio.TaskGroup() as tg:
             dispatcher = tg.create_task(self.dispatcher.run())
             housekeeping = tg.create_task(self._housekeeping())
+            heartbeat = tg.create_task(self._heartbeat())
             scheduler.start()
             log.info(
                 "bulkwatch started",
@@ -303,14 +371,31 @@ class Engine:
                 ready()
             await stop.wait()
             log.info("stopping: finishing in-flight polls and deliveries", grace_s=grace)
+            deadline = time.monotonic() + grace  # one grace period for polls and deliveries
             scheduler.pause()
-            if self._inflight:
-                await asyncio.wait(set(self._inflight), timeout=grace)
+            await self._finish_polls(deadline)
             scheduler.shutdown(wait=False)
             housekeeping.cancel()
-            await self.dispatcher.drain(grace)
+            await self.dispatcher.drain(max(deadline - time.monotonic(), 0.0))
             dispatcher.cancel()
+            heartbeat.cancel()
         log.info("bulkwatch stopped")
+
+    def _job_missed(self, job: str) -> None:
+        self.metrics.scheduler_missed.inc()
+        log.warning("poll missed its slot", job=job)
+
+    def _job_failed(self, job: str, exc: BaseException | None) -> None:
+        self.metrics.scheduler_failed.inc()
+        log.error("poll job failed", job=job, error=repr(exc))
+
+    async def _heartbeat(self, period: float = 1.0) -> None:
+        """Beat every `period` seconds for liveness, noting how late each beat woke: a late
+        beat means something held the event loop (and so every poll) for that long."""
+        while True:
+            self.heartbeat_at = time.monotonic()
+            await asyncio.sleep(period)
+            self.loop_lag = max(0.0, time.monotonic() - self.heartbeat_at - period)
 
     async def _housekeeping(self) -> None:
         """Outbox gauges every few seconds; pruning of old state every hour."""

@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("run", help="run the daemon until SIGINT/SIGTERM"))
     with_config(sub.add_parser("once", help="poll every store once and attempt due deliveries"))
     with_config(sub.add_parser("check-config", help="validate the config and summarise it"))
+    notify_test = with_config(
+        sub.add_parser("notify-test", help="send a sample event through one notifier")
+    )
+    notify_test.add_argument("name", metavar="NAME", help="the notifier's name in the config")
     status = with_config(sub.add_parser("status", help="tracked tasks per store"))
     status.add_argument("--store", help="only this store")
     status.add_argument("--json", action="store_true", help="JSON output")
@@ -92,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             print(commands.summarise(settings, args.config))
             return EXIT_OK
+        if args.command == "notify-test":
+            return asyncio.run(commands.notify_test(settings, args.name))
         if args.command == "run":
             return commands.run(settings)
         if args.command == "once":

@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from bulkwatch.app import Engine, utcnow
 from bulkwatch.config import Settings, load_settings
 from bulkwatch.events import isoformat
+from bulkwatch.health import liveness
 from bulkwatch.logs import configure_logging
+from bulkwatch.sdnotify import SystemdNotifier, supervised
 from bulkwatch.store.base import DeliveryStatus, StateStore
 from bulkwatch.store.factory import open_store_from_url
 from bulkwatch.web import start_web
@@ -22,6 +26,7 @@ from bulkwatch.web import start_web
 __all__ = [
     "deliveries_list",
     "deliveries_retry",
+    "notify_test",
     "once",
     "run",
     "serve_daemon",
@@ -66,30 +71,49 @@ def summarise(settings: Settings, path: Path | None) -> str:
 
 
 async def serve_daemon(
-    settings: Settings, stop: asyncio.Event, *, ready: Callable[[], None] | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    ready: Callable[[], None] | None = None,
+    systemd: SystemdNotifier | None = None,
 ) -> None:
-    """The daemon: the engine, its scheduler and the metrics server, until `stop` is set."""
+    """The daemon: the engine, its scheduler and the metrics server, until `stop` is set.
+    With `systemd`: READY=1 once the first schedule is armed, watchdog pings while alive,
+    STOPPING=1 when `stop` is set."""
     async with Engine(settings) as engine:
         runner = None
         if settings.server.enabled:
             runner = await start_web(engine, settings.server.host, settings.server.port)
+        status = f"watching {len(engine.sources)} stores ({len(engine.endpoints)} endpoints)"
         try:
-            await engine.serve(stop, grace=settings.shutdown_grace, ready=ready)
+            async with supervised(
+                systemd, stop, lambda: liveness(engine).problems, status
+            ) as sd_ready:
+
+                def on_ready() -> None:
+                    sd_ready()
+                    if ready is not None:
+                        ready()
+
+                await engine.serve(stop, grace=settings.shutdown_grace, ready=on_ready)
         finally:
             if runner is not None:
                 await runner.cleanup()
 
 
-def run(settings: Settings) -> int:
-    """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0."""
+def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+    """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0. `environ` (default: the
+    process's) is read once here, for systemd's `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`."""
     configure_logging(settings.log.level, settings.log.format)
+    env = os.environ if environ is None else environ
+    systemd = SystemdNotifier.from_environ(env, os.getpid())
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_daemon(settings, stop)
+        await serve_daemon(settings, stop, systemd=systemd)
 
     asyncio.run(main())
     return 0
@@ -200,6 +224,42 @@ async def deliveries_retry(settings: Settings, ids: list[int], notifier: str | N
         await store.close()
     print(f"queued {count} dead deliver{'y' if count == 1 else 'ies'} again")
     return 0
+
+
+async def notify_test(settings: Settings, name: str) -> int:
+    """`bulkwatch notify-test NAME`: send a sample event through one notifier, report it.
+
+    0 delivered, 1 failed, 2 no such notifier or it cannot be built. No state is touched.
+    """
+    from bulkwatch.domain import Platform  # noqa: PLC0415 - only this command needs these
+    from bulkwatch.notifiers.sample import sample_event, send_sample  # noqa: PLC0415
+
+    config = next((n for n in settings.notifiers if n.name == name), None)
+    if config is None:
+        known = ", ".join(n.name for n in settings.notifiers) or "none configured"
+        print(f"error: no notifier named {name!r} (notifiers: {known})", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    first = next((s for s in settings.stores if s.enabled), None)
+    event = sample_event(
+        settings.instance,
+        first.name if first else "example",
+        Platform(first.platform) if first else Platform.SHOPLAZZA,
+    )
+    if not config.matches(event.type, event.store):
+        print(f"note: {name}'s events/stores filters would not pass this event; sending anyway")
+    try:
+        error = await send_sample(config, event, settings.instance)
+    except Exception as exc:  # noqa: BLE001 - whatever building the notifier raised, reported
+        problem = f"{type(exc).__name__}: {exc}"
+        print(f"error: cannot build notifier {name!r}: {problem}", file=sys.stderr)
+        return 2
+    if error is None:
+        print(f"delivered (event {event.id} through {name})")
+        return 0
+    kind = "permanent, not retried" if error.permanent else "would be retried"
+    print(f"failed: {error or type(error).__name__} ({kind})")
+    return 1
 
 
 async def simulate(args: argparse.Namespace) -> int:

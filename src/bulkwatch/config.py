@@ -30,7 +30,10 @@ from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import NotifierConfig
 
 __all__ = [
+    "DEFAULT_BURST",
+    "PLATFORM_RATE_LIMITS",
     "ConfigError",
+    "Defaults",
     "Settings",
     "ShoplazzaStore",
     "ShoplineStore",
@@ -39,6 +42,10 @@ __all__ = [
 ]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Well under the platforms' own limits (Shoplazza about 2/s, Shopline about 4/s, each with a
+# bucket of about 40), so another app of the same merchant still has room.
+PLATFORM_RATE_LIMITS: dict[str, float] = {"shoplazza": 2.0, "shopline": 4.0}
+DEFAULT_BURST = 5  # a default Shoplazza poll (max_pages 5) or both Shopline types at once
 DEFAULT_STATUS_MAP: dict[int, TaskStatus] = {
     0: TaskStatus.CREATED,
     1: TaskStatus.RUNNING,
@@ -66,6 +73,15 @@ class Defaults(_Model):
     stall_after: Duration = 6 * 3600.0
     expiry_warning: Duration = 3600.0
     down_after: int = Field(default=3, ge=1)
+    # Requests per second and burst for every store; None: the platform's default below.
+    rate_limit: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, ge=1, le=40)
+    # After a failed poll the store's next polls wait: exponentially from the interval up to
+    # `backoff_max`; `auth_retry` after a rejected token or a frozen store; `blocked_retry`
+    # after a security block (also the longest Retry-After honoured).
+    backoff_max: Duration = Field(default=900.0, gt=0)
+    auth_retry: Duration = Field(default=600.0, gt=0)
+    blocked_retry: Duration = Field(default=1800.0, gt=0)
 
 
 class _StoreBase(_Model):
@@ -76,6 +92,8 @@ class _StoreBase(_Model):
     interval: Duration | None = Field(default=None, gt=0)
     jitter: Duration | None = None
     timeout: Duration | None = Field(default=None, gt=0)
+    rate_limit: float | None = Field(default=None, gt=0)  # requests per second
+    burst: int | None = Field(default=None, ge=1, le=40)
     enabled: bool = True
 
     @field_validator("base_url")
@@ -219,6 +237,11 @@ class Settings(BaseSettings):
 
     def timeout(self, store: ShoplazzaStore | ShoplineStore) -> float:
         return store.timeout or self.defaults.timeout
+
+    def rate_limit(self, store: ShoplazzaStore | ShoplineStore) -> tuple[float, int]:
+        """(requests per second, burst) for one store: its own, the defaults', the platform's."""
+        rate = store.rate_limit or self.defaults.rate_limit or PLATFORM_RATE_LIMITS[store.platform]
+        return rate, store.burst or self.defaults.burst or DEFAULT_BURST
 
     def jitter(self, store: ShoplazzaStore | ShoplineStore) -> float:
         if store.jitter is not None:
@@ -372,7 +395,11 @@ def _validate_notifiers(value: Any) -> tuple[list[Any], list[str]]:
         if not isinstance(kind_name, str):
             problems.append(f"notifiers[{i}].type: field required ({_known()})")
             continue
-        kind = registry.get(kind_name)
+        try:
+            kind = registry.get(kind_name)
+        except registry.PluginError as exc:
+            problems.append(f"notifiers[{i}].type: {exc}")
+            continue
         if kind is None:
             problems.append(
                 f"notifiers[{i}].type: unknown notifier type {kind_name!r} ({_known()})"

@@ -2,15 +2,69 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import copy
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from bulkwatch import __version__
+from bulkwatch.domain import TaskStatus
+from bulkwatch.events import STORE_DOWN, STORE_UP, TASK_EXPIRING, TASK_STALLED, TASK_SUPERSEDED
 
-__all__ = ["Metrics"]
+__all__ = ["DELIVERY_BUCKETS", "EVENT_TYPES", "POLL_BUCKETS", "Metrics", "StoreLabels"]
 
-# API calls take tens of milliseconds to a few seconds; timeouts sit around 10-30 s.
+# API calls take tens of milliseconds to a few seconds; timeouts sit around 10-30 s, and a
+# paged Shoplazza poll adds a few calls together.
 POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# Every event type there is: counters start at 0, so `increase()` sees the first event too.
+EVENT_TYPES = (
+    *(status.event_type for status in TaskStatus),
+    TASK_SUPERSEDED,
+    TASK_STALLED,
+    TASK_EXPIRING,
+    STORE_DOWN,
+    STORE_UP,
+)
+POLL_OUTCOMES = ("ok", "error")
+DELIVERY_OUTCOMES = ("delivered", "retry", "dead")
+
+# (platform, store, poll interval in seconds) of one configured store.
+StoreLabels = tuple[str, str, float]
+
+
+class _WithoutCreated(Collector):
+    """The registry as Prometheus's text format shows it, minus the `_created` samples.
+
+    The text format turns each counter's and histogram's creation time into an extra gauge
+    series per label set (`bulkwatch_polls_created`); with 10,000 stores that doubles the
+    biggest families for a value no rule reads. `disable_created_metrics()` would do the same
+    for every registry in the process, so the filter lives here, on our registry only.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            kept = [s for s in family.samples if not s.name.endswith("_created")]
+            if len(kept) == len(family.samples):
+                yield family
+                continue
+            trimmed = copy.copy(family)
+            trimmed.samples = kept
+            yield trimmed
 
 
 class Metrics:
@@ -20,6 +74,9 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         p = "bulkwatch_"
+        # process_* (memory, CPU, open files, start time) and python_info, on this registry.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.polls = Counter(
             p + "polls", "Polls by outcome", ["platform", "store", "outcome"], registry=r
         )
@@ -28,6 +85,12 @@ class Metrics:
             "Duration of one endpoint poll, all pages included",
             ["platform"],
             buckets=POLL_BUCKETS,
+            registry=r,
+        )
+        self.poll_interval = Gauge(
+            p + "poll_interval_seconds",
+            "Configured seconds between two polls of one endpoint of the store",
+            ["platform", "store"],
             registry=r,
         )
         self.api_errors = Counter(
@@ -74,5 +137,35 @@ class Metrics:
         self.outbox_dead = Gauge(
             p + "outbox_dead", "Deliveries that gave up (dead letters)", ["notifier"], registry=r
         )
+        self.scheduler_missed = Counter(
+            p + "scheduler_jobs_missed",
+            "Poll jobs the scheduler skipped because they ran past their misfire grace time",
+            registry=r,
+        )
+        self.scheduler_failed = Counter(
+            p + "scheduler_jobs_failed",
+            "Poll jobs that raised out of the scheduler (a bug: polls catch their own errors)",
+            registry=r,
+        )
         self.build_info = Gauge(p + "build_info", "Build information", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
+
+    def declare(self, stores: Iterable[StoreLabels], notifiers: Iterable[str]) -> None:
+        """Create every configured label set up front, so each series exists (at 0) from the
+        first scrape: dashboards show idle stores, and `increase()` counts the first event."""
+        for platform, store, interval in stores:
+            self.poll_interval.labels(platform, store).set(interval)
+            self.store_up.labels(platform, store).set(1)
+            for outcome in POLL_OUTCOMES:
+                self.polls.labels(platform, store, outcome)
+        for event_type in EVENT_TYPES:
+            self.events.labels(event_type)
+        for name in notifiers:
+            for outcome in DELIVERY_OUTCOMES:
+                self.deliveries.labels(name, outcome)
+            self.outbox_pending.labels(name).set(0)
+            self.outbox_dead.labels(name).set(0)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus's text format 0.0.4, without `_created` series."""
+        return generate_latest(_WithoutCreated(self.registry))

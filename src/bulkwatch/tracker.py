@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from bulkwatch.domain import (
     Event,
+    FailureKind,
     PollError,
     PollResult,
     TaskSnapshot,
@@ -30,10 +31,13 @@ from bulkwatch.events import (
 )
 from bulkwatch.store.base import EndpointView, PollOutcome
 
-__all__ = ["Policy", "judge_failure", "judge_success"]
+__all__ = ["IMMEDIATE_DOWN", "Policy", "judge_failure", "judge_success"]
 
 _REFRESH_SEEN = timedelta(days=1)
 _STALLABLE = frozenset({TaskStatus.CREATED, TaskStatus.RUNNING})
+# Failures that will not go away by themselves: a person has to renew a token, pay, or get a
+# block lifted, so waiting for `down_after` failures (spread out by backoff) only delays them.
+IMMEDIATE_DOWN = frozenset({FailureKind.AUTH, FailureKind.FROZEN, FailureKind.BLOCKED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ class Policy:
     stall_after: timedelta = timedelta(hours=6)
     expiry_warning: timedelta = timedelta(hours=1)
     down_after: int = 3
+    immediate_down: frozenset[FailureKind] = IMMEDIATE_DOWN
 
 
 def judge_success(
@@ -112,7 +117,8 @@ def judge_success(
 def judge_failure(
     view: EndpointView, error: PollError, now: datetime, policy: Policy
 ) -> PollOutcome:
-    """The outcome of a failed poll: never a task change; `store.down` once per outage."""
+    """The outcome of a failed poll: never a task change; `store.down` once per outage,
+    after `down_after` consecutive failures, or at once for a kind in `immediate_down`."""
     endpoint = dataclasses.replace(
         view.endpoint,
         consecutive_failures=view.endpoint.consecutive_failures + 1,
@@ -121,7 +127,9 @@ def judge_failure(
     health = view.health
     failing = health.failing_endpoints | {endpoint.key.endpoint}
     events: list[Event] = []
-    if not health.down and endpoint.consecutive_failures >= policy.down_after:
+    if not health.down and (
+        endpoint.consecutive_failures >= policy.down_after or error.kind in policy.immediate_down
+    ):
         outage = health.outage + 1
         events.append(
             store_event(

@@ -2,36 +2,41 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from bulkwatch.health import Report, liveness, readiness
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from bulkwatch.app import Engine
 
-__all__ = ["start_web"]
+__all__ = ["bound_port", "start_web"]
 
 
-def _app(engine: Engine, started: float) -> web.Application:
+def _json(report: Report) -> web.Response:
+    # 503 is what probes, load balancers and `curl --fail` all read as "not now".
+    return web.json_response(report.body, status=200 if report.ok else 503)
+
+
+def _app(engine: Engine, started: datetime) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(engine.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Rendering 10,000 stores' series takes a while; a worker thread keeps the loop (and
+        # so the polls and the health probes) running meanwhile. The client is thread-safe.
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(None, engine.metrics.exposition)
+        # 0.0.4 is what `exposition()` writes, and what every Prometheus since 2.0 reads.
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "uptime_s": round(time.monotonic() - started)})
+        return _json(liveness(engine))
 
     async def readyz(_: web.Request) -> web.Response:
-        now = engine.clock()
-        stale = []
-        for _source, key in engine.endpoints:
-            interval = engine.intervals[key.store]
-            last = engine.last_poll.get(key)
-            if last is None or (now - last).total_seconds() > 2 * interval + 5:
-                stale.append(str(key))
-        body = {"status": "ok" if not stale else "not ready", "stale_endpoints": stale[:50]}
-        return web.json_response(body, status=200 if not stale else 503)
+        return _json(await readiness(engine, started))
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
@@ -41,8 +46,20 @@ def _app(engine: Engine, started: float) -> web.Application:
 
 
 async def start_web(engine: Engine, host: str, port: int) -> web.AppRunner:
-    """Start the server; the caller owns the runner and calls `cleanup()`."""
-    runner = web.AppRunner(_app(engine, time.monotonic()), access_log=None)
+    """Start the server on `host:port` (0: any free port, see `bound_port`); the caller owns
+    the runner and calls `cleanup()`."""
+    runner = web.AppRunner(_app(engine, engine.clock()), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port a started runner listens on (the real one when it was asked for 0)."""
+    address = runner.addresses[0]
+    port: int = address[1]
+    return port

@@ -29,6 +29,11 @@ class Source(Protocol):
 
     async def poll(self, key: EndpointKey, now: datetime) -> PollResult: ...
 
+    def credentials_version(self) -> int:
+        """A number that changes when the store's access token changes (a rotated file), so
+        a store waiting after a rejected token is retried as soon as a new one is in place."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SourceContext:

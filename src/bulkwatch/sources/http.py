@@ -19,6 +19,7 @@ import aiohttp
 
 from bulkwatch import __version__
 from bulkwatch.domain import EndpointKey, FailureKind, PollError
+from bulkwatch.sources.ratelimit import RateLimiter
 
 __all__ = [
     "USER_AGENT",
@@ -43,7 +44,7 @@ _SUCCESS_CODES = frozenset({"success", "ok", "0", "200", "true"})
 _SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _WHAT_FAILED = {
-    FailureKind.AUTH: "the access token was rejected; renew the store's access token",
+    FailureKind.AUTH: "token rejected; renew the store's access token",
     FailureKind.FROZEN: "the store is frozen (payment required)",
     FailureKind.FORBIDDEN: "access denied; the token may lack a required access scope",
     FailureKind.BLOCKED: "blocked by the platform's security checks",
@@ -65,6 +66,11 @@ class TokenProvider:
         self._token = token
         self._path = path
         self._seen: tuple[int, int, int] | None = None
+        self.version = 0  # +1 whenever a new token is read: ends a wait after a 401
+
+    def __repr__(self) -> str:
+        # Never the token itself: a repr lands in tracebacks and debug logs.
+        return f"TokenProvider(path={self._path!r}, version={self.version})"
 
     def current(self) -> str | None:
         """The token to send now, or None when none was ever configured."""
@@ -86,6 +92,8 @@ class TokenProvider:
         except (OSError, UnicodeDecodeError):
             return
         if token:  # an empty file is a writer caught halfway: read it again next poll
+            if token != self._token:
+                self.version += 1
             self._token = token
             self._seen = signature
 
@@ -106,7 +114,11 @@ class HttpResponse:
 
 
 class ApiClient:
-    """GETs from one store's API through the process's shared session, within bounds."""
+    """GETs from one store's API through the process's shared session, within bounds.
+
+    Every request first takes a slot from `limiter`, the store's rate limit, which all of the
+    store's endpoints and pages share; the wait for it is not part of the request `timeout`.
+    """
 
     def __init__(
         self,
@@ -115,8 +127,10 @@ class ApiClient:
         timeout: float,
         max_body_bytes: int,
         request_id_header: str,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._session = session
+        self._limiter = limiter
         self._seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._cap = max_body_bytes
@@ -135,6 +149,8 @@ class ApiClient:
         """One GET; return any 2xx/4xx/5xx response, raise `PollError` for everything else."""
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **headers}
         request_id: str | None = None
+        if self._limiter is not None:
+            await self._limiter.acquire()
         try:
             # Redirects are refused: following one would hand the token to another host.
             async with self._session.get(

@@ -38,6 +38,7 @@ from bulkwatch.sources.http import (
     looks_like_auth,
     status_error,
 )
+from bulkwatch.sources.ratelimit import RateLimiter
 
 __all__ = ["OPERATION_TYPE", "ShoplazzaSource"]
 
@@ -63,12 +64,20 @@ class ShoplazzaSource:
         self._max_pages = store.max_pages
         self._status_map = store.effective_status_map()
         self._tokens = TokenProvider(store.token(), store.access_token_file)
+        rate, burst = ctx.settings.rate_limit(store)
+        self.limiter = RateLimiter(rate, burst)
         self._client = ApiClient(
             ctx.session,
             timeout=ctx.settings.timeout(store),
             max_body_bytes=ctx.settings.defaults.max_body_bytes,
+            limiter=self.limiter,
             request_id_header="Request-Id",
         )
+
+    def credentials_version(self) -> int:
+        """Changes whenever a new access token is read (a rotated token file)."""
+        self._tokens.current()
+        return self._tokens.version
 
     async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
         """Read the list from page 1 until a short page or `max_pages`; raise `PollError`."""

@@ -37,6 +37,7 @@ from bulkwatch.sources.http import (
     invalid,
     status_error,
 )
+from bulkwatch.sources.ratelimit import RateLimiter
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
 
@@ -57,12 +58,20 @@ class ShoplineSource:
             f"{store.url_base()}/admin/openapi/{store.api_version}/current_bulk_operation.json"
         )
         self._tokens = TokenProvider(store.token(), store.access_token_file)
+        rate, burst = ctx.settings.rate_limit(store)
+        self.limiter = RateLimiter(rate, burst)
         self._client = ApiClient(
             ctx.session,
             timeout=ctx.settings.timeout(store),
             max_body_bytes=ctx.settings.defaults.max_body_bytes,
+            limiter=self.limiter,
             request_id_header="traceId",
         )
+
+    def credentials_version(self) -> int:
+        """Changes whenever a new access token is read (a rotated token file)."""
+        self._tokens.current()
+        return self._tokens.version
 
     async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
         """The current task of `key`'s operation type (none is a valid answer); or `PollError`."""

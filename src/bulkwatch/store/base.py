@@ -16,7 +16,12 @@ __all__ = [
     "EndpointView",
     "PollOutcome",
     "StateStore",
+    "StoreUnavailableError",
 ]
+
+
+class StoreUnavailableError(Exception):
+    """The state store did not answer; readiness reports it until it does again."""
 
 
 class DeliveryStatus(StrEnum):
@@ -76,6 +81,9 @@ class StateStore(Protocol):
         """Create or migrate the schema."""
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`."""
 
     async def record_poll(
         self,

@@ -30,6 +30,7 @@ from bulkwatch.store.base import (
     EventEncoder,
     EventRouter,
     PollOutcome,
+    StoreUnavailableError,
 )
 from bulkwatch.store.sqlite_schema import (
     DELIVERY_COLUMNS,
@@ -171,6 +172,17 @@ class SqliteStore:
                 conn.execute("PRAGMA optimize")
         finally:
             conn.close()
+
+    async def ping(self) -> None:
+        """Read one row of the schema, so a closed, locked or vanished database shows."""
+        try:
+            conn = self._db()
+        except RuntimeError as exc:  # closed: the message names the store already
+            raise StoreUnavailableError(str(exc)) from exc
+        try:
+            conn.execute("SELECT 1 FROM store_health LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"{self!r}: {exc}") from exc
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:

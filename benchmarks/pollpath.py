@@ -1,0 +1,174 @@
+"""bulkwatch's cost per poll without the HTTP request: judging, SQLite, outbox, metrics, logs.
+
+Each source is replaced by one that returns a ready `PollResult` (what the platform showed),
+so what is left is exactly what bulkwatch adds to a bare GET + `json.loads`. No network, no
+simulator: quick and steady enough to compare one change with the next.
+
+    python -m benchmarks.pollpath --stores 2000 --rounds 5 [--profile out.txt]
+
+Every `--change-every`-th poll of a Shoplazza store sees a new task, so events, outbox rows
+and deliveries to a (discarding) notifier are part of the figure, as in a live fleet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bulkwatch.app import Engine
+from bulkwatch.config import load_settings
+from bulkwatch.domain import EndpointKey, Platform, PollResult, TaskSnapshot, TaskStatus
+from bulkwatch.logs import configure_logging
+
+from benchmarks.common import Meter, emit
+
+__all__ = ["main"]
+
+
+class CannedSource:
+    """Answers like a quiet store: the same tasks every time, a new one now and then."""
+
+    def __init__(self, platform: Platform, store: str, endpoints: tuple[EndpointKey, ...]) -> None:
+        self.platform = platform
+        self.store = store
+        self.endpoints = endpoints
+        self.polls = 0
+        self.change_every = 0
+
+    async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
+        self.polls += 1
+        if self.platform is Platform.SHOPLAZZA:
+            # Two old exports, plus one more each `change_every` polls.
+            extra = self.polls // self.change_every if self.change_every else 0
+            tasks = tuple(
+                TaskSnapshot(
+                    platform=self.platform,
+                    store=self.store,
+                    task_id=f"{self.store}-t{i}",
+                    operation_type="DATA_QUERY",
+                    status=TaskStatus.COMPLETED,
+                    raw_status=2,
+                    observed_at=now,
+                    url=f"https://example.com/{self.store}/{i}.csv",
+                )
+                for i in range(2 + extra)
+            )
+            return PollResult(key=key, tasks=tasks, exclusive=False, request_id="r")
+        task = TaskSnapshot(
+            platform=self.platform,
+            store=self.store,
+            task_id=f"{self.store}-{key.endpoint}",
+            operation_type=key.endpoint,
+            status=TaskStatus.COMPLETED,
+            raw_status="COMPLETED",
+            observed_at=now,
+            url="https://example.com/result.jsonl",
+            partial_data_url="https://example.com/result.jsonl",
+            completed_count=1200,
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+            completed_at=datetime(2026, 1, 1, 0, 5, tzinfo=UTC),
+            expires_at=datetime(2099, 1, 1, tzinfo=UTC),
+        )
+        return PollResult(key=key, tasks=(task,), exclusive=True, request_id="r")
+
+
+def _config(tmp: Path, stores: int) -> Path:
+    half = stores // 2
+    entries: list[dict[str, Any]] = [
+        {
+            "name": f"lazza-{i}",
+            "platform": "shoplazza",
+            "domain": f"lazza-{i}",
+            "access_token": "x",
+            "base_url": "http://127.0.0.1:9",
+        }
+        for i in range(half)
+    ]
+    entries += [
+        {
+            "name": f"line-{i}",
+            "platform": "shopline",
+            "handle": f"line-{i}",
+            "access_token": "x",
+            "base_url": "http://127.0.0.1:9",
+        }
+        for i in range(stores - half)
+    ]
+    doc = {
+        "instance": "bench",
+        "state": {"url": f"sqlite:///{tmp / 'state.db'}"},
+        "server": {"enabled": False},
+        "notifiers": [{"name": "discard", "type": "log", "format": "json"}],
+        "stores": entries,
+    }
+    path = tmp / "config.yaml"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    settings = load_settings(_config(tmp, args.stores), environ={})
+    async with Engine(settings) as engine:
+        work: list[tuple[CannedSource, EndpointKey]] = []
+        for src in engine.sources:
+            canned = CannedSource(src.platform, src.store, src.endpoints)
+            canned.change_every = args.change_every
+            work += [(canned, key) for key in src.endpoints]
+        for canned, key in work:  # the baseline round, unmeasured
+            await engine.poll(canned, key)  # type: ignore[arg-type]
+        profiler: Any = None
+        if args.profile is not None:
+            import cProfile  # noqa: PLC0415 - only when profiling
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        meter = Meter()
+        meter.start()
+        for _ in range(args.rounds):
+            for canned, key in work:
+                await engine.poll(canned, key)  # type: ignore[arg-type]
+            await engine.deliver_due_once()
+        meter.stop()
+        if profiler is not None:
+            profiler.disable()
+            import pstats  # noqa: PLC0415
+
+            with args.profile.open("w") as out:
+                pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
+        polls = args.rounds * len(work)
+        figures = meter.figures(polls)
+        return {
+            "client": "pollpath",
+            "endpoints": len(work),
+            "polls": polls,
+            "us_per_poll": round(1e6 * meter.cpu / polls, 1),
+            "cpu_s": figures["cpu_s"],
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stores", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--change-every", type=int, default=3)
+    parser.add_argument("--profile", type=Path, default=None, help="cProfile report here")
+    args = parser.parse_args()
+    # The log notifier writes every delivered event: send them nowhere interesting.
+    configure_logging("info", "json", stream=open("/dev/null", "w"))  # noqa: SIM115, PTH123
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bulkwatch-pollpath-") as tmp:
+        result = asyncio.run(_run(args, Path(tmp)))
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    emit(result)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The `slack` notifier: a Block Kit message through a Slack incoming webhook.
+
+The message has a header (`title` template), a line of text (`text` template, also the
+notification's fallback text), the task's fields, buttons to the result files and a context
+line with the event type and id. The webhook URL is a credential (anyone holding it can post),
+so it is a secret: never logged, never in `repr` or error messages.
+
+Slack answers 200 `ok`; 4xx answers such as `invalid_token`, `no_service` or
+`channel_not_found` are permanent (dead-lettered at once, with Slack's error code); 408, 429
+(honouring `Retry-After`), 5xx, timeouts and network errors are retried.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from yarl import URL
+
+from bulkwatch import __version__
+from bulkwatch.durations import Duration
+from bulkwatch.notifiers.base import (
+    DeliveryError,
+    Notifier,
+    NotifierConfig,
+    NotifierContext,
+    OutgoingEvent,
+)
+from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.notifiers.secret_file import read_secret_file
+from bulkwatch.notifiers.templates import MessageTemplate, placeholders, render
+from bulkwatch.notifiers.webhook import parse_retry_after
+
+__all__ = ["TYPE", "SlackNotifier", "SlackNotifierConfig", "build_message"]
+
+# Block Kit limits: longer values make Slack reject the whole message with invalid_blocks.
+_HEADER_MAX = 150
+_TEXT_MAX = 3000
+_FIELD_MAX = 2000
+_BUTTON_URL_MAX = 3000
+_RETRYABLE_4XX = frozenset({408, 429})
+# Slack's error bodies are short codes ("invalid_token"); anything else is not echoed.
+_ERROR_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
+_FIELDS = (
+    ("store", "Store"),
+    ("task_id", "Task"),
+    ("transition", "Status"),
+    ("completed_count", "Rows"),
+    ("operation_type", "Operation"),
+    ("error", "Error"),
+    ("expires_at", "Expires at"),
+    ("superseded_by", "Superseded by"),
+)
+_BUTTONS = (("url", "Download result"), ("partial_data_url", "Partial data"))
+
+
+def _check_url(value: str) -> None:
+    try:
+        url = URL(value)
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError("must be an http:// or https:// URL with a host")
+
+
+class SlackNotifierConfig(NotifierConfig):
+    """Config of the `slack` notifier: `webhook_url` (or `webhook_url_file`) and templates."""
+
+    # A failed value may be the webhook URL, which is a credential.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    type: Literal["slack"] = "slack"
+    webhook_url: SecretStr | None = None
+    webhook_url_file: Path | None = None
+    timeout: Duration = Field(default=10.0, gt=0)
+    title: MessageTemplate = "$title"
+    text: MessageTemplate = "$headline"
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_url(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SlackNotifierConfig:
+        if self.webhook_url_file is None:
+            if self.webhook_url is None:
+                raise ValueError("webhook_url: field required (or webhook_url_file)")
+            return self
+        if self.webhook_url is not None:
+            raise ValueError("give webhook_url or webhook_url_file, not both")
+        url = read_secret_file("webhook_url_file", self.webhook_url_file)
+        try:
+            _check_url(url)
+        except ValueError as exc:
+            raise ValueError(
+                f"webhook_url_file: the URL in {self.webhook_url_file} {exc}"
+            ) from None
+        # The model is frozen; this runs once, during validation, before anyone sees it.
+        object.__setattr__(self, "webhook_url", SecretStr(url))
+        return self
+
+
+def _mrkdwn(value: str) -> str:
+    """Escape text for Slack mrkdwn: only &, < and > are control characters there."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def build_message(event: OutgoingEvent, title: str, text: str) -> dict[str, Any]:
+    """The Slack message for one event, from the `title` and `text` templates."""
+    values = placeholders(event)
+    header = _cut(render(title, event).strip() or event.type, _HEADER_MAX)
+    body = _cut(
+        render(text, event, escape=_mrkdwn).strip() or _mrkdwn(values["headline"]), _TEXT_MAX
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": body}},
+    ]
+    fields = [
+        {"type": "mrkdwn", "text": _cut(f"*{label}*\n{_mrkdwn(values[name])}", _FIELD_MAX)}
+        for name, label in _FIELDS
+        if values[name]
+    ]
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+    buttons = [
+        {
+            "type": "button",
+            "text": {"type": "plain_text", "text": label},
+            "url": values[name],
+        }
+        for name, label in _BUTTONS
+        if values[name].startswith(("https://", "http://")) and len(values[name]) <= _BUTTON_URL_MAX
+    ]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    context = f"`{values['type']}` · id `{values['event_id']}`"
+    if values["source"]:
+        context += f" · {_mrkdwn(values['source'])}"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    return {"text": body, "blocks": blocks}
+
+
+class SlackNotifier:
+    """Posts one Block Kit message per event through the app's shared aiohttp session."""
+
+    def __init__(self, config: SlackNotifierConfig, session: aiohttp.ClientSession) -> None:
+        if config.webhook_url is None:  # pragma: no cover - the config validator requires it
+            raise ValueError("slack notifier without a webhook_url")
+        self.name = config.name
+        self._url = config.webhook_url
+        self._session = session
+        self._title = config.title
+        self._text = config.text
+        self._timeout_s = config.timeout
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+
+    async def send(self, event: OutgoingEvent) -> None:
+        """POST the message; return on 2xx, raise `DeliveryError` otherwise."""
+        body = json.dumps(build_message(event, self._title, self._text)).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": f"bulkwatch/{__version__}"}
+        try:
+            async with self._session.post(
+                self._url.get_secret_value(),
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                raise_for_status=False,
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                answer = (await response.content.read(256)).decode("utf-8", "replace").strip()
+        except TimeoutError:
+            raise DeliveryError(f"timeout after {self._timeout_s:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise DeliveryError(
+                f"cannot connect to Slack: {_connect_reason(exc.os_error)}"
+            ) from None
+        except aiohttp.ClientError as exc:
+            # Never str(exc): aiohttp puts the request URL, the secret, into some messages.
+            raise DeliveryError(f"HTTP client error: {type(exc).__name__}") from None
+        _judge(status, retry_after, answer)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the session belongs to the app."""
+
+
+def _connect_reason(error: OSError) -> str:
+    if isinstance(error, socket.gaierror):
+        return "DNS lookup failed"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset"
+    return type(error).__name__
+
+
+def _judge(status: int, retry_after: str | None, answer: str) -> None:
+    if 200 <= status < 300:
+        return
+    message = f"HTTP {status} from Slack"
+    if _ERROR_CODE.match(answer):
+        message += f": {answer}"
+    if status in _RETRYABLE_4XX or status >= 500:
+        raise DeliveryError(message, retry_after=parse_retry_after(retry_after, datetime.now(UTC)))
+    raise DeliveryError(message, permanent=True)
+
+
+def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
+    if not isinstance(config, SlackNotifierConfig):
+        raise TypeError(f"slack notifier needs a SlackNotifierConfig, got {type(config).__name__}")
+    return SlackNotifier(config, context.session)
+
+
+TYPE = NotifierType("slack", SlackNotifierConfig, _factory)

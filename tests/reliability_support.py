@@ -1,0 +1,80 @@
+"""Helpers shared by the reliability tests: a fast rig, a manual clock, metric and state reads."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from bulkwatch.app import Engine
+from bulkwatch.config import Settings
+from bulkwatch.domain import TrackedTask
+from bulkwatch.metrics import Metrics
+from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
+from support import Receiver, run_receiver, settings_for
+
+# Tests poll far more often than the platforms allow; the limiter has its own tests.
+UNLIMITED = {"rate_limit": 1000, "burst": 40}
+
+
+def fast_settings(
+    tmp_path: Path,
+    stores: list[dict[str, Any]],
+    receiver_url: str | None = None,
+    **extra: Any,
+) -> Settings:
+    """`support.settings_for` without rate limits; `defaults` in `extra` are merged in."""
+    defaults = {**UNLIMITED, **extra.pop("defaults", {})}
+    return settings_for(tmp_path, stores, receiver_url, defaults=defaults, **extra)
+
+
+@dataclass
+class ManualClock:
+    """The engine's wall clock, moved by the test."""
+
+    now: datetime = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@asynccontextmanager
+async def rig(
+    tmp_path: Path,
+    stores: list[StoreSpec],
+    *,
+    clock: ManualClock | None = None,
+    **extra: Any,
+) -> AsyncIterator[tuple[Simulator, Receiver, Engine]]:
+    """Simulator, webhook receiver and an engine watching every simulated store."""
+    async with run_simulator(stores=stores, seed=11) as sim, run_receiver() as receiver:
+        settings = fast_settings(tmp_path, sim.store_configs(), receiver.url, **extra)
+        kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
+        async with Engine(settings, metrics=Metrics(CollectorRegistry()), **kwargs) as engine:
+            yield sim, receiver, engine
+
+
+async def cycle(engine: Engine) -> bool:
+    """One explicit poll of every endpoint (backoff or not), then every due delivery once."""
+    ok = await engine.poll_all_once()
+    await engine.deliver_due_once()
+    return ok
+
+
+def sample(engine: Engine, name: str, **labels: str) -> float:
+    """A metric's current value, 0 when the series does not exist yet."""
+    value = engine.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def states(tasks: list[TrackedTask]) -> dict[str, tuple[str, object]]:
+    """task id -> (status, raw status): what a state change would change."""
+    return {t.task_id: (t.snapshot.status.value, t.snapshot.raw_status) for t in tasks}
