@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,33 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> tuple[int, int]:
     total = sum(after.values()) - sum(before.values())
     errors = total - (after.get("ok", 0) - before.get("ok", 0))
     return total, errors
+
+
+class GcTimer:
+    """Time spent in the cyclic garbage collector, per generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.runs = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+            self.runs[info["generation"]] += 1
+
+    def reset(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.runs = [0, 0, 0]
+
+    def figures(self) -> dict[str, Any]:
+        return {"gc_s": [round(x, 3) for x in self.seconds], "gc_runs": self.runs}
+
+
+GC = GcTimer()
+FREEZE_AFTER_WARMUP = False
 
 
 class LoopLag:
@@ -115,8 +143,12 @@ async def throughput(
     started = time.perf_counter()
     await engine.poll_all_once(concurrency)
     warmup_s = time.perf_counter() - started
+    objects = len(gc.get_objects())
+    if FREEZE_AFTER_WARMUP:
+        gc.freeze()
     before = polls_done(engine)
     profile.start()
+    GC.reset()
     meter = Meter()
     meter.start()
     rounds = 0
@@ -136,6 +168,8 @@ async def throughput(
         "concurrency": concurrency,
         "warmup_s": round(warmup_s, 2),
         "outbox_left": left,
+        "objects_after_warmup": objects,
+        **GC.figures(),
     }
 
 
@@ -146,11 +180,14 @@ async def daemon(engine: Engine, duration: float, profile: Profile) -> dict[str,
     serving = asyncio.create_task(engine.serve(stop, grace=10.0, ready=ready.set))
     await ready.wait()
     startup_s = time.perf_counter() - started
+    if FREEZE_AFTER_WARMUP:
+        gc.freeze()
     lag = LoopLag()
     lagging = asyncio.create_task(lag.run())
     before = polls_done(engine)
     rss: list[float] = []
     profile.start()
+    GC.reset()
     meter = Meter()
     meter.start()
     while meter.wall < duration:
@@ -168,6 +205,7 @@ async def daemon(engine: Engine, duration: float, profile: Profile) -> dict[str,
         "startup_s": round(startup_s, 2),
         "rss_mib_mean": round(sum(rss) / len(rss), 1),
         **lag.figures(),
+        **GC.figures(),
     }
 
 
@@ -221,6 +259,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings(args.config, environ={})
     profile = Profile(args.profile)
     async with Engine(settings) as engine:
+        global FREEZE_AFTER_WARMUP
+        FREEZE_AFTER_WARMUP = args.gc_freeze
         if args.mode == "throughput":
             return await throughput(engine, args.duration, args.concurrency, profile)
         if args.mode == "daemon":
@@ -235,8 +275,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--profile", type=Path, default=None, help="pyinstrument report here")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once warm")
+    parser.add_argument("--gc-threshold", type=int, default=0, help="gc gen0 threshold")
     args = parser.parse_args()
     raise_fd_limit()
+    gc.callbacks.append(GC)
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
     # As in production: info level, JSON lines (to the orchestrator's log file).
     configure_logging("info", "json", stream=sys.stderr)
     figures = asyncio.run(_main(args))

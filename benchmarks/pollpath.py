@@ -141,7 +141,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             import pstats  # noqa: PLC0415
 
             with args.profile.open("w") as out:
-                pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
+                pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(60)
         polls = args.rounds * len(work)
         figures = meter.figures(polls)
         return {
@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--change-every", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="cProfile report here")
+    parser.add_argument("--sort", default="cumulative", help="cProfile order: tottime...")
     args = parser.parse_args()
     # The log notifier writes every delivered event: send them nowhere interesting.
     configure_logging("info", "json", stream=open("/dev/null", "w"))  # noqa: SIM115, PTH123

@@ -12,25 +12,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.app import Engine
-from bulkwatch.config import Settings
 from bulkwatch.domain import TrackedTask
 from bulkwatch.metrics import Metrics
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
 from support import Receiver, run_receiver, settings_for
-
-# Tests poll far more often than the platforms allow; the limiter has its own tests.
-UNLIMITED = {"rate_limit": 1000, "burst": 40}
-
-
-def fast_settings(
-    tmp_path: Path,
-    stores: list[dict[str, Any]],
-    receiver_url: str | None = None,
-    **extra: Any,
-) -> Settings:
-    """`support.settings_for` without rate limits; `defaults` in `extra` are merged in."""
-    defaults = {**UNLIMITED, **extra.pop("defaults", {})}
-    return settings_for(tmp_path, stores, receiver_url, defaults=defaults, **extra)
 
 
 @dataclass
@@ -56,7 +41,7 @@ async def rig(
 ) -> AsyncIterator[tuple[Simulator, Receiver, Engine]]:
     """Simulator, webhook receiver and an engine watching every simulated store."""
     async with run_simulator(stores=stores, seed=11) as sim, run_receiver() as receiver:
-        settings = fast_settings(tmp_path, sim.store_configs(), receiver.url, **extra)
+        settings = settings_for(tmp_path, sim.store_configs(), receiver.url, **extra)
         kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
         async with Engine(settings, metrics=Metrics(CollectorRegistry()), **kwargs) as engine:
             yield sim, receiver, engine

@@ -88,7 +88,11 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 def settings_for(
     tmp_path: Path, stores: list[dict[str, Any]], receiver_url: str | None = None, **extra: Any
 ) -> Settings:
-    """Settings for a test: state in tmp_path, no metrics server, one webhook if given."""
+    """Settings for a test: state in tmp_path, no metrics server, one webhook if given.
+
+    Tests poll far faster than the platforms allow, so the stores' rate limits are lifted
+    unless `defaults` sets them (`rate_limit: None` restores the platforms' defaults).
+    """
     data: dict[str, Any] = {
         "instance": "test",
         "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
@@ -99,5 +103,6 @@ def settings_for(
     }
     if receiver_url is not None:
         data["notifiers"] = [{"name": "hook", "type": "webhook", "url": receiver_url}]
-    data.update(extra)
+    defaults = {"rate_limit": 1000, "burst": 40, **extra.pop("defaults", {})}
+    data.update(extra, defaults=defaults)
     return load_settings(write_config(tmp_path / "config.yaml", data), environ={})

@@ -748,3 +748,28 @@ async def test_demo_shows_transitions_on_the_console_and_exits_0() -> None:
     assert "→" in result.output
     assert "bulkwatch stopped" in result.output
     assert "Traceback" not in result.output
+
+
+async def test_run_with_a_taken_metrics_port_exits_1_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            "stores: []\n"
+            f"state: {{url: 'sqlite:///{tmp_path}/s.db'}}\n"
+            f"server: {{host: 127.0.0.1, port: {port}}}\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            *CLI,
+            "run",
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert f"bulkwatch: server: cannot listen on 127.0.0.1:{port}" in err.decode()
+    assert "Traceback" not in err.decode()

@@ -197,7 +197,7 @@ async def test_each_failure_class_is_counted_and_changes_no_state(
             "bulkwatch_api_errors_total", {"platform": platform, "store": name, "kind": kind}
         )
         assert value == 1
-        assert not await cycle(engine)  # second failure: the store is reported down once
+        assert not await cycle(engine)  # second failure: by now the store is down, reported once
         assert changes(receiver, 1) == [("bulkwatch.store.down", None, None)]
         down = receiver.events[1]["data"]
         assert down["store"] == name

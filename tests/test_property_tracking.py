@@ -28,8 +28,7 @@ from bulkwatch.config import Settings
 from bulkwatch.domain import TERMINAL_STATUSES, Platform, TaskStatus
 from bulkwatch.metrics import Metrics
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
-from reliability_support import fast_settings
-from support import Receiver, run_receiver
+from support import Receiver, run_receiver, settings_for
 
 LAZZA, LINE = "lazza-1", "line-1"
 STORES = [
@@ -160,7 +159,7 @@ async def run_script(script: list[Step]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with run_simulator(stores=STORES, seed=5) as sim, run_receiver() as receiver:
             world = World(sim, {LAZZA: Observer(LAZZA, False), LINE: Observer(LINE, True)})
-            settings = fast_settings(Path(tmp), sim.store_configs(), receiver.url)
+            settings = settings_for(Path(tmp), sim.store_configs(), receiver.url)
             await play(script, world, settings, receiver)
             # Everything still pending goes out now: a clock an hour ahead makes it all due.
             receiver.fail_with = []

@@ -99,6 +99,16 @@ def test_failures_of_polls_already_in_flight_count_as_the_same_round() -> None:
     assert state.failures == 1
 
 
+def test_a_shorter_failure_in_the_same_round_keeps_the_longer_wait_and_its_kind() -> None:
+    backoff = Backoff(DEFAULTS, random.Random(8))
+    backoff.failed("s", error(FailureKind.AUTH), interval=60, started=T0, now=at(1))
+    wait = backoff.failed("s", error(FailureKind.SERVER), interval=60, started=T0, now=at(2))
+    state = backoff.get("s")
+    assert state is not None
+    assert state.kind is FailureKind.AUTH
+    assert wait >= 0.75 * 600 - 2
+
+
 def test_a_new_token_ends_the_wait_after_an_auth_failure() -> None:
     backoff = Backoff(DEFAULTS, random.Random(6))
     backoff.failed("s", error(FailureKind.AUTH), interval=60, started=T0, now=T0, credentials=1)
@@ -107,6 +117,13 @@ def test_a_new_token_ends_the_wait_after_an_auth_failure() -> None:
     # Other kinds do not care about the token.
     backoff.failed("t", error(FailureKind.BLOCKED), interval=60, started=T0, now=T0)
     assert backoff.waiting("t", at(60), lambda: 2)
+
+
+def test_a_wall_clock_stepping_back_does_not_stretch_a_wait() -> None:
+    backoff = Backoff(DEFAULTS, random.Random(7))
+    backoff.failed("s", error(FailureKind.BLOCKED), interval=60, started=T0, now=T0)
+    assert backoff.waiting("s", at(60))
+    assert not backoff.waiting("s", at(-3 * 3600))  # NTP stepped the clock back three hours
 
 
 # --- store.down at once -----------------------------------------------------------------------

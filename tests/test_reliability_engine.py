@@ -7,14 +7,16 @@ import asyncio
 import itertools
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.app import Engine
 from bulkwatch.domain import Platform, TaskStatus
 from bulkwatch.metrics import Metrics
+from bulkwatch.scheduler import InflightJobs
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
-from reliability_support import ManualClock, fast_settings, rig, sample
-from support import run_receiver
+from reliability_support import ManualClock, rig, sample
+from support import run_receiver, settings_for
 
 INTERVAL = 10.0
 
@@ -87,7 +89,7 @@ async def test_a_rejected_token_waits_slowly_until_the_token_file_is_renewed(
         del store["access_token"]
         store["access_token_file"] = str(token_file)
         defaults = {"interval": INTERVAL, "auth_retry": 600}
-        settings = fast_settings(tmp_path, [store], receiver.url, defaults=defaults)
+        settings = settings_for(tmp_path, [store], receiver.url, defaults=defaults)
         async with Engine(settings, metrics=Metrics(CollectorRegistry()), clock=clock) as eng:
             sim.create_task("line-1", "b1", TaskStatus.RUNNING)
             await tick(eng, clock)
@@ -146,3 +148,48 @@ async def test_a_hanging_store_and_a_garbage_store_delay_no_other_store(tmp_path
         assert sim.request_count("lazza-1") <= 4
         labels = {"platform": "shoplazza", "store": "lazza-1", "kind": "timeout"}
         assert sample(engine, "bulkwatch_api_errors_total", **labels) >= 1
+
+
+# --- finishing in-flight polls at shutdown -----------------------------------------------------
+
+
+async def test_finish_waits_for_polls_then_cancels_the_late_ones_quietly() -> None:
+    jobs = InflightJobs()
+    quick_done = asyncio.Event()
+    hang = asyncio.Event()
+
+    async def quick() -> None:
+        await asyncio.sleep(0)
+        quick_done.set()
+
+    async def slow() -> None:
+        await hang.wait()  # never set: only cancellation ends it
+
+    runs = [
+        asyncio.create_task(jobs.wrap(poll, name)()) for poll, name in ((quick, "q"), (slow, "s"))
+    ]
+    # Neither job has started yet: finish must still see (and wait for) both.
+    cancelled = await jobs.finish(asyncio.get_running_loop().time() + 0.2)
+    assert cancelled == 1
+    assert quick_done.is_set()
+    assert len(jobs) == 0
+    for run in runs:
+        assert run.done()
+        assert not run.cancelled()  # the scheduler sees two jobs that returned normally
+        assert run.exception() is None
+
+
+async def test_a_job_cancelled_itself_still_raises() -> None:
+    jobs = InflightJobs()
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    run = asyncio.create_task(jobs.wrap(slow, "s")())
+    await started.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert len(jobs) == 0

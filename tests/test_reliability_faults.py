@@ -29,8 +29,8 @@ from bulkwatch.domain import Platform, TaskStatus
 from bulkwatch.metrics import Metrics
 from bulkwatch.simulator import StoreSpec
 from platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
-from reliability_support import cycle, fast_settings, rig, sample, states
-from support import Receiver, run_receiver
+from reliability_support import cycle, rig, sample, states
+from support import Receiver, run_receiver, settings_for
 
 LIMITS = {"timeout": 0.3, "max_body_bytes": 200_000, "down_after": 3}
 PLATFORMS = ("shoplazza", "shopline")
@@ -336,7 +336,7 @@ async def test_a_scripted_bad_answer_is_logged_counted_and_changes_no_task_state
         world.tasks["t2"] = 1
     platform_stub.respond = world.respond
     async with run_receiver() as receiver:
-        settings = fast_settings(
+        settings = settings_for(
             tmp_path, [stub_store(platform, platform_stub.url)], receiver.url, defaults=LIMITS
         )
         async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
@@ -376,7 +376,7 @@ async def test_a_refused_connection_is_a_network_failure_and_changes_nothing(
 
         def engine_at(url: str) -> Engine:
             stores = [stub_store(platform, url)]
-            settings = fast_settings(tmp_path, stores, receiver.url, defaults=LIMITS)
+            settings = settings_for(tmp_path, stores, receiver.url, defaults=LIMITS)
             return Engine(settings, metrics=Metrics(CollectorRegistry()))
 
         async with engine_at(platform_stub.url) as engine:

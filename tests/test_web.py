@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -158,7 +158,7 @@ async def test_every_configured_label_set_exists_before_the_first_poll(tmp_path:
         return samples[(name, frozenset(labels.items()))]
 
     for store, platform in (("lazza-1", "shoplazza"), ("line-1", "shopline")):
-        for outcome in ("ok", "error"):
+        for outcome in ("ok", "error", "skipped"):
             polls = value("bulkwatch_polls_total", outcome=outcome, platform=platform, store=store)
             assert polls == 0
         assert value("bulkwatch_poll_interval_seconds", platform=platform, store=store) == INTERVAL
@@ -243,6 +243,30 @@ async def test_a_failed_scheduler_job_is_counted(tmp_path: Path) -> None:
         _, _, text = await r.get("/metrics")
 
     (sample,) = families(text)["bulkwatch_scheduler_jobs_failed"].samples
+    assert sample.value == 1
+
+
+async def test_a_missed_scheduler_job_is_counted(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r, serving(r.engine):
+        scheduler = r.engine.scheduler
+        assert scheduler is not None
+        missed = asyncio.Event()
+
+        def seen(event: JobExecutionEvent) -> None:
+            missed.set()
+
+        async def late() -> None:  # pragma: no cover - never runs: its slot is long gone
+            raise AssertionError("a missed job must not run")
+
+        scheduler.add_listener(seen, EVENT_JOB_MISSED)
+        # Due 30 s ago with 1 s of grace: what a poll finds after the loop was held that long.
+        past = datetime.now(UTC) - timedelta(seconds=30)
+        scheduler.add_job(late, "date", run_date=past, misfire_grace_time=1, id="late")
+        async with asyncio.timeout(5):
+            await missed.wait()
+        _, _, text = await r.get("/metrics")
+
+    (sample,) = families(text)["bulkwatch_scheduler_jobs_missed"].samples
     assert sample.value == 1
 
 

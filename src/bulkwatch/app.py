@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from bulkwatch.metrics import Metrics
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext
 from bulkwatch.notifiers.log import LogNotifierConfig
-from bulkwatch.scheduler import PollJob, build_scheduler
+from bulkwatch.scheduler import InflightJobs, PollJob, build_scheduler
 from bulkwatch.sources.base import Source, SourceContext, make_source
 from bulkwatch.store.base import EndpointView, PollOutcome, StateStore
 from bulkwatch.store.factory import open_store_from_url
@@ -78,7 +79,7 @@ class Engine:
         self.backoff = Backoff(settings.defaults, rng)
         self.intervals = {store.name: settings.interval(store) for store in settings.stores}
         self._task_counts: dict[str, dict[str, Counter[TaskStatus]]] = {}
-        self._inflight: set[asyncio.Task[bool | None]] = set()  # scheduled polls running
+        self._inflight = InflightJobs()  # scheduled polls running now
         self._stack = AsyncExitStack()
         self._session: aiohttp.ClientSession | None = None
         self._dispatcher: Dispatcher | None = None
@@ -314,36 +315,9 @@ class Engine:
         stores = {s.name: s for s in self.settings.stores}
         for source, key in self.endpoints:
             cfg = stores[key.store]
-
-            async def run(source: Source = source, key: EndpointKey = key) -> None:
-                # The poll is its own task so shutdown can cancel it after the grace period
-                # without APScheduler reporting a job error (it would log a traceback).
-                poll = asyncio.create_task(self.poll_if_due(source, key), name=f"poll {key}")
-                self._inflight.add(poll)
-                poll.add_done_callback(self._inflight.discard)
-                try:
-                    await poll
-                except asyncio.CancelledError:
-                    current = asyncio.current_task()
-                    if poll.cancelled() and not (current and current.cancelling()):
-                        return  # stopped by `_finish_polls`: it records nothing, by design
-                    raise
-
+            run = self._inflight.wrap(partial(self.poll_if_due, source, key), f"poll {key}")
             jobs.append(PollJob(key, self.settings.interval(cfg), self.settings.jitter(cfg), run))
         return jobs
-
-    async def _finish_polls(self, deadline: float) -> None:
-        """Let in-flight polls finish until `deadline` (monotonic), then cancel the rest: a
-        cancelled poll commits nothing, so the next start simply polls again."""
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=max(deadline - time.monotonic(), 0))
-        late = [task for task in self._inflight if not task.done()]
-        if not late:
-            return
-        log.warning("polls still running after the grace period; cancelled", polls=len(late))
-        for task in late:
-            task.cancel()
-        await asyncio.wait(late)  # unwinding a cancelled request takes one loop turn or two
 
     async def serve(
         self, stop: asyncio.Event, *, grace: float = 10.0, ready: Callable[[], None] | None = None
@@ -373,7 +347,8 @@ class Engine:
             log.info("stopping: finishing in-flight polls and deliveries", grace_s=grace)
             deadline = time.monotonic() + grace  # one grace period for polls and deliveries
             scheduler.pause()
-            await self._finish_polls(deadline)
+            if cancelled := await self._inflight.finish(deadline):
+                log.warning("polls still running after the grace; cancelled", polls=cancelled)
             scheduler.shutdown(wait=False)
             housekeeping.cancel()
             await self.dispatcher.drain(max(deadline - time.monotonic(), 0.0))

@@ -59,6 +59,8 @@ class Backoff:
         self._defaults = defaults
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter only
         self._stores: dict[str, StoreBackoff] = {}
+        longest = max(defaults.backoff_max, defaults.auth_retry, defaults.blocked_retry)
+        self._longest = timedelta(seconds=longest * 1.1)  # jitter adds at most 10 %
 
     def __len__(self) -> int:
         return len(self._stores)
@@ -75,6 +77,8 @@ class Backoff:
         state = self._stores.get(store)
         if state is None or now >= state.not_before:
             return False
+        if state.not_before - now > self._longest:
+            return False  # the wall clock stepped back: no wait may outlast its longest form
         if (
             state.kind is FailureKind.AUTH
             and credentials is not None
@@ -100,10 +104,9 @@ class Backoff:
         # belongs to the same round: it may lengthen the wait but not double it again.
         same_round = state is not None and started < state.failed_at
         failures = 1 if state is None else state.failures + (0 if same_round else 1)
-        delay = self.delay(error, failures, interval)
-        not_before = now + timedelta(seconds=delay)
-        if state is not None and same_round and state.not_before > not_before:
-            not_before = state.not_before
+        not_before = now + timedelta(seconds=self.delay(error, failures, interval))
+        if state is not None and same_round and state.not_before >= not_before:
+            return max(0.0, (state.not_before - now).total_seconds())  # the longer wait stands
         self._stores[store] = StoreBackoff(failures, not_before, now, error.kind, credentials)
         return max(0.0, (not_before - now).total_seconds())
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -33,6 +35,10 @@ __all__ = [
     "status",
     "summarise",
 ]
+
+
+class StartupError(Exception):
+    """The daemon could not start (port taken, state database unreadable): one clear line."""
 
 
 def summarise(settings: Settings, path: Path | None) -> str:
@@ -80,10 +86,19 @@ async def serve_daemon(
     """The daemon: the engine, its scheduler and the metrics server, until `stop` is set.
     With `systemd`: READY=1 once the first schedule is armed, watchdog pings while alive,
     STOPPING=1 when `stop` is set."""
-    async with Engine(settings) as engine:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            engine = await stack.enter_async_context(Engine(settings))
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"state.url: cannot open {settings.state.url}: {exc}") from exc
         runner = None
         if settings.server.enabled:
-            runner = await start_web(engine, settings.server.host, settings.server.port)
+            host, port = settings.server.host, settings.server.port
+            try:
+                runner = await start_web(engine, host, port)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise StartupError(f"server: cannot listen on {host}:{port}: {reason}") from exc
         status = f"watching {len(engine.sources)} stores ({len(engine.endpoints)} endpoints)"
         try:
             async with supervised(
@@ -115,7 +130,11 @@ def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve_daemon(settings, stop, systemd=systemd)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -285,6 +304,10 @@ async def simulate(args: argparse.Namespace) -> int:
         )
     except asyncio.CancelledError:
         return 0
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"bulkwatch: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -37,7 +37,8 @@ EVENT_TYPES = (
     STORE_DOWN,
     STORE_UP,
 )
-POLL_OUTCOMES = ("ok", "error")
+# "skipped": a scheduled poll not sent because the store is backing off after failures.
+POLL_OUTCOMES = ("ok", "error", "skipped")
 DELIVERY_OUTCOMES = ("delivered", "retry", "dead")
 
 # (platform, store, poll interval in seconds) of one configured store.
@@ -78,7 +79,10 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         self.polls = Counter(
-            p + "polls", "Polls by outcome", ["platform", "store", "outcome"], registry=r
+            p + "polls",
+            "Polls by outcome (ok, error, skipped while backing off)",
+            ["platform", "store", "outcome"],
+            registry=r,
         )
         self.poll_duration = Histogram(
             p + "poll_duration_seconds",

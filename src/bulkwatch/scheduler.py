@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -12,7 +15,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bulkwatch.domain import EndpointKey
 
-__all__ = ["PollJob", "build_scheduler"]
+__all__ = ["InflightJobs", "PollJob", "build_scheduler"]
 
 # Spread first runs over at most this long, so a big fleet starts polling promptly while
 # 10,000 jobs never fall due on the same instant (that blocks the loop for ~250 ms).
@@ -63,3 +66,59 @@ def build_scheduler(
 
     scheduler.add_listener(listener, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
     return scheduler
+
+
+class InflightJobs:
+    """The scheduled jobs running now, each with the task of its poll, and how to finish them.
+
+    Each poll runs as a task of its own so shutdown can cancel it without APScheduler seeing
+    a failed job (it would log an error with a traceback): a job whose poll was cancelled by
+    `finish` returns normally. A job cancelled itself still raises.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[asyncio.Task[Any], asyncio.Task[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def wrap(
+        self, poll: Callable[[], Awaitable[Any]], name: str
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        """The job function for APScheduler: runs `poll()` as a tracked task."""
+
+        async def run() -> None:
+            job = asyncio.current_task()
+            task = asyncio.ensure_future(poll())
+            task.set_name(name)
+            if job is not None:
+                self._running[job] = task
+            try:
+                await task
+            except asyncio.CancelledError:
+                if task.cancelled() and not (job and job.cancelling()):
+                    return  # cancelled by `finish`: the poll records nothing, by design
+                raise
+            finally:
+                if job is not None:
+                    self._running.pop(job, None)
+
+        return run
+
+    async def finish(self, deadline: float) -> int:
+        """Let the running jobs finish until `deadline` (monotonic seconds), then cancel the
+        polls still running; return how many were cancelled. A cancelled poll commits
+        nothing, so the next start simply polls again."""
+        # A job submitted just before the scheduler paused has not started yet; one turn of
+        # the loop lets it register here instead of being cancelled by the scheduler later.
+        await asyncio.sleep(0)
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=max(deadline - time.monotonic(), 0))
+        late = [task for task in self._running.values() if not task.done()]
+        for task in late:
+            task.cancel()
+        if self._running:
+            # Each job returns as soon as its poll has unwound (a loop turn or two); waiting
+            # for the jobs, not only the polls, leaves the scheduler nothing to cancel.
+            await asyncio.wait(set(self._running))
+        return len(late)

@@ -38,6 +38,7 @@ class SystemdNotifier:
         self.address = address
         self.watchdog_usec = watchdog_usec
         self._sock: socket.socket | None = None
+        self._failing = False  # log a lost message once, not every watchdog interval
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], pid: int) -> SystemdNotifier | None:
@@ -78,8 +79,13 @@ class SystemdNotifier:
                 self._sock = sock
             self._sock.sendto(message, self.address)
         except OSError as exc:
-            log.warning("systemd notification not sent", message=lines[0], error=str(exc))
+            if not self._failing:
+                log.warning("systemd notification not sent", message=lines[0], error=str(exc))
+            self._failing = True
             return False
+        if self._failing:
+            log.info("systemd notifications sent again")
+        self._failing = False
         return True
 
     def close(self) -> None:
@@ -93,17 +99,23 @@ class SystemdNotifier:
 
 
 async def _watchdog(
-    notifier: SystemdNotifier, interval: float, alive: Callable[[], list[str]]
+    notifier: SystemdNotifier,
+    interval: float,
+    alive: Callable[[], list[str]],
+    stop: asyncio.Event,
 ) -> None:
     """WATCHDOG=1 every `interval` while `alive()` reports no problem; withheld otherwise, so
     that systemd restarts a daemon whose scheduler died or whose loop stalled.
 
     The first check waits one interval: systemd arms the watchdog only at READY=1, and by
-    then the engine's scheduler and heartbeat are up.
+    then the engine's scheduler and heartbeat are up. Once `stop` is set the scheduler shuts
+    down on purpose; systemd's stop timeout, not the watchdog, bounds the drain.
     """
     withheld = False
     while True:
         await asyncio.sleep(interval)
+        if stop.is_set():
+            return
         problems = alive()
         if not problems:
             if withheld:
@@ -144,9 +156,8 @@ async def supervised(
     tasks = {asyncio.create_task(_stopping(notifier, stop), name="bulkwatch-sd-stopping")}
     interval = notifier.watchdog_interval
     if interval is not None:
-        tasks.add(
-            asyncio.create_task(_watchdog(notifier, interval, alive), name="bulkwatch-sd-watchdog")
-        )
+        watchdog = _watchdog(notifier, interval, alive, stop)
+        tasks.add(asyncio.create_task(watchdog, name="bulkwatch-sd-watchdog"))
     try:
         yield ready
     finally:
