@@ -42,8 +42,8 @@ __all__ = [
 ]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-# Well under the platforms' own limits (Shoplazza about 2/s, Shopline about 4/s, each with a
-# bucket of about 40), so another app of the same merchant still has room.
+# The platforms' sustained rates (Shoplazza about 2/s, Shopline about 4/s per app and store)
+# with a burst far below their buckets of about 40: bulkwatch never runs a bucket dry.
 PLATFORM_RATE_LIMITS: dict[str, float] = {"shoplazza": 2.0, "shopline": 4.0}
 DEFAULT_BURST = 5  # a default Shoplazza poll (max_pages 5) or both Shopline types at once
 DEFAULT_STATUS_MAP: dict[int, TaskStatus] = {

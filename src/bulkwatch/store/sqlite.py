@@ -220,10 +220,6 @@ class SqliteStore:
             conn.execute(_UPSERT_ENDPOINT, endpoint_params(outcome.endpoint))
             if outcome.upserts:
                 conn.executemany(_UPSERT_TASK, map(task_params, outcome.upserts))
-        import asyncio
-        if outcome.events:
-            await asyncio.sleep(0.3)
-        with self._transaction() as conn:
             outbox: list[tuple[Any, ...]] = []
             for event in outcome.events:
                 notifiers = route(event)
