@@ -20,6 +20,7 @@ from bulkwatch.domain import (
     TaskStatus,
 )
 from bulkwatch.sources.base import Source, SourceContext, register
+from bulkwatch.sources.common import HttpSource
 from bulkwatch.sources.fields import (
     as_id,
     as_int,
@@ -29,16 +30,13 @@ from bulkwatch.sources.fields import (
     type_name,
 )
 from bulkwatch.sources.http import (
-    ApiClient,
     HttpResponse,
-    TokenProvider,
     decode_json,
     envelope_error,
     invalid,
     looks_like_auth,
     status_error,
 )
-from bulkwatch.sources.ratelimit import RateLimiter
 
 __all__ = ["OPERATION_TYPE", "ShoplazzaSource"]
 
@@ -50,42 +48,21 @@ _COMPLETED = ("completed_at", "completedAt", "finished_at")
 _EXPIRES = ("expired_at", "expires_at", "expiredAt")
 
 
-class ShoplazzaSource:
+class ShoplazzaSource(HttpSource):
     """Polls one Shoplazza store's `data/tasks` list: one endpoint, key "tasks"."""
 
+    request_id_header = "Request-Id"
+
     def __init__(self, store: ShoplazzaStore, ctx: SourceContext) -> None:
-        self.platform = Platform.SHOPLAZZA
-        self.store = store.name
-        self.endpoints: tuple[EndpointKey, ...] = (
-            EndpointKey(store.name, Platform.SHOPLAZZA, "tasks"),
-        )
+        super().__init__(Platform.SHOPLAZZA, store, ctx, ("tasks",))
         self._url = f"{store.url_base()}/openapi/{store.api_version}/data/tasks"
         self._limit = store.page_limit
         self._max_pages = store.max_pages
         self._status_map = store.effective_status_map()
-        self._tokens = TokenProvider(store.token(), store.access_token_file)
-        rate, burst = ctx.settings.rate_limit(store)
-        self.limiter = RateLimiter(rate, burst)
-        self._client = ApiClient(
-            ctx.session,
-            timeout=ctx.settings.timeout(store),
-            max_body_bytes=ctx.settings.defaults.max_body_bytes,
-            limiter=self.limiter,
-            request_id_header="Request-Id",
-        )
-
-    def credentials_version(self) -> int:
-        """Changes whenever a new access token is read (a rotated token file)."""
-        self._tokens.current()
-        return self._tokens.version
 
     async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
         """Read the list from page 1 until a short page or `max_pages`; raise `PollError`."""
-        if key not in self.endpoints:
-            raise ValueError(f"{key} is not an endpoint of store {self.store}")
-        token = self._tokens.current()
-        if not token:
-            raise PollError(FailureKind.AUTH, "no access token configured", key=key)
+        token = self._token_for(key)
         headers = {"Access-Token": token, "Content-Type": "application/json"}
         tasks: dict[str, TaskSnapshot] = {}
         first_page: dict[str, int] = {}

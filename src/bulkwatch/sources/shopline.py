@@ -12,7 +12,6 @@ from typing import Any
 from bulkwatch.config import ShoplazzaStore, ShoplineStore
 from bulkwatch.domain import (
     EndpointKey,
-    FailureKind,
     Platform,
     PollError,
     PollResult,
@@ -20,6 +19,7 @@ from bulkwatch.domain import (
     TaskStatus,
 )
 from bulkwatch.sources.base import Source, SourceContext, register
+from bulkwatch.sources.common import HttpSource
 from bulkwatch.sources.fields import (
     as_id,
     read_datetime,
@@ -29,15 +29,12 @@ from bulkwatch.sources.fields import (
     type_name,
 )
 from bulkwatch.sources.http import (
-    ApiClient,
     HttpResponse,
-    TokenProvider,
     decode_json,
     envelope_error,
     invalid,
     status_error,
 )
-from bulkwatch.sources.ratelimit import RateLimiter
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
 
@@ -45,41 +42,20 @@ OPERATION_TYPES = frozenset({"QUERY", "MUTATION", "MUTATION_GENERAL"})
 _STATUSES = {status.value: status for status in TaskStatus if status is not TaskStatus.UNKNOWN}
 
 
-class ShoplineSource:
+class ShoplineSource(HttpSource):
     """Polls one Shopline store's `current_bulk_operation.json`, once per operation type."""
 
+    request_id_header = "traceId"
+
     def __init__(self, store: ShoplineStore, ctx: SourceContext) -> None:
-        self.platform = Platform.SHOPLINE
-        self.store = store.name
-        self.endpoints = tuple(
-            EndpointKey(store.name, Platform.SHOPLINE, kind) for kind in store.operation_types
-        )
+        super().__init__(Platform.SHOPLINE, store, ctx, store.operation_types)
         self._url = (
             f"{store.url_base()}/admin/openapi/{store.api_version}/current_bulk_operation.json"
         )
-        self._tokens = TokenProvider(store.token(), store.access_token_file)
-        rate, burst = ctx.settings.rate_limit(store)
-        self.limiter = RateLimiter(rate, burst)
-        self._client = ApiClient(
-            ctx.session,
-            timeout=ctx.settings.timeout(store),
-            max_body_bytes=ctx.settings.defaults.max_body_bytes,
-            limiter=self.limiter,
-            request_id_header="traceId",
-        )
-
-    def credentials_version(self) -> int:
-        """Changes whenever a new access token is read (a rotated token file)."""
-        self._tokens.current()
-        return self._tokens.version
 
     async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
         """The current task of `key`'s operation type (none is a valid answer); or `PollError`."""
-        if key not in self.endpoints:
-            raise ValueError(f"{key} is not an endpoint of store {self.store}")
-        token = self._tokens.current()
-        if not token:
-            raise PollError(FailureKind.AUTH, "no access token configured", key=key)
+        token = self._token_for(key)
         headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json; charset=utf-8",

@@ -1,0 +1,61 @@
+"""What both platform sources share: endpoint keys, the token, the rate limiter, the client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from bulkwatch.config import ShoplazzaStore, ShoplineStore
+from bulkwatch.domain import EndpointKey, FailureKind, Platform, PollError
+from bulkwatch.sources.base import SourceContext
+from bulkwatch.sources.http import ApiClient, TokenProvider
+from bulkwatch.sources.ratelimit import RateLimiter
+
+__all__ = ["HttpSource"]
+
+
+class HttpSource:
+    """Base of the platform sources: one store, its endpoints and its HTTP plumbing.
+
+    The rate limiter is shared by every endpoint (and every page) of the store, since the
+    platforms count requests per store.
+    """
+
+    request_id_header: ClassVar[str]
+
+    def __init__(
+        self,
+        platform: Platform,
+        store: ShoplazzaStore | ShoplineStore,
+        ctx: SourceContext,
+        endpoints: Iterable[str],
+    ) -> None:
+        self.platform = platform
+        self.store = store.name
+        self.endpoints: tuple[EndpointKey, ...] = tuple(
+            EndpointKey(store.name, self.platform, name) for name in endpoints
+        )
+        self._tokens = TokenProvider(store.token(), store.access_token_file)
+        rate, burst = ctx.settings.rate_limit(store)
+        self.limiter = RateLimiter(rate, burst)
+        self._client = ApiClient(
+            ctx.session,
+            timeout=ctx.settings.timeout(store),
+            max_body_bytes=ctx.settings.defaults.max_body_bytes,
+            limiter=self.limiter,
+            request_id_header=self.request_id_header,
+        )
+
+    def credentials_version(self) -> int:
+        """Changes whenever a new access token is read (a rotated token file)."""
+        self._tokens.current()
+        return self._tokens.version
+
+    def _token_for(self, key: EndpointKey) -> str:
+        """The current token for polling `key`; `PollError` (auth) when there is none."""
+        if key not in self.endpoints:
+            raise ValueError(f"{key} is not an endpoint of store {self.store}")
+        token = self._tokens.current()
+        if not token:
+            raise PollError(FailureKind.AUTH, "no access token configured", key=key)
+        return token
