@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from bulkwatch.notifiers.base import (
     NotifierContext,
     OutgoingEvent,
 )
+from bulkwatch.notifiers.http import post
 from bulkwatch.notifiers.registry import NotifierType
 from bulkwatch.notifiers.secret_file import read_secret_file
 from bulkwatch.notifiers.templates import MessageTemplate, placeholders, render
@@ -166,47 +166,24 @@ class SlackNotifier:
         self._title = config.title
         self._text = config.text
         self._timeout_s = config.timeout
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
 
     async def send(self, event: OutgoingEvent) -> None:
         """POST the message; return on 2xx, raise `DeliveryError` otherwise."""
         body = json.dumps(build_message(event, self._title, self._text)).encode()
         headers = {"Content-Type": "application/json", "User-Agent": f"bulkwatch/{__version__}"}
-        try:
-            async with self._session.post(
-                self._url.get_secret_value(),
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-                raise_for_status=False,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-                answer = (await response.content.read(256)).decode("utf-8", "replace").strip()
-        except TimeoutError:
-            raise DeliveryError(f"timeout after {self._timeout_s:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise DeliveryError(
-                f"cannot connect to Slack: {_connect_reason(exc.os_error)}"
-            ) from None
-        except aiohttp.ClientError as exc:
-            # Never str(exc): aiohttp puts the request URL, the secret, into some messages.
-            raise DeliveryError(f"HTTP client error: {type(exc).__name__}") from None
-        _judge(status, retry_after, answer)
+        answer = await post(
+            self._session,
+            self._url.get_secret_value(),
+            body,
+            headers,
+            timeout_s=self._timeout_s,
+            read=256,
+            peer="Slack",
+        )
+        _judge(answer.status, answer.retry_after, answer.text)
 
     async def aclose(self) -> None:
         """Nothing to release: the session belongs to the app."""
-
-
-def _connect_reason(error: OSError) -> str:
-    if isinstance(error, socket.gaierror):
-        return "DNS lookup failed"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, ConnectionResetError):
-        return "connection reset"
-    return type(error).__name__
 
 
 def _judge(status: int, retry_after: str | None, answer: str) -> None:

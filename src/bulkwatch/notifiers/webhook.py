@@ -30,6 +30,7 @@ from bulkwatch.notifiers.base import (
     NotifierContext,
     OutgoingEvent,
 )
+from bulkwatch.notifiers.http import post
 from bulkwatch.notifiers.registry import NotifierType
 
 __all__ = [
@@ -165,7 +166,6 @@ class WebhookNotifier:
         self._session = session
         self._clock = clock
         self._timeout_s = config.timeout
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
         self._key = _decode_secret(config.secret.get_secret_value()) if config.secret else None
         self._headers = {"User-Agent": f"bulkwatch/{__version__}", **config.headers}
 
@@ -177,43 +177,13 @@ class WebhookNotifier:
             headers["webhook-id"] = event.id
             headers["webhook-timestamp"] = str(timestamp)
             headers["webhook-signature"] = sign(self._key, event.id, timestamp, event.body)
-        try:
-            async with self._session.post(
-                self._url,
-                data=event.body,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-                raise_for_status=False,
-            ) as response:
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-        except TimeoutError:
-            # aiohttp's own timeout errors subclass TimeoutError as well.
-            raise DeliveryError(f"timeout after {self._timeout_s:g}s") from None
-        except aiohttp.ClientConnectorDNSError:
-            raise DeliveryError("DNS lookup failed") from None
-        except aiohttp.ClientSSLError as exc:
-            raise DeliveryError(f"TLS error: {type(exc).__name__}") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise DeliveryError(_connect_message(exc.os_error)) from None
-        except aiohttp.ServerDisconnectedError:
-            raise DeliveryError("server disconnected before responding") from None
-        except aiohttp.ClientError as exc:
-            # Messages of other client errors may quote the URL, which can hold a token.
-            raise DeliveryError(f"HTTP client error: {type(exc).__name__}") from None
-        _judge(status, retry_after)
+        answer = await post(
+            self._session, self._url, event.body, headers, timeout_s=self._timeout_s
+        )
+        _judge(answer.status, answer.retry_after)
 
     async def aclose(self) -> None:
         """Nothing to release: the session belongs to the app."""
-
-
-def _connect_message(error: OSError) -> str:
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, ConnectionResetError):
-        return "connection reset"
-    return f"connection failed: {error.strerror or type(error).__name__}"
 
 
 def _judge(status: int, retry_after_header: str | None) -> None:
