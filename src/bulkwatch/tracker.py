@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from bulkwatch.domain import (
     Event,
@@ -34,6 +35,11 @@ from bulkwatch.store.base import EndpointView, PollOutcome
 __all__ = ["IMMEDIATE_DOWN", "Policy", "judge_failure", "judge_success"]
 
 _REFRESH_SEEN = timedelta(days=1)
+# Every snapshot field but `observed_at`: compared in C, since it runs for every task of
+# every poll.
+_DETAILS = attrgetter(
+    *(f.name for f in dataclasses.fields(TaskSnapshot) if f.name != "observed_at")
+)
 _STALLABLE = frozenset({TaskStatus.CREATED, TaskStatus.RUNNING})
 # Failures that will not go away by themselves: a person has to renew a token, pay, or get a
 # block lifted, so waiting for `down_after` failures (spread out by backoff) only delays them.
@@ -179,7 +185,7 @@ def _observe(
 
 def _details_changed(prev: TaskSnapshot, snap: TaskSnapshot) -> bool:
     """True when anything but the observation time differs (url, counts, dates...)."""
-    return dataclasses.replace(prev, observed_at=snap.observed_at) != snap
+    return _DETAILS(prev) != _DETAILS(snap)
 
 
 def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTask, list[Event]]:
