@@ -197,9 +197,12 @@ class ApiClient:
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
     """Read at most `cap` bytes; the flag says whether that was the whole body."""
-    if resp.content_length is not None and resp.content_length > cap:
-        resp.close()  # not worth reading: drop the connection rather than drain it
-        return b"", False
+    if resp.content_length is not None:
+        if resp.content_length > cap:
+            resp.close()  # not worth reading: drop the connection rather than drain it
+            return b"", False
+        # The common case, and bounded by the cap: one read instead of a chunk loop.
+        return await resp.read(), True
     buf = bytearray()
     async for chunk in resp.content.iter_chunked(_CHUNK):
         buf += chunk
