@@ -35,6 +35,14 @@ format: .venv/.synced
 	$(UV) run --frozen ruff format src tests deploy
 	$(UV) run --frozen ruff check --fix src tests deploy
 
+# `make bench STORES=1000 DURATION=30` for a quicker run; LATENCY is the simulated API delay.
+STORES ?= 10000
+DURATION ?= 90
+LATENCY ?= 0.15
+bench: .venv/.synced  ## simulator + bare aiohttp + bulkwatch + requests: the table, latest.json
+	$(UV) run --frozen python -m benchmarks --stores $(STORES) --duration $(DURATION) \
+		--latency $(LATENCY)
+
 verify-deploy: .venv/.synced  ## promtool, Prometheus, systemd-analyze, hadolint, k8s, shellcheck, yamllint
 	scripts/install-deploy-tools.sh
 	$(UV) run --frozen pytest -m deploy

@@ -4,7 +4,7 @@
 dispatcher delivering alongside (as in the daemon), after one unmeasured warm-up round that
 records the baseline; measured over whole rounds for at least `--duration` seconds.
 `--mode daemon`: `Engine.serve()`, the real daemon with its APScheduler jobs at the config's
-interval, measured for `--duration` seconds from the moment it is ready.
+interval, measured for `--duration` seconds after `--warmup` seconds of running.
 `--mode idle`: the engine with one scheduler job per endpoint, none due for an hour, and the
 dispatcher waiting: what the scheduler costs while nothing happens.
 """
@@ -16,11 +16,13 @@ import asyncio
 import gc
 import sys
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import Meter, emit, raise_fd_limit, rss_mib
 from bulkwatch.app import Engine
 from bulkwatch.config import load_settings
 from bulkwatch.domain import EndpointKey
@@ -28,8 +30,6 @@ from bulkwatch.logs import configure_logging
 from bulkwatch.scheduler import PollJob, build_scheduler
 from bulkwatch.sources.base import Source
 from bulkwatch.store.base import DeliveryStatus
-
-from benchmarks.common import Meter, emit, raise_fd_limit, rss_mib
 
 __all__ = ["main"]
 
@@ -75,7 +75,6 @@ class GcTimer:
 
 
 GC = GcTimer()
-FREEZE_AFTER_WARMUP = False
 
 
 class LoopLag:
@@ -137,14 +136,14 @@ class Profile:
 
 
 async def throughput(
-    engine: Engine, duration: float, concurrency: int, profile: Profile
+    engine: Engine, duration: float, concurrency: int, profile: Profile, *, freeze: bool
 ) -> dict[str, Any]:
     dispatcher = asyncio.create_task(engine.dispatcher.run())
     started = time.perf_counter()
     await engine.poll_all_once(concurrency)
     warmup_s = time.perf_counter() - started
     objects = len(gc.get_objects())
-    if FREEZE_AFTER_WARMUP:
+    if freeze:
         gc.freeze()
     before = polls_done(engine)
     profile.start()
@@ -173,15 +172,19 @@ async def throughput(
     }
 
 
-async def daemon(engine: Engine, duration: float, profile: Profile) -> dict[str, Any]:
+async def daemon(
+    engine: Engine, duration: float, warmup: float, profile: Profile, *, freeze: bool
+) -> dict[str, Any]:
     stop = asyncio.Event()
     ready = asyncio.Event()
     started = time.perf_counter()
     serving = asyncio.create_task(engine.serve(stop, grace=10.0, ready=ready.set))
     await ready.wait()
     startup_s = time.perf_counter() - started
-    if FREEZE_AFTER_WARMUP:
+    if freeze:
         gc.freeze()
+    # Until every job has run once: metric series and first-poll work are start-up costs.
+    await asyncio.sleep(warmup)
     lag = LoopLag()
     lagging = asyncio.create_task(lag.run())
     before = polls_done(engine)
@@ -203,6 +206,7 @@ async def daemon(engine: Engine, duration: float, profile: Profile) -> dict[str,
         **meter.figures(polls),
         "errors": errors,
         "startup_s": round(startup_s, 2),
+        "warmup_s": warmup,
         "rss_mib_mean": round(sum(rss) / len(rss), 1),
         **lag.figures(),
         **GC.figures(),
@@ -228,7 +232,12 @@ async def idle(engine: Engine, duration: float) -> dict[str, Any]:
         )
         for src, key in engine.endpoints
     ]
-    rss_before = rss_mib()
+    # RSS hardly moves (freed start-up memory is reused), so a second, throwaway scheduler
+    # tells what the jobs hold; tracing would slow the timed build.
+    tracemalloc.start()
+    build_scheduler(jobs, engine.clock())
+    job_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
     started = time.perf_counter()
     # First runs an hour away: nothing falls due while we watch.
     scheduler = build_scheduler(jobs, engine.clock() + timedelta(hours=1))
@@ -251,7 +260,7 @@ async def idle(engine: Engine, duration: float) -> dict[str, Any]:
         "cpu_percent": round(100 * meter.cpu / meter.wall, 3),
         "scheduler_build_s": round(build_s, 3),
         "rss_mib": round(rss_jobs, 1),
-        "scheduler_kib_per_job": round(1024 * (rss_jobs - rss_before) / max(len(jobs), 1), 2),
+        "scheduler_kib_per_job": round(job_bytes / 1024 / max(len(jobs), 1), 2),
     }
 
 
@@ -259,12 +268,12 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings(args.config, environ={})
     profile = Profile(args.profile)
     async with Engine(settings) as engine:
-        global FREEZE_AFTER_WARMUP
-        FREEZE_AFTER_WARMUP = args.gc_freeze
         if args.mode == "throughput":
-            return await throughput(engine, args.duration, args.concurrency, profile)
+            return await throughput(
+                engine, args.duration, args.concurrency, profile, freeze=args.gc_freeze
+            )
         if args.mode == "daemon":
-            return await daemon(engine, args.duration, profile)
+            return await daemon(engine, args.duration, args.warmup, profile, freeze=args.gc_freeze)
         return await idle(engine, args.duration)
 
 
@@ -274,7 +283,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=["throughput", "daemon", "idle"], required=True)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--warmup", type=float, default=0.0, help="daemon: seconds unmeasured")
     parser.add_argument("--profile", type=Path, default=None, help="pyinstrument report here")
+    # Experiments only: the figures `make bench` reports are bulkwatch's own GC behaviour.
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once warm")
     parser.add_argument("--gc-threshold", type=int, default=0, help="gc gen0 threshold")
     args = parser.parse_args()

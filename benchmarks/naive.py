@@ -31,13 +31,22 @@ def main() -> None:
             if time.perf_counter() >= deadline:
                 break
             try:
-                resp = session.get(ep.url, params=ep.params, headers=ep.headers, timeout=10)
+                resp = session.get(
+                    ep.url, params=ep.params, headers=ep.headers, timeout=args.timeout
+                )
                 resp.json()
             except (requests.RequestException, ValueError):
                 errors += 1
             polls += 1
         meter.stop()
-    emit({"client": "requests", "endpoints": len(endpoints), **meter.figures(polls), "errors": errors})
+    emit(
+        {
+            "client": "requests",
+            "endpoints": len(endpoints),
+            **meter.figures(polls),
+            "errors": errors,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import Meter, emit
 from bulkwatch.app import Engine
 from bulkwatch.config import load_settings
 from bulkwatch.domain import EndpointKey, Platform, PollResult, TaskSnapshot, TaskStatus
 from bulkwatch.logs import configure_logging
-
-from benchmarks.common import Meter, emit
 
 __all__ = ["main"]
 
@@ -162,7 +161,7 @@ def main() -> None:
     parser.add_argument("--sort", default="cumulative", help="cProfile order: tottime...")
     args = parser.parse_args()
     # The log notifier writes every delivered event: send them nowhere interesting.
-    configure_logging("info", "json", stream=open("/dev/null", "w"))  # noqa: SIM115, PTH123
+    configure_logging("info", "json", stream=open("/dev/null", "w"))  # noqa: SIM115
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bulkwatch-pollpath-") as tmp:
         result = asyncio.run(_run(args, Path(tmp)))

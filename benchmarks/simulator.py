@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from bulkwatch.simulator.__main__ import main as simulator_main
-
 from benchmarks.common import raise_fd_limit
+from bulkwatch.simulator.__main__ import main as simulator_main
 
 if __name__ == "__main__":
     raise_fd_limit()

@@ -1,0 +1,183 @@
+"""The benchmark's summary (`latest.json`) and the table `make bench` prints."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks.procs import ROOT
+
+__all__ = ["machine", "render", "summarise"]
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(  # noqa: S603 - fixed arguments
+            ["git", *args],  # noqa: S607 - git from PATH, as a developer runs it
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gib = 0.0
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        mem_gib = int(meminfo.read_text().split("\n", 1)[0].split()[1]) / 1024 / 1024
+    changed = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "aiohttp": metadata.version("aiohttp"),
+        "apscheduler": metadata.version("apscheduler"),
+        "bulkwatch_commit": _git("rev-parse", "--short", "HEAD")
+        + (" + local changes" if changed else ""),
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+
+def summarise(
+    settings: dict[str, Any],
+    clients: dict[str, dict[str, Any]],
+    latency: dict[str, dict[str, Any]],
+    phases: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """Every figure of the run; the issue's keys first."""
+    engine, limit, daemon = clients["engine"], clients["limit"], clients["daemon"]
+    ratios = {
+        "cpu_vs_limit": _ratio(engine["cpu_s_per_1000_polls"], limit["cpu_s_per_1000_polls"]),
+        "daemon_cpu_vs_paced_limit": _ratio(
+            daemon["cpu_s_per_1000_polls"], clients["limit_paced"]["cpu_s_per_1000_polls"]
+        ),
+        "polls_vs_requests": _ratio(engine["polls_per_s"], clients["requests"]["polls_per_s"]),
+    }
+    p99 = latency.get("daemon", {}).get("p99_s")
+    targets = {
+        "cpu_vs_limit": _verdict(
+            None if ratios["cpu_vs_limit"] is None else ratios["cpu_vs_limit"] <= 1.5
+        ),
+        "polls_vs_requests": _verdict(
+            None if ratios["polls_vs_requests"] is None else ratios["polls_vs_requests"] >= 100
+        ),
+        "daemon_cpu": _verdict(daemon["cpu_percent"] < 30),
+        "daemon_rss": _verdict(daemon["peak_rss_mib"] < 300),
+        "latency_p99": _verdict(None if p99 is None else p99 < 1.0),
+    }
+    return {
+        "stores": settings["stores"],
+        "polls_per_s": engine["polls_per_s"],
+        "cpu_s_per_1000_polls": engine["cpu_s_per_1000_polls"],
+        "limit_cpu_s_per_1000_polls": limit["cpu_s_per_1000_polls"],
+        "requests_polls_per_s": clients["requests"]["polls_per_s"],
+        "peak_rss_mib": daemon["peak_rss_mib"],
+        "latency_p50_s": latency.get("daemon", {}).get("p50_s"),
+        "latency_p99_s": p99,
+        "idle_cpu_percent": clients["idle"]["cpu_percent"],
+        "daemon_cpu_percent": daemon["cpu_percent"],
+        "daemon_cpu_s_per_1000_polls": daemon["cpu_s_per_1000_polls"],
+        **settings,
+        "ratios": ratios,
+        "targets": targets,
+        "clients": clients,
+        "latency": latency,
+        "phases": phases,
+        "machine": machine(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(s: dict[str, Any]) -> str:
+    """The table: one row per client, then the idle scheduler, the ratios and the targets."""
+    c, lat, ph = s["clients"], s["latency"], s["phases"]
+    every = f"every {s['interval_s']:g} s"
+    rows = [
+        ("limit: bare aiohttp, max rate", c["limit"], None),
+        ("bulkwatch engine, max rate", c["engine"], lat.get("throughput")),
+        ("requests script, sequential", c["requests"], None),
+        (f"limit: bare aiohttp, {every}", c["limit_paced"], None),
+        (f"bulkwatch daemon, {every}", c["daemon"], lat.get("daemon")),
+    ]
+    head = (
+        f"{'client':<34} {'polls/s':>8} {'CPU s/1k polls':>14} {'CPU % core':>10} "
+        f"{'peak RSS MiB':>12} {'p50 s':>6} {'p99 s':>6}"
+    )
+    lines = [
+        f"bulkwatch benchmark: {s['stores']:,} stores ({s['endpoints']:,} endpoints), simulated "
+        f"API latency {1000 * s['latency_sim_s']:g} ms, {s['duration_s']:g} s measured per "
+        f"client, max rate = {s['concurrency']} polls in flight",
+        head,
+        "-" * len(head),
+    ]
+    for label, r, seen in rows:
+        got = seen or {}
+        lines.append(
+            f"{label:<34} {r['polls_per_s']:>8.1f} {r['cpu_s_per_1000_polls']:>14.3f} "
+            f"{r['cpu_percent']:>10.1f} {r['peak_rss_mib']:>12.1f} "
+            f"{_fmt(got.get('p50_s'), '6.3f'):>6} {_fmt(got.get('p99_s'), '6.3f'):>6}"
+        )
+    idle, daemon, engine = c["idle"], c["daemon"], c["engine"]
+    r, t = s["ratios"], s["targets"]
+    lines += [
+        "",
+        f"scheduler idle with {idle['jobs']:,} jobs: {idle['cpu_percent']:.2f} % CPU, RSS "
+        f"{idle['rss_mib']:.0f} MiB ({idle['scheduler_kib_per_job']:.1f} KiB per job; "
+        f"jobs added in {idle['scheduler_build_s']:.2f} s)",
+        f"daemon: ready in {daemon['startup_s']:.1f} s, measured after {daemon['warmup_s']:g} s; "
+        f"event-loop lag p99 {1000 * daemon['loop_lag_p99_s']:.0f} ms, max "
+        f"{1000 * daemon['loop_lag_max_s']:.0f} ms; GC {sum(daemon['gc_s']):.2f} s "
+        f"(full collections {daemon['gc_runs'][2]}); "
+        f"{lat.get('daemon', {}).get('deliveries', 0):,} events delivered",
+        f"engine at max rate: GC {sum(engine['gc_s']):.2f} s of {engine['cpu_s']:.1f} s CPU "
+        f"(full collections {engine['gc_runs'][2]}); "
+        f"{lat.get('throughput', {}).get('deliveries', 0):,} events delivered",
+        "machine busy (all cores) / simulator CPU % per phase: "
+        + ", ".join(
+            f"{name} {p['machine_busy_percent']:.0f}/{p['simulator_cpu_percent']:.0f}"
+            for name, p in ph.items()
+        ),
+        "",
+        f"CPU per poll, bulkwatch / limit at max rate:      {_fmt(r['cpu_vs_limit'], '.2f')}x"
+        f"  (target <= 1.5x: {t['cpu_vs_limit']})",
+        f"CPU per poll, daemon / limit {every}:  {_fmt(r['daemon_cpu_vs_paced_limit'], '.2f')}x",
+        f"polls/s, bulkwatch / requests script:           {_fmt(r['polls_vs_requests'], '.0f')}x"
+        f"  (target >= 100x: {t['polls_vs_requests']})",
+        f"daemon {every}: {daemon['cpu_percent']:.1f} % of one core (target < 30 %: "
+        f"{t['daemon_cpu']}), peak RSS {daemon['peak_rss_mib']:.0f} MiB (target < 300 MiB: "
+        f"{t['daemon_rss']})",
+        f"detection to delivery p99: {_fmt(lat.get('daemon', {}).get('p99_s'), '.3f')} s "
+        f"(target < 1 s: {t['latency_p99']})",
+    ]
+    return "\n".join(lines)
