@@ -9,6 +9,9 @@ import pytest
 
 from platform_stub import PlatformStub, run_stub
 
+# Its asserts check the tests' own polls: show their values when one fails, as in a test.
+pytest.register_assert_rewrite("source_support")
+
 
 @pytest.fixture
 async def platform_stub() -> AsyncIterator[PlatformStub]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -26,6 +25,7 @@ from bulkwatch.domain import (
 from bulkwatch.sources.base import SourceContext, make_source
 from bulkwatch.sources.shoplazza import ShoplazzaSource
 from platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
+from source_support import Failure, failed_poll, source_context
 
 TOKEN = "lazza-SECRET-token-4f1c"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -46,10 +46,7 @@ def lazza(
             **fields,
         }
     )
-    settings = Settings.model_validate(
-        {"instance": "test", "defaults": {"max_body_bytes": max_body_bytes}}
-    )
-    return ShoplazzaSource(store, SourceContext(session=session, settings=settings))
+    return ShoplazzaSource(store, source_context(session, max_body_bytes=max_body_bytes))
 
 
 @pytest.fixture
@@ -71,11 +68,7 @@ def snap(task_id: str, status: TaskStatus, raw: int, **fields: Any) -> TaskSnaps
 
 
 async def poll_error(source: ShoplazzaSource) -> PollError:
-    with pytest.raises(PollError) as info:
-        await source.poll(KEY, NOW)
-    assert TOKEN not in str(info.value)
-    assert info.value.key == KEY
-    return info.value
+    return await failed_poll(source, KEY, NOW, TOKEN)
 
 
 async def test_poll_sends_the_documented_request_and_keeps_the_request_id(
@@ -344,18 +337,6 @@ async def test_a_failing_later_page_fails_the_whole_poll_with_its_own_request_id
 
 
 HTTP_DATE = format_datetime(NOW + timedelta(seconds=120), usegmt=True)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An error answer and what the poll must make of it."""
-
-    status: int
-    body: Any
-    kind: FailureKind
-    fragment: str
-    headers: dict[str, str] = field(default_factory=dict)
-    retry_after: float | None = None
 
 
 FAILURES = [

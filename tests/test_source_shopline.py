@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from bulkwatch.domain import (
 from bulkwatch.sources.base import SourceContext, make_source
 from bulkwatch.sources.shopline import ShoplineSource
 from platform_stub import PlatformStub, Reply, closed_port_url, json_reply
+from source_support import Failure, failed_poll, source_context
 
 TOKEN = "line-SECRET-eyJhbGciOiJIUzUxMiJ9.abc"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -50,10 +51,7 @@ def line(
             **fields,
         }
     )
-    settings = Settings.model_validate(
-        {"instance": "test", "defaults": {"max_body_bytes": max_body_bytes}}
-    )
-    return ShoplineSource(store, SourceContext(session=session, settings=settings))
+    return ShoplineSource(store, source_context(session, max_body_bytes=max_body_bytes))
 
 
 @pytest.fixture
@@ -75,11 +73,7 @@ def snap(**fields: Any) -> TaskSnapshot:
 
 
 async def poll_error(source: ShoplineSource, key: EndpointKey = QUERY) -> PollError:
-    with pytest.raises(PollError) as info:
-        await source.poll(key, NOW)
-    assert TOKEN not in str(info.value)
-    assert info.value.key == key
-    return info.value
+    return await failed_poll(source, key, NOW, TOKEN)
 
 
 async def poll_one(platform_stub: PlatformStub, source: ShoplineSource, body: Any) -> PollResult:
@@ -380,18 +374,6 @@ async def test_unreadable_bodies_fail_the_poll_naming_what_was_wrong(
 
     assert (error.kind, error.http_status, error.request_id) == (kind, 200, "trace-9")
     assert fragment in error.message
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An error answer and what the poll must make of it."""
-
-    status: int
-    body: Any
-    kind: FailureKind
-    fragment: str
-    headers: dict[str, str] = field(default_factory=dict)
-    retry_after: float | None = None
 
 
 HTTP_DATE = format_datetime(NOW + timedelta(seconds=90), usegmt=True)

@@ -283,32 +283,20 @@ async def notify_test(settings: Settings, name: str) -> int:
 
 async def simulate(args: argparse.Namespace) -> int:
     """`bulkwatch simulate`: serve the simulator until SIGINT/SIGTERM, then exit 0."""
-    from bulkwatch.simulator import serve  # noqa: PLC0415 - only this command needs it
+    from bulkwatch.simulator.runner import serve, until_signalled  # noqa: PLC0415 - only here
 
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if task is not None:
-            loop.add_signal_handler(sig, task.cancel)
-    try:
-        await serve(
-            args.host,
-            args.port,
-            shoplazza=args.shoplazza,
-            shopline=args.shopline,
-            step=args.step,
-            latency=args.latency,
-            seed=args.seed,
-            config_path=args.write_config,
-            announce=lambda line: print(line, flush=True),
-        )
-    except asyncio.CancelledError:
-        return 0
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        print(f"bulkwatch: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    run = serve(
+        args.host,
+        args.port,
+        shoplazza=args.shoplazza,
+        shopline=args.shopline,
+        step=args.step,
+        latency=args.latency,
+        seed=args.seed,
+        config_path=args.write_config,
+        announce=lambda line: print(line, flush=True),
+    )
+    return await until_signalled(run, args.host, args.port)
 
 
 def demo(args: argparse.Namespace) -> int:

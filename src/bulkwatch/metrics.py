@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
@@ -72,86 +73,70 @@ class Metrics:
     """Every metric of DESIGN.md. Label values come from config, never from task ids."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        p = "bulkwatch_"
+        self.registry = r = registry if registry is not None else CollectorRegistry()
         # process_* (memory, CPU, open files, start time) and python_info, on this registry.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
-        self.polls = Counter(
-            p + "polls",
+        # `namespace` puts the `bulkwatch_` in front of every name below.
+        counter = functools.partial(Counter, namespace="bulkwatch", registry=r)
+        gauge = functools.partial(Gauge, namespace="bulkwatch", registry=r)
+        histogram = functools.partial(Histogram, namespace="bulkwatch", registry=r)
+        per_store = ("platform", "store")
+
+        self.polls = counter(
+            "polls",
             "Polls by outcome (ok, error, skipped while backing off)",
-            ["platform", "store", "outcome"],
-            registry=r,
+            (*per_store, "outcome"),
         )
-        self.poll_duration = Histogram(
-            p + "poll_duration_seconds",
+        self.poll_duration = histogram(
+            "poll_duration_seconds",
             "Duration of one endpoint poll, all pages included",
-            ["platform"],
+            ("platform",),
             buckets=POLL_BUCKETS,
-            registry=r,
         )
-        self.poll_interval = Gauge(
-            p + "poll_interval_seconds",
+        self.poll_interval = gauge(
+            "poll_interval_seconds",
             "Configured seconds between two polls of one endpoint of the store",
-            ["platform", "store"],
-            registry=r,
+            per_store,
         )
-        self.api_errors = Counter(
-            p + "api_errors",
-            "Platform API errors by kind",
-            ["platform", "store", "kind"],
-            registry=r,
+        self.api_errors = counter("api_errors", "Platform API errors by kind", (*per_store, "kind"))
+        self.last_success = gauge(
+            "last_success_timestamp_seconds", "Unix time of the last successful poll", per_store
         )
-        self.last_success = Gauge(
-            p + "last_success_timestamp_seconds",
-            "Unix time of the last successful poll",
-            ["platform", "store"],
-            registry=r,
+        self.store_up = gauge(
+            "store_up", "1 when the store's last polls succeed, 0 while it is down", per_store
         )
-        self.store_up = Gauge(
-            p + "store_up",
-            "1 when the store's last polls succeed, 0 while it is down",
-            ["platform", "store"],
-            registry=r,
+        self.tasks = gauge("tasks", "Tracked tasks by status", (*per_store, "status"))
+        self.transitions = counter(
+            "transitions", "Task status transitions", ("platform", "from", "to")
         )
-        self.tasks = Gauge(
-            p + "tasks", "Tracked tasks by status", ["platform", "store", "status"], registry=r
-        )
-        self.transitions = Counter(
-            p + "transitions", "Task status transitions", ["platform", "from", "to"], registry=r
-        )
-        self.events = Counter(p + "events", "Events emitted by type", ["type"], registry=r)
-        self.deliveries = Counter(
-            p + "deliveries",
+        self.events = counter("events", "Events emitted by type", ("type",))
+        self.deliveries = counter(
+            "deliveries",
             "Delivery attempts by outcome (delivered, retry, dead)",
-            ["notifier", "outcome"],
-            registry=r,
+            ("notifier", "outcome"),
         )
-        self.delivery_duration = Histogram(
-            p + "delivery_duration_seconds",
+        self.delivery_duration = histogram(
+            "delivery_duration_seconds",
             "Duration of one delivery attempt",
-            ["notifier"],
+            ("notifier",),
             buckets=DELIVERY_BUCKETS,
-            registry=r,
         )
-        self.outbox_pending = Gauge(
-            p + "outbox_pending", "Deliveries waiting to be sent", ["notifier"], registry=r
+        self.outbox_pending = gauge(
+            "outbox_pending", "Deliveries waiting to be sent", ("notifier",)
         )
-        self.outbox_dead = Gauge(
-            p + "outbox_dead", "Deliveries that gave up (dead letters)", ["notifier"], registry=r
+        self.outbox_dead = gauge(
+            "outbox_dead", "Deliveries that gave up (dead letters)", ("notifier",)
         )
-        self.scheduler_missed = Counter(
-            p + "scheduler_jobs_missed",
+        self.scheduler_missed = counter(
+            "scheduler_jobs_missed",
             "Poll jobs the scheduler skipped because they ran past their misfire grace time",
-            registry=r,
         )
-        self.scheduler_failed = Counter(
-            p + "scheduler_jobs_failed",
+        self.scheduler_failed = counter(
+            "scheduler_jobs_failed",
             "Poll jobs that raised out of the scheduler (a bug: polls catch their own errors)",
-            registry=r,
         )
-        self.build_info = Gauge(p + "build_info", "Build information", ["version"], registry=r)
+        self.build_info = gauge("build_info", "Build information", ("version",))
         self.build_info.labels(version=__version__).set(1)
 
     def declare(self, stores: Iterable[StoreLabels], notifiers: Iterable[str]) -> None:

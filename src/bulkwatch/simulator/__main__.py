@@ -10,33 +10,13 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import signal
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from bulkwatch.simulator.runner import serve
-
-
-async def _until_signalled(run: Coroutine[Any, Any, None]) -> None:
-    """Run `serve` until SIGTERM (or SIGINT, which asyncio.run turns into a cancel)."""
-    task = asyncio.current_task()
-    stopping = asyncio.Event()
-    if task is not None:
-
-        def stop() -> None:
-            stopping.set()
-            task.cancel()
-
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
-    try:
-        await run
-    except asyncio.CancelledError:
-        if not stopping.is_set():
-            raise
+from bulkwatch.simulator.runner import serve, until_signalled
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse arguments and serve until SIGINT or SIGTERM."""
+    """Parse arguments and serve until SIGINT or SIGTERM; exit 1 if the port cannot be bound."""
     parser = argparse.ArgumentParser(prog="python -m bulkwatch.simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
@@ -68,8 +48,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         config_path=args.config_out,
         announce=functools.partial(print, flush=True),
     )
+    code = 0
+    # A SIGINT before `until_signalled` installs its handler comes out as KeyboardInterrupt.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_until_signalled(run))
+        code = asyncio.run(until_signalled(run, args.host, args.port))
+    if code:
+        raise SystemExit(code)  # here, not in __name__ == "__main__": benchmarks call main()
 
 
 if __name__ == "__main__":

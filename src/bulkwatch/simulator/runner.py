@@ -1,8 +1,11 @@
-"""Starting the simulator: `run_simulator` in-process, `serve` until cancelled (the CLI's entry)."""
+"""Starting the simulator: `run_simulator` in-process, `serve` until cancelled, and
+`until_signalled` around it for the command lines (`bulkwatch simulate`, `python -m`)."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +19,7 @@ from bulkwatch.simulator.core import DEFAULT_EXPIRE_AFTER, Simulator
 from bulkwatch.simulator.driver import Driver, DriverConfig
 from bulkwatch.simulator.model import StoreSpec, make_stores
 
-__all__ = ["run_simulator", "serve", "write_config"]
+__all__ = ["run_simulator", "serve", "until_signalled", "write_config"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -175,3 +178,32 @@ async def serve(
         if sim.driver is not None:
             await sim.driver.run()
         await asyncio.Event().wait()  # until cancelled
+
+
+async def until_signalled(run: Awaitable[None], host: str, port: int) -> int:
+    """Await `run` (a `serve(host, port, ...)`) until SIGINT or SIGTERM: a command line's body.
+
+    Returns 0 once a signal stopped it; 1, after one line on stderr, when `host:port` cannot
+    be bound. A cancel that no signal asked for propagates.
+    """
+    task = asyncio.current_task()
+    stopping = asyncio.Event()
+
+    def stop() -> None:
+        stopping.set()
+        if task is not None:
+            task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await run
+    except asyncio.CancelledError:
+        if not stopping.is_set():
+            raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"bulkwatch: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
+        return 1
+    return 0
