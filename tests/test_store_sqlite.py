@@ -84,16 +84,20 @@ async def record(
     *,
     health: StoreHealth | None = None,
     route: Callable[[Event], Sequence[str]] = route_all,
+    task_ids: Sequence[str] = (),
+    current: str | None = None,
 ) -> EndpointView:
     """Record one poll whose outcome is given; return the view the judge was shown."""
     seen: list[EndpointView] = []
 
     def judge(view: EndpointView) -> PollOutcome:
         seen.append(view)
-        endpoint = replace(view.endpoint, baselined=True, last_success_at=T0)
+        endpoint = replace(
+            view.endpoint, baselined=True, last_success_at=T0, current_task_id=current
+        )
         return PollOutcome(health or view.health, endpoint, upserts, events)
 
-    await store.record_poll(key, judge, encode, route)
+    await store.record_poll(key, judge, encode, route, task_ids=task_ids)
     return seen[0]
 
 
@@ -281,7 +285,8 @@ async def test_two_stores_on_one_file_see_each_other_and_share_event_ids(db_path
     try:
         task = tracked(snap("a"))
         await record(a, LINE, [task], [event_for(task)])
-        view = await record(b, LINE, [task], [event_for(task)])  # a replica saw the same change
+        # A replica saw the same change.
+        view = await record(b, LINE, [task], [event_for(task)], task_ids=["a"])
         assert view.tasks == {"a": task}
         assert await b.outbox_counts() == {("hook", PENDING): 1, ("slack", PENDING): 1}
     finally:
@@ -308,20 +313,33 @@ async def test_everything_survives_close_and_reopen(store: SqliteStore, db_path:
         await again.close()
 
 
-async def test_the_view_holds_this_endpoints_tasks_including_gone_ones(
+async def test_the_view_holds_the_asked_tasks_of_this_endpoint_and_its_current_one(
     store: SqliteStore,
 ) -> None:
     gone = replace(tracked(snap("old")), gone=True)
     query = tracked(snap("new"))
+    quiet = tracked(snap("other"))
     mutation = tracked(snap("m"), endpoint="MUTATION")
-    await record(store, LINE, [gone, query, mutation])
+    await record(store, LINE, [gone, query, quiet, mutation], current="new")
     other_store = tracked(snap("x", key=LAZZA), endpoint="QUERY")
     await record(store, LAZZA, [other_store])
 
-    view = await record(store, LINE)
+    # Asked for: gone or not, but only this endpoint's; the current task always.
+    view = await record(store, LINE, task_ids=["old", "m", "x", "unknown"], current="new")
     assert view.tasks == {"old": gone, "new": query}
-    view = await record(store, LINE_MUTATION)
+    view = await record(store, LINE, current=None)
+    assert view.tasks == {"new": query}
+    view = await record(store, LINE)  # no current task any more, nothing asked
+    assert view.tasks == {}
+    view = await record(store, LINE_MUTATION, task_ids=["m"])
     assert view.tasks == {"m": mutation}
+
+
+async def test_a_view_of_many_tasks_is_read_in_chunks(store: SqliteStore) -> None:
+    many = [tracked(snap(f"t{i:04d}")) for i in range(1_234)]
+    await record(store, LINE, many)
+    view = await record(store, LINE, task_ids=[t.task_id for t in many])
+    assert view.tasks == {t.task_id: t for t in many}
 
 
 async def test_store_health_is_shared_by_the_endpoints_of_a_store(store: SqliteStore) -> None:

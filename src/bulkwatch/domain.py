@@ -23,6 +23,7 @@ __all__ = [
     "TaskSnapshot",
     "TaskStatus",
     "TrackedTask",
+    "Unchanged",
 ]
 
 
@@ -119,6 +120,21 @@ class PollResult:
     # Entries that were skipped or read with assumptions (a task without an id, a date
     # without offset); the app logs each and counts it as an invalid_response api error.
     problems: tuple[str, ...] = ()
+    # A digest of the responses read (status and body of every page): the next poll that
+    # reads the same bytes may skip parsing them (see `Unchanged`). Not part of equality:
+    # two results that show the same are equal, however the bytes were laid out.
+    fingerprint: bytes | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """A successful poll whose responses were, byte for byte, those of a poll already judged
+    (same `fingerprint`): the source did not parse them again, since they can only say the
+    same. Sources return it only when the caller passed that fingerprint as `known`."""
+
+    key: EndpointKey
+    fingerprint: bytes
+    request_id: str | None = None
 
 
 class PollError(Exception):

@@ -8,6 +8,7 @@ transaction that writes its outcome.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -32,7 +33,7 @@ from bulkwatch.events import (
 )
 from bulkwatch.store.base import EndpointView, PollOutcome
 
-__all__ = ["IMMEDIATE_DOWN", "Policy", "judge_failure", "judge_success"]
+__all__ = ["IMMEDIATE_DOWN", "Policy", "judge_failure", "judge_success", "quiet_until"]
 
 _REFRESH_SEEN = timedelta(days=1)
 # Every snapshot field but `observed_at`: compared in C, since it runs for every task of
@@ -181,6 +182,26 @@ def _observe(
         # pruned and later reported again as new.
         return dataclasses.replace(old, snapshot=snap, gone=False), []
     return old, []
+
+
+def quiet_until(tasks: Iterable[TrackedTask], now: datetime, policy: Policy) -> datetime:
+    """Until when a poll that shows exactly these tasks again decides nothing: the first
+    stall or expiry warning due, or the daily refresh of `observed_at`, whichever is first.
+    Before then, judging a byte-identical poll would change nothing, so it may be skipped."""
+    until = now + _REFRESH_SEEN
+    for task in tasks:
+        snap = task.snapshot
+        until = min(until, snap.observed_at + _REFRESH_SEEN)
+        if snap.status in _STALLABLE and not task.stalled_notified:
+            until = min(until, (snap.created_at or task.first_seen_at) + policy.stall_after)
+        if (
+            snap.status is TaskStatus.COMPLETED
+            and snap.expires_at is not None
+            and not task.expiring_notified
+            and not task.silent_baseline
+        ):
+            until = min(until, snap.expires_at - policy.expiry_warning)
+    return until
 
 
 def _details_changed(prev: TaskSnapshot, snap: TaskSnapshot) -> bool:

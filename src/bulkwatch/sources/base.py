@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from bulkwatch.domain import EndpointKey, Platform, PollResult
+from bulkwatch.domain import EndpointKey, Platform, PollResult, Unchanged
 
 if TYPE_CHECKING:
     import aiohttp
@@ -21,6 +21,8 @@ class Source(Protocol):
     """Polls the endpoints of one store.
 
     `poll` returns a `PollResult` or raises `PollError`; it never returns partial data.
+    `poll_since` is the same, except that when the responses it reads are byte for byte the
+    ones whose fingerprint is `known`, it returns `Unchanged` without parsing them.
     """
 
     platform: Platform
@@ -28,6 +30,10 @@ class Source(Protocol):
     endpoints: tuple[EndpointKey, ...]
 
     async def poll(self, key: EndpointKey, now: datetime) -> PollResult: ...
+
+    async def poll_since(
+        self, key: EndpointKey, now: datetime, known: bytes | None
+    ) -> PollResult | Unchanged: ...
 
     def credentials_version(self) -> int:
         """A number that changes when the store's access token changes (a rotated file), so

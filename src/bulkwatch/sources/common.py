@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import ClassVar
 
 from bulkwatch.config import ShoplazzaStore, ShoplineStore
-from bulkwatch.domain import EndpointKey, FailureKind, Platform, PollError
+from bulkwatch.domain import EndpointKey, FailureKind, Platform, PollError, PollResult, Unchanged
 from bulkwatch.sources.base import SourceContext
 from bulkwatch.sources.http import ApiClient, TokenProvider
 from bulkwatch.sources.ratelimit import RateLimiter
@@ -45,6 +46,18 @@ class HttpSource:
             limiter=self.limiter,
             request_id_header=self.request_id_header,
         )
+
+    async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
+        """Poll `key` and parse what it shows; raise `PollError` when it cannot be read."""
+        result = await self.poll_since(key, now, None)
+        if not isinstance(result, PollResult):  # pragma: no cover - nothing was known
+            raise TypeError(f"{key}: a poll with nothing known returned {result!r}")
+        return result
+
+    async def poll_since(
+        self, key: EndpointKey, now: datetime, known: bytes | None
+    ) -> PollResult | Unchanged:  # pragma: no cover - every platform source overrides it
+        raise NotImplementedError
 
     def credentials_version(self) -> int:
         """Changes whenever a new access token is read (a rotated token file)."""

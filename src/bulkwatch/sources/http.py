@@ -6,6 +6,7 @@ short, carry the platform's own error text when it gave one, and never a token.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -24,6 +25,7 @@ from bulkwatch.sources.ratelimit import RateLimiter
 __all__ = [
     "USER_AGENT",
     "ApiClient",
+    "Fingerprint",
     "HttpResponse",
     "TokenProvider",
     "decode_json",
@@ -111,6 +113,26 @@ class HttpResponse:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+class Fingerprint:
+    """A digest of the responses one poll read: the status and body of each page, in order.
+
+    BLAKE2b with 128 bits: two different responses would need a collision to look the same,
+    so a match means the same bytes. Each page is framed by its length, so one page never
+    matches the start of a longer poll.
+    """
+
+    __slots__ = ("_hash",)
+
+    def __init__(self) -> None:
+        self._hash = hashlib.blake2b(digest_size=16)
+
+    def add(self, resp: HttpResponse) -> bytes:
+        """Add one response; return the digest of all responses added so far."""
+        self._hash.update(b"%d %d\n" % (resp.status, len(resp.body)))
+        self._hash.update(resp.body)
+        return self._hash.digest()
 
 
 class ApiClient:

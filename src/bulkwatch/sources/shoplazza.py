@@ -18,6 +18,7 @@ from bulkwatch.domain import (
     PollResult,
     TaskSnapshot,
     TaskStatus,
+    Unchanged,
 )
 from bulkwatch.sources.base import Source, SourceContext, register
 from bulkwatch.sources.common import HttpSource
@@ -30,6 +31,7 @@ from bulkwatch.sources.fields import (
     type_name,
 )
 from bulkwatch.sources.http import (
+    Fingerprint,
     HttpResponse,
     decode_json,
     envelope_error,
@@ -60,8 +62,11 @@ class ShoplazzaSource(HttpSource):
         self._max_pages = store.max_pages
         self._status_map = store.effective_status_map()
 
-    async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
-        """Read the list from page 1 until a short page or `max_pages`; raise `PollError`."""
+    async def poll_since(
+        self, key: EndpointKey, now: datetime, known: bytes | None
+    ) -> PollResult | Unchanged:
+        """Read the list from page 1 until a short page or `max_pages`; raise `PollError`.
+        `Unchanged` when page 1 is the whole list fingerprinted `known`, byte for byte."""
         token = self._token_for(key)
         headers = {"Access-Token": token, "Content-Type": "application/json"}
         tasks: dict[str, TaskSnapshot] = {}
@@ -69,12 +74,17 @@ class ShoplazzaSource(HttpSource):
         problems: list[str] = []
         request_id: str | None = None
         entries_seen = 0
+        fingerprint = Fingerprint()
         for page in range(1, self._max_pages + 1):
             params = {"page": str(page), "limit": str(self._limit)}
             resp = await self._client.get(
                 key, self._url, params=params, headers=headers, secret=token, now=now
             )
             request_id = request_id or resp.request_id
+            digest = fingerprint.add(resp)
+            # The same first page as a one-page list already judged: the same list.
+            if page == 1 and digest == known:
+                return Unchanged(key, digest, request_id)
             entries, path = _task_list(resp, key, page)
             entries_seen += len(entries)
             for index, entry in enumerate(entries):
@@ -106,6 +116,7 @@ class ShoplazzaSource(HttpSource):
             exclusive=False,
             request_id=request_id,
             problems=tuple(problems),
+            fingerprint=digest,
         )
 
     def _snapshot(

@@ -17,6 +17,7 @@ from bulkwatch.domain import (
     PollResult,
     TaskSnapshot,
     TaskStatus,
+    Unchanged,
 )
 from bulkwatch.sources.base import Source, SourceContext, register
 from bulkwatch.sources.common import HttpSource
@@ -29,6 +30,7 @@ from bulkwatch.sources.fields import (
     type_name,
 )
 from bulkwatch.sources.http import (
+    Fingerprint,
     HttpResponse,
     decode_json,
     envelope_error,
@@ -53,8 +55,11 @@ class ShoplineSource(HttpSource):
             f"{store.url_base()}/admin/openapi/{store.api_version}/current_bulk_operation.json"
         )
 
-    async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
-        """The current task of `key`'s operation type (none is a valid answer); or `PollError`."""
+    async def poll_since(
+        self, key: EndpointKey, now: datetime, known: bytes | None
+    ) -> PollResult | Unchanged:
+        """The current task of `key`'s operation type (none is a valid answer); `Unchanged`
+        when the response is the one fingerprinted `known`; or `PollError`."""
         token = self._token_for(key)
         headers = {
             "Authorization": f"Bearer {token}",
@@ -64,18 +69,19 @@ class ShoplineSource(HttpSource):
             key, self._url, params={"type": key.endpoint}, headers=headers, secret=token, now=now
         )
         # "No current task" is undocumented; a 404 is one of the ways it has been seen.
-        if resp.status == 404:
-            return _result(key, resp)
-        if not resp.ok:
+        if not resp.ok and resp.status != 404:
             raise status_error(resp, key)
-        if not resp.body.strip():
-            return _result(key, resp)
+        fingerprint = Fingerprint().add(resp)
+        if fingerprint == known:
+            return Unchanged(key, fingerprint, resp.request_id)
+        if resp.status == 404 or not resp.body.strip():
+            return _result(key, resp, fingerprint)
         body = _task_object(decode_json(resp, key), resp, key)
         if body is None:
-            return _result(key, resp)
+            return _result(key, resp, fingerprint)
         problems: list[str] = []
         snapshot = self._snapshot(body, key, now, problems, resp)
-        return _result(key, resp, snapshot, problems)
+        return _result(key, resp, fingerprint, snapshot, problems)
 
     def _snapshot(
         self,
@@ -162,6 +168,7 @@ def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, A
 def _result(
     key: EndpointKey,
     resp: HttpResponse,
+    fingerprint: bytes,
     snapshot: TaskSnapshot | None = None,
     problems: list[str] | None = None,
 ) -> PollResult:
@@ -172,6 +179,7 @@ def _result(
         request_id=resp.request_id,
         http_status=resp.status,
         problems=tuple(problems or ()),
+        fingerprint=fingerprint,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -36,7 +36,9 @@ class EndpointView:
 
     health: StoreHealth
     endpoint: EndpointState
-    tasks: dict[str, TrackedTask]  # task_id -> last known state, this endpoint only
+    # task_id -> last known state, this endpoint only: the tasks the poll shows (those it
+    # asked for) and the endpoint's current task; not every task the endpoint ever showed.
+    tasks: dict[str, TrackedTask]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +93,13 @@ class StateStore(Protocol):
         judge: Callable[[EndpointView], PollOutcome],
         encode: EventEncoder,
         route: EventRouter,
+        *,
+        task_ids: Collection[str] = (),
     ) -> PollOutcome:
-        """Load the endpoint's state, call `judge`, and in ONE transaction write the new task
-        state, endpoint state, store health and one pending outbox row per (event, routed
-        notifier). Rows whose (event id, notifier) already exist are left alone."""
+        """Load the endpoint's state and its tasks in `task_ids` (and its current task), call
+        `judge`, and in ONE transaction write the new task state, endpoint state, store health
+        and one pending outbox row per (event, routed notifier). Rows whose (event id,
+        notifier) already exist are left alone."""
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         """Pending rows whose next attempt is due, oldest first."""

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import math
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -86,10 +88,20 @@ _SELECT_ENDPOINT = (
     "SELECT baselined, consecutive_failures, current_task_id, last_success_at, last_failure "
     "FROM endpoints WHERE store = ? AND platform = ? AND endpoint = ?"
 )
-_SELECT_ENDPOINT_TASKS = (
-    f"SELECT {TASK_COLUMNS} FROM tasks "  # noqa: S608 - constant column list
-    "WHERE store = ? AND platform = ? AND endpoint = ?"
-)
+# Tasks by id: an endpoint's view holds the tasks its poll shows and its current task, not
+# everything it ever showed (a busy Shopline endpoint keeps thousands of superseded tasks).
+_ID_CHUNK = 500  # far below SQLite's limit on parameters
+
+
+@functools.cache
+def _select_tasks(ids: int) -> str:
+    marks = ", ".join("?" * ids)
+    return (
+        f"SELECT {TASK_COLUMNS} FROM tasks "  # noqa: S608 - constant columns, only marks
+        f"WHERE store = ? AND platform = ? AND endpoint = ? AND task_id IN ({marks})"
+    )
+
+
 _UPSERT_HEALTH = _upsert(
     "store_health", "store, platform, down, outage, failing_endpoints", "store, platform"
 )
@@ -173,7 +185,7 @@ class SqliteStore:
         self._uncommitted_outbox = False  # some of them added or requeued outbox rows
         self._flush_timer: asyncio.TimerHandle | None = None
         self._thread = 0  # the connection's thread: only it may use the connection
-        self._last_commit = 0.0  # monotonic
+        self._last_commit = -math.inf  # monotonic; -inf: the first write is after a quiet spell
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -328,10 +340,13 @@ class SqliteStore:
         judge: Callable[[EndpointView], PollOutcome],
         encode: EventEncoder,
         route: EventRouter,
+        *,
+        task_ids: Collection[str] = (),
     ) -> PollOutcome:
         """Load the endpoint's view, judge it, and write the outcome plus its outbox rows in
         one transaction; if anything raises, nothing is written and the error propagates."""
         platform = key.platform.value
+        where = (key.store, platform, key.endpoint)
         with self._write(outbox=True) as conn:
             row = conn.execute(_SELECT_HEALTH, (key.store, platform)).fetchone()
             health_stored = row is not None
@@ -340,10 +355,17 @@ class SqliteStore:
                 if row is None
                 else health_from_row(key.store, key.platform, row)
             )
-            row = conn.execute(_SELECT_ENDPOINT, (key.store, platform, key.endpoint)).fetchone()
+            row = conn.execute(_SELECT_ENDPOINT, where).fetchone()
             endpoint = EndpointState(key) if row is None else endpoint_from_row(key, row)
-            rows = conn.execute(_SELECT_ENDPOINT_TASKS, (key.store, platform, key.endpoint))
-            tasks = {task.task_id: task for task in map(task_from_row, rows)}
+            wanted = set(task_ids)
+            if endpoint.current_task_id is not None:
+                wanted.add(endpoint.current_task_id)
+            ids = sorted(wanted)
+            tasks: dict[str, TrackedTask] = {}
+            for i in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[i : i + _ID_CHUNK]
+                rows = conn.execute(_select_tasks(len(chunk)), (*where, *chunk))
+                tasks.update((task.task_id, task) for task in map(task_from_row, rows))
 
             outcome = judge(EndpointView(health=health, endpoint=endpoint, tasks=tasks))
 
