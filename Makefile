@@ -27,13 +27,13 @@ soak: .venv/.synced  ## minutes of random faults and restarts (BULKWATCH_SOAK_SE
 	$(UV) run --frozen pytest -m soak -s
 
 lint: .venv/.synced  ## ruff + mypy --strict
-	$(UV) run --frozen ruff check src tests deploy
-	$(UV) run --frozen ruff format --check src tests deploy
+	$(UV) run --frozen ruff check src tests deploy benchmarks
+	$(UV) run --frozen ruff format --check src tests deploy benchmarks
 	$(UV) run --frozen mypy
 
 format: .venv/.synced
-	$(UV) run --frozen ruff format src tests deploy
-	$(UV) run --frozen ruff check --fix src tests deploy
+	$(UV) run --frozen ruff format src tests deploy benchmarks
+	$(UV) run --frozen ruff check --fix src tests deploy benchmarks
 
 # `make bench STORES=1000 DURATION=30` for a quicker run; LATENCY is the simulated API delay.
 STORES ?= 10000

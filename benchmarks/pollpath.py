@@ -1,8 +1,10 @@
 """bulkwatch's cost per poll without the HTTP request: judging, SQLite, outbox, metrics, logs.
 
 Each source is replaced by one that returns a ready `PollResult` (what the platform showed),
-so what is left is exactly what bulkwatch adds to a bare GET + `json.loads`. No network, no
-simulator: quick and steady enough to compare one change with the next.
+fingerprinting a canned body of the size a real one has, and `Unchanged` when that body is the
+one last judged, as the real sources do. What is left is what bulkwatch adds to a bare GET
+(minus the `json.loads` an unchanged body saves). No network, no simulator: quick and steady
+enough to compare one change with the next.
 
     python -m benchmarks.pollpath --stores 2000 --rounds 5 [--profile out.txt]
 
@@ -25,8 +27,16 @@ from typing import Any
 from benchmarks.common import Meter, emit
 from bulkwatch.app import Engine
 from bulkwatch.config import load_settings
-from bulkwatch.domain import EndpointKey, Platform, PollResult, TaskSnapshot, TaskStatus
+from bulkwatch.domain import (
+    EndpointKey,
+    Platform,
+    PollResult,
+    TaskSnapshot,
+    TaskStatus,
+    Unchanged,
+)
 from bulkwatch.logs import configure_logging
+from bulkwatch.sources.http import Fingerprint, HttpResponse
 
 __all__ = ["main"]
 
@@ -41,11 +51,20 @@ class CannedSource:
         self.polls = 0
         self.change_every = 0
 
-    async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
+    async def poll_since(
+        self, key: EndpointKey, now: datetime, known: bytes | None
+    ) -> PollResult | Unchanged:
         self.polls += 1
+        # Two old exports, plus one more each `change_every` polls.
+        extra = self.polls // self.change_every if self.change_every else 0
         if self.platform is Platform.SHOPLAZZA:
-            # Two old exports, plus one more each `change_every` polls.
-            extra = self.polls // self.change_every if self.change_every else 0
+            body = f"{key}:{2 + extra}".encode().ljust(400, b" ")  # ~ a two-task list
+        else:
+            body = f"{key}".encode().ljust(600, b" ")  # ~ a completed operation
+        fingerprint = Fingerprint().add(HttpResponse(200, body, "r", None, None))
+        if fingerprint == known:
+            return Unchanged(key, fingerprint, "r")
+        if self.platform is Platform.SHOPLAZZA:
             tasks = tuple(
                 TaskSnapshot(
                     platform=self.platform,
@@ -59,7 +78,9 @@ class CannedSource:
                 )
                 for i in range(2 + extra)
             )
-            return PollResult(key=key, tasks=tasks, exclusive=False, request_id="r")
+            return PollResult(
+                key=key, tasks=tasks, exclusive=False, request_id="r", fingerprint=fingerprint
+            )
         task = TaskSnapshot(
             platform=self.platform,
             store=self.store,
@@ -75,7 +96,9 @@ class CannedSource:
             completed_at=datetime(2026, 1, 1, 0, 5, tzinfo=UTC),
             expires_at=datetime(2099, 1, 1, tzinfo=UTC),
         )
-        return PollResult(key=key, tasks=(task,), exclusive=True, request_id="r")
+        return PollResult(
+            key=key, tasks=(task,), exclusive=True, request_id="r", fingerprint=fingerprint
+        )
 
 
 def _config(tmp: Path, stores: int) -> Path:

@@ -21,6 +21,7 @@ from bulkwatch.domain import (
     PollResult,
     TaskSnapshot,
     TaskStatus,
+    Unchanged,
 )
 from bulkwatch.sources.base import SourceContext, make_source
 from bulkwatch.sources.shoplazza import ShoplazzaSource
@@ -548,3 +549,58 @@ async def test_make_source_builds_a_shoplazza_source_with_one_tasks_endpoint(
     )
     with pytest.raises(ValueError, match="not an endpoint"):
         await source.poll(EndpointKey("lazza-main", Platform.SHOPLINE, "QUERY"), NOW)
+
+
+# --- unchanged responses ---------------------------------------------------------------
+
+
+async def test_the_same_one_page_list_again_is_unchanged_and_not_parsed(
+    platform_stub: PlatformStub, source: ShoplazzaSource
+) -> None:
+    platform_stub.respond = pages({1: [task("t1")]})
+    first = await source.poll_since(KEY, NOW, None)
+    assert isinstance(first, PollResult)
+    assert first.fingerprint is not None
+
+    again = await source.poll_since(KEY, NOW, first.fingerprint)
+    assert again == Unchanged(KEY, first.fingerprint, request_id="p1")
+
+    platform_stub.respond = pages({1: [task("t1", 2)]})  # one byte differs
+    changed = await source.poll_since(KEY, NOW, first.fingerprint)
+    assert isinstance(changed, PollResult)
+    assert [t.status for t in changed.tasks] == [TaskStatus.COMPLETED]
+    assert changed.fingerprint != first.fingerprint
+
+
+async def test_a_longer_list_never_matches_its_first_page(
+    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+) -> None:
+    source = lazza(http_session, platform_stub.url, page_limit=2, max_pages=5)
+    platform_stub.respond = pages({1: [task("t1")]})
+    short = await source.poll_since(KEY, NOW, None)
+    platform_stub.respond = pages({1: [task("t1"), task("t2")], 2: [task("t3")]})
+    long = await source.poll_since(KEY, NOW, None)
+    assert isinstance(short, PollResult)
+    assert isinstance(long, PollResult)
+    assert long.fingerprint != short.fingerprint
+
+    # The same two pages again: page 1 alone is not the whole list, so every page is read.
+    platform_stub.seen.clear()
+    again = await source.poll_since(KEY, NOW, long.fingerprint)
+    assert isinstance(again, PollResult)
+    assert [t.task_id for t in again.tasks] == ["t1", "t2", "t3"]
+    assert again.fingerprint == long.fingerprint
+    assert len(platform_stub.seen) == 2
+
+
+async def test_an_error_answer_is_never_unchanged(
+    platform_stub: PlatformStub, source: ShoplazzaSource
+) -> None:
+    platform_stub.script(json_reply({"tasks": []}))
+    first = await source.poll_since(KEY, NOW, None)
+    assert isinstance(first, PollResult)
+    assert first.fingerprint is not None
+    platform_stub.script(json_reply({"tasks": []}, status=500))
+    with pytest.raises(PollError) as info:
+        await source.poll_since(KEY, NOW, first.fingerprint)
+    assert info.value.kind is FailureKind.SERVER

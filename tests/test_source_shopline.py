@@ -23,6 +23,7 @@ from bulkwatch.domain import (
     PollResult,
     TaskSnapshot,
     TaskStatus,
+    Unchanged,
 )
 from bulkwatch.sources.base import SourceContext, make_source
 from bulkwatch.sources.shopline import ShoplineSource
@@ -552,3 +553,58 @@ async def test_one_endpoint_per_operation_type(
     assert only_mutation.endpoints == (MUTATION,)
     with pytest.raises(ValueError, match="not an endpoint"):
         await only_mutation.poll(QUERY, NOW)
+
+
+# --- unchanged responses ---------------------------------------------------------------
+
+
+async def test_the_same_answer_again_is_unchanged_and_not_parsed(
+    platform_stub: PlatformStub, source: ShoplineSource
+) -> None:
+    body = {"id": "gid://shopline/BulkOperation/7", "status": "RUNNING", "type": "QUERY"}
+    platform_stub.script(json_reply(body, headers=TRACE))
+    first = await source.poll_since(QUERY, NOW, None)
+    assert isinstance(first, PollResult)
+    assert first.fingerprint is not None
+    assert first == await source.poll(QUERY, NOW)
+
+    again = await source.poll_since(QUERY, NOW, first.fingerprint)
+    assert again == Unchanged(QUERY, first.fingerprint, request_id="trace-9")
+
+    platform_stub.script(json_reply({**body, "completedCount": 1}, headers=TRACE))
+    changed = await source.poll_since(QUERY, NOW, first.fingerprint)
+    assert isinstance(changed, PollResult)
+    assert changed.tasks[0].completed_count == 1
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (Reply(status=404, body=b""), Reply(status=200, body=b"")),
+        (Reply(status=200, body=b"{}"), Reply(status=200, body=b"{} ")),
+    ],
+    ids=["status", "body"],
+)
+async def test_every_byte_and_the_status_make_the_fingerprint(
+    platform_stub: PlatformStub, source: ShoplineSource, one: Reply, other: Reply
+) -> None:
+    platform_stub.script(one)
+    first = await source.poll_since(QUERY, NOW, None)
+    platform_stub.script(other)
+    second = await source.poll_since(QUERY, NOW, None)
+    assert isinstance(first, PollResult)
+    assert isinstance(second, PollResult)
+    assert first.tasks == second.tasks == ()  # both say "no current task"...
+    assert first.fingerprint != second.fingerprint  # ...in different bytes
+
+
+async def test_an_error_answer_is_never_unchanged(
+    platform_stub: PlatformStub, source: ShoplineSource
+) -> None:
+    platform_stub.script(Reply(status=404, body=b""))
+    first = await source.poll_since(QUERY, NOW, None)
+    assert isinstance(first, PollResult)
+    platform_stub.script(Reply(status=503, body=b""))
+    with pytest.raises(PollError) as info:
+        await source.poll_since(QUERY, NOW, first.fingerprint)
+    assert info.value.kind is FailureKind.SERVER

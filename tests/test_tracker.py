@@ -19,7 +19,7 @@ from bulkwatch.domain import (
     TrackedTask,
 )
 from bulkwatch.store.base import EndpointView, PollOutcome
-from bulkwatch.tracker import Policy, judge_failure, judge_success
+from bulkwatch.tracker import Policy, judge_failure, judge_success, quiet_until
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 LAZZA = EndpointKey("lazza-main", Platform.SHOPLAZZA, "tasks")
@@ -298,3 +298,73 @@ def test_still_listed_task_is_refreshed_daily_so_pruning_keeps_it() -> None:
     ep.ok(snap(LAZZA, "a", TaskStatus.COMPLETED, at=day), at=day)
     assert [t.snapshot.observed_at for t in ep.last.upserts] == [day]
     assert ep.last.events == []
+
+
+# --- quiet_until: until when an identical poll decides nothing -------------------------
+
+H = timedelta(hours=1)
+
+
+def tracked_task(snapshot: TaskSnapshot, **kw: bool) -> TrackedTask:
+    return TrackedTask(snapshot, "QUERY", 0, T0 - H, T0, **kw)
+
+
+@pytest.mark.parametrize(
+    ("task", "until"),
+    [
+        # Nothing due: the daily refresh of observed_at.
+        (tracked_task(snap(LINE, "a", TaskStatus.FAILED)), T0 + 24 * H),
+        (tracked_task(snap(LINE, "a", TaskStatus.FAILED, at=T0 - 5 * H)), T0 + 19 * H),
+        # A running task stalls `stall_after` (6 h) after its creation, else its first sight.
+        (tracked_task(snap(LINE, "a", TaskStatus.RUNNING, created_at=T0 - 2 * H)), T0 + 4 * H),
+        (tracked_task(snap(LINE, "a", TaskStatus.CREATED)), T0 + 5 * H),
+        (tracked_task(snap(LINE, "a", TaskStatus.RUNNING), stalled_notified=True), T0 + 24 * H),
+        # A completed result warns `expiry_warning` (1 h) before it expires, once...
+        (tracked_task(snap(LINE, "a", TaskStatus.COMPLETED, expires_at=T0 + 3 * H)), T0 + 2 * H),
+        # ...even when that is already past: a deadline now means "judge every poll".
+        (tracked_task(snap(LINE, "a", TaskStatus.COMPLETED, expires_at=T0 + H / 2)), T0 - H / 2),
+        (
+            tracked_task(
+                snap(LINE, "a", TaskStatus.COMPLETED, expires_at=T0 + 3 * H),
+                expiring_notified=True,
+            ),
+            T0 + 24 * H,
+        ),
+        (
+            tracked_task(
+                snap(LINE, "a", TaskStatus.COMPLETED, expires_at=T0 + 3 * H), silent_baseline=True
+            ),
+            T0 + 24 * H,
+        ),
+    ],
+)
+def test_quiet_until_is_the_first_timer_due(task: TrackedTask, until: datetime) -> None:
+    assert quiet_until([task], T0, POLICY) == until
+
+
+def test_quiet_until_takes_the_earliest_of_all_tasks() -> None:
+    tasks = [
+        tracked_task(snap(LAZZA, "a", TaskStatus.COMPLETED, expires_at=T0 + 10 * H)),
+        tracked_task(snap(LAZZA, "b", TaskStatus.RUNNING, created_at=T0 - H)),
+        tracked_task(snap(LAZZA, "c", TaskStatus.FAILED)),
+    ]
+    assert quiet_until(tasks, T0, POLICY) == T0 + 5 * H
+    assert quiet_until([], T0, POLICY) == T0 + 24 * H
+
+
+def test_an_identical_poll_before_quiet_until_decides_nothing() -> None:
+    """The property the engine relies on to skip a poll: judging the same tasks again at any
+    time before quiet_until changes nothing and emits nothing."""
+    ep = Endpoint(LINE)
+    ep.ok(snap(LINE, "a", TaskStatus.RUNNING, created_at=T0))
+    view = ep.view()
+    until = quiet_until(view.tasks.values(), T0, POLICY)
+    assert until == T0 + POLICY.stall_after
+    for later in (T0 + H, until - timedelta(seconds=1)):
+        again = PollResult(LINE, (snap(LINE, "a", TaskStatus.RUNNING, later, created_at=T0),), True)
+        outcome = judge_success(view, again, later, POLICY)
+        assert (outcome.upserts, outcome.events) == ([], [])
+    again = PollResult(LINE, (snap(LINE, "a", TaskStatus.RUNNING, until, created_at=T0),), True)
+    assert [e.type for e in judge_success(view, again, until, POLICY).events] == [
+        "bulkwatch.task.stalled"
+    ]

@@ -125,6 +125,9 @@ class Engine:
         self.heartbeat_at: float | None = None
         self.loop_lag = 0.0
         self.scheduler: BaseScheduler | None = None  # set by serve()
+        # The poll path's logger, bound once: each call through the module's lazy proxy binds
+        # a new logger (~6 µs), and this runs for every poll. Logging is configured by now.
+        self._log = log.bind()
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -259,7 +262,7 @@ class Engine:
             self.last_poll[key] = now
             series.ok.inc()
             series.last_success.set(now.timestamp())
-            log.debug("polled", unchanged=True)
+            self._log.debug("polled", unchanged=True)
             return True
         if isinstance(result, Unchanged):  # pragma: no cover - a source broke its contract
             result = PollError(
@@ -324,7 +327,7 @@ class Engine:
             if previous_failures == 0:
                 log.warning("poll failing", error=result.message, **fields)
             else:
-                log.debug("poll still failing", error=result.message, **fields)
+                self._log.debug("poll still failing", error=result.message, **fields)
         else:
             series.ok.inc()
             series.last_success.set(now.timestamp())
@@ -335,7 +338,7 @@ class Engine:
                     problem=problem,
                     request_id=result.request_id,
                 )
-            log.debug("polled", tasks=len(result.tasks), events=len(outcome.events))
+            self._log.debug("polled", tasks=len(result.tasks), events=len(outcome.events))
             if previous_failures:
                 log.info("poll recovered", after_failures=previous_failures)
         series.store_up.set(0 if outcome.health.down else 1)
@@ -345,7 +348,7 @@ class Engine:
             status = event.data.get("status")
             if isinstance(status, str) and event.type == f"bulkwatch.task.{status.lower()}":
                 m.transitions.labels(platform, prev or "none", event.data["status"]).inc()
-            log.debug("event", type=event.type, id=event.id, subject=event.subject)
+            self._log.debug("event", type=event.type, id=event.id, subject=event.subject)
 
     def _backoff_after(
         self,
