@@ -184,6 +184,15 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
                 {"engine-profiled": [*engine, duration, rate, f"--profile={profile}"]}, logs
             )
             print(f"profile of the engine at max rate: {profile} (+ .html, .pyisession)")
+            profile = logs / "daemon-profile.txt"
+            daemon_argv = [
+                *("-m", "benchmarks.engine", f"--config={cfg['daemon']}", "--mode=daemon"),
+                duration,
+                f"--warmup={min(args.duration, 30.0)}",
+                f"--profile={profile}",
+            ]
+            run_clients({"daemon-profiled": daemon_argv}, logs)
+            print(f"profile of the daemon: {profile} (+ .html, .pyisession)")
     finally:
         sim.stop()
         receiver.stop()

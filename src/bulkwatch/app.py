@@ -6,14 +6,12 @@ import asyncio
 import gc
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
@@ -28,7 +26,6 @@ from bulkwatch.domain import (
     FailureKind,
     PollError,
     PollResult,
-    TaskStatus,
     Unchanged,
 )
 from bulkwatch.events import encode_cloudevent
@@ -36,6 +33,7 @@ from bulkwatch.metrics import Metrics
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext
 from bulkwatch.notifiers.log import LogNotifierConfig
+from bulkwatch.pollstats import PollStats
 from bulkwatch.scheduler import InflightJobs, PollJob, build_scheduler
 from bulkwatch.sources.base import Source, SourceContext, make_source
 from bulkwatch.store.base import EndpointView, PollOutcome, StateStore
@@ -54,27 +52,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class _StoreSeries:
-    """One store's labelled metric children, looked up once: `labels()` costs ~4 µs a call."""
-
-    ok: Any
-    error: Any
-    skipped: Any
-    last_success: Any
-    store_up: Any
-    duration: Any
-
-    @classmethod
-    def of(cls, metrics: Metrics, platform: str, store: str) -> _StoreSeries:
-        return cls(
-            ok=metrics.polls.labels(platform, store, "ok"),
-            error=metrics.polls.labels(platform, store, "error"),
-            skipped=metrics.polls.labels(platform, store, "skipped"),
-            last_success=metrics.last_success.labels(platform, store),
-            store_up=metrics.store_up.labels(platform, store),
-            duration=metrics.poll_duration.labels(platform),
-        )
+def _had_problems(result: PollResult | PollError) -> bool:
+    """True when the poll's response had entries skipped or read with assumptions."""
+    return isinstance(result, PollResult) and bool(result.problems)
 
 
 def _default_notifiers(settings: Settings) -> list[NotifierConfig]:
@@ -111,12 +91,10 @@ class Engine:
         self.last_poll: dict[EndpointKey, datetime] = {}
         self.backoff = Backoff(settings.defaults, rng)
         self.intervals = {store.name: settings.interval(store) for store in settings.stores}
-        self._task_counts: dict[str, dict[str, Counter[TaskStatus]]] = {}
-        self._task_gauges: dict[str, dict[TaskStatus, int]] = {}  # what the gauge shows
         # Per endpoint: the fingerprint of the responses its last judged poll read, and until
         # when judging the same bytes again would decide nothing (tracker.quiet_until).
         self._quiet: dict[EndpointKey, tuple[bytes, datetime]] = {}
-        self._series: dict[str, _StoreSeries] = {}
+        self.stats = PollStats(self.metrics)
         self._inflight = InflightJobs()  # scheduled polls running now
         self._stack = AsyncExitStack()
         self._session: aiohttp.ClientSession | None = None
@@ -125,9 +103,6 @@ class Engine:
         self.heartbeat_at: float | None = None
         self.loop_lag = 0.0
         self.scheduler: BaseScheduler | None = None  # set by serve()
-        # The poll path's logger, bound once: each call through the module's lazy proxy binds
-        # a new logger (~6 µs), and this runs for every poll. Logging is configured by now.
-        self._log = log.bind()
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -210,16 +185,9 @@ class Engine:
         now = self.clock()
         if self.backoff.waiting(key.store, now, source.credentials_version):
             self.last_poll[key] = now  # the job ran and chose to wait: not a stale endpoint
-            self._store_series(key).skipped.inc()
+            self.stats.skipped(key)
             return None
         return await self.poll(source, key)
-
-    def _store_series(self, key: EndpointKey) -> _StoreSeries:
-        series = self._series.get(key.store)
-        if series is None:
-            series = _StoreSeries.of(self.metrics, key.platform.value, key.store)
-            self._series[key.store] = series
-        return series
 
     async def poll(self, source: Source, key: EndpointKey) -> bool:
         """Poll one endpoint now (backoff or not), record the outcome and the store's backoff,
@@ -251,8 +219,7 @@ class Engine:
             )
         # Every later line of this poll names the platform's request id (None when unknown).
         structlog.contextvars.bind_contextvars(request_id=result.request_id)
-        series = self._store_series(key)
-        series.duration.observe(time.perf_counter() - started)
+        self.stats.series(key).duration.observe(time.perf_counter() - started)
         retry_in = self._backoff_after(source, key, result, now)
         if isinstance(result, Unchanged) and quiet is not None:
             # The very bytes the last judged poll read, before any timer of its tasks is
@@ -260,9 +227,7 @@ class Engine:
             # store is asked. (Most polls of a quiet store end here.)
             self._quiet[key] = quiet
             self.last_poll[key] = now
-            series.ok.inc()
-            series.last_success.set(now.timestamp())
-            self._log.debug("polled", unchanged=True)
+            self.stats.unchanged(key, now)
             return True
         if isinstance(result, Unchanged):  # pragma: no cover - a source broke its contract
             result = PollError(
@@ -290,65 +255,17 @@ class Engine:
             )
         except Exception:
             log.exception("recording the poll failed; it will be judged again next time")
-            series.error.inc()
+            self.stats.failed_to_record(key)
             return False
         self.last_poll[key] = now
-        if isinstance(result, PollResult):
-            self._count_tasks(key, Counter(s.status for s in result.tasks))
-            if result.fingerprint is not None and not result.problems and until is not None:
-                self._quiet[key] = (result.fingerprint, until)
-        self._observe(key, result, outcome, previous_failures, now, retry_in=retry_in)
+        # Remember what was judged, unless something must be judged (or counted) every time.
+        fingerprint = result.fingerprint if isinstance(result, PollResult) else None
+        if fingerprint is not None and until is not None and not _had_problems(result):
+            self._quiet[key] = (fingerprint, until)
+        self.stats.recorded(key, result, outcome, previous_failures, now, retry_in=retry_in)
         if outcome.events:
             self.dispatcher.wake()
         return not isinstance(result, PollError)
-
-    def _observe(
-        self,
-        key: EndpointKey,
-        result: PollResult | PollError,
-        outcome: PollOutcome,
-        previous_failures: int,
-        now: datetime,
-        *,
-        retry_in: float | None = None,
-    ) -> None:
-        m, platform = self.metrics, key.platform.value
-        series = self._store_series(key)
-        if isinstance(result, PollError):
-            series.error.inc()
-            m.api_errors.labels(platform, key.store, result.kind.value).inc()
-            fields = {
-                "kind": result.kind.value,
-                "http_status": result.http_status,
-                "request_id": result.request_id,
-                "failures": outcome.endpoint.consecutive_failures,
-                "retry_in_s": None if retry_in is None else round(retry_in, 1),
-            }
-            if previous_failures == 0:
-                log.warning("poll failing", error=result.message, **fields)
-            else:
-                self._log.debug("poll still failing", error=result.message, **fields)
-        else:
-            series.ok.inc()
-            series.last_success.set(now.timestamp())
-            for problem in result.problems:
-                m.api_errors.labels(platform, key.store, FailureKind.INVALID_RESPONSE.value).inc()
-                log.warning(
-                    "response entry skipped or assumed",
-                    problem=problem,
-                    request_id=result.request_id,
-                )
-            self._log.debug("polled", tasks=len(result.tasks), events=len(outcome.events))
-            if previous_failures:
-                log.info("poll recovered", after_failures=previous_failures)
-        series.store_up.set(0 if outcome.health.down else 1)
-        for event in outcome.events:
-            m.events.labels(event.type).inc()
-            prev = event.data.get("previous_status")
-            status = event.data.get("status")
-            if isinstance(status, str) and event.type == f"bulkwatch.task.{status.lower()}":
-                m.transitions.labels(platform, prev or "none", event.data["status"]).inc()
-            self._log.debug("event", type=event.type, id=event.id, subject=event.subject)
 
     def _backoff_after(
         self,
@@ -370,21 +287,6 @@ class Engine:
             now=self.clock(),
             credentials=source.credentials_version() if auth else 0,
         )
-
-    def _count_tasks(self, key: EndpointKey, counts: Counter[TaskStatus]) -> None:
-        """Set `bulkwatch_tasks` for the store (the tasks its endpoints show now), touching
-        only the statuses that changed."""
-        per_store = self._task_counts.setdefault(key.store, {})
-        per_store[key.endpoint] = counts
-        total: Counter[TaskStatus] = Counter()
-        for c in per_store.values():
-            total.update(c)
-        shown = self._task_gauges.setdefault(key.store, {})
-        for status in TaskStatus:
-            value = total[status]
-            if shown.get(status) != value:
-                shown[status] = value
-                self.metrics.tasks.labels(key.platform.value, key.store, status.value).set(value)
 
     async def poll_all_once(self, concurrency: int = 64) -> bool:
         """Poll every endpoint once, at most `concurrency` at a time. True if all succeeded."""

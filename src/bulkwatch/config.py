@@ -1,7 +1,9 @@
 """Settings: YAML file + `BULKWATCH_*` environment + secret files, validated once.
 
 `load_settings` is the one entry point; it raises `ConfigError` holding one readable line per
-problem, each naming the field (`stores[1].handle: field required`).
+problem, each naming the field (`stores[1].handle: field required`). Its steps live beside this
+module: `config_notifiers` (each notifier by its type), `config_tokens` (token files) and
+`config_errors` (the error and its lines).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bulkwatch.config_errors import ConfigError, validation_problems
+from bulkwatch.config_notifiers import validate_notifiers
+from bulkwatch.config_tokens import resolve_tokens
 from bulkwatch.domain import TaskStatus
 from bulkwatch.durations import Duration
-from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import NotifierConfig
 
 __all__ = [
@@ -51,14 +55,6 @@ DEFAULT_STATUS_MAP: dict[int, TaskStatus] = {
     1: TaskStatus.RUNNING,
     2: TaskStatus.COMPLETED,
 }
-
-
-class ConfigError(Exception):
-    """Invalid configuration: `problems` holds one line per problem, each naming its field."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class _Model(BaseModel):
@@ -263,41 +259,6 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in {"shoplazza", "shopline"} and i > 0 and isinstance(loc[i - 1], int):
-            continue  # the discriminated union's tag adds nothing for the reader
-        elif "function-" in part or part.startswith(("function", "json-or-python")):
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
-def _format(error: ValidationError, prefix: str = "") -> list[str]:
-    lines = []
-    for err in error.errors(include_url=False, include_input=False):
-        loc = _location(tuple(err["loc"]))
-        msg = str(err["msg"])
-        msg = msg.removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "field required"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] == "union_tag_invalid":
-            msg = "platform must be 'shoplazza' or 'shopline'"
-        elif err["type"] == "union_tag_not_found":
-            loc = f"{loc}.platform" if loc else "platform"
-            msg = "field required ('shoplazza' or 'shopline')"
-        msg = msg[:1].lower() + msg[1:]
-        where = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "config")
-        lines.append(f"{where}: {msg}")
-    return lines
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -319,47 +280,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolve_tokens(settings: Settings, environ: Mapping[str, str]) -> Settings:
-    """Fill each store's token from its file or `$CREDENTIALS_DIRECTORY/<name>`."""
-    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
-    problems: list[str] = []
-    stores: list[ShoplazzaStore | ShoplineStore] = []
-    for i, store in enumerate(settings.stores):
-        path = store.access_token_file
-        if store.access_token is None and path is None and cred_dir:
-            candidate = Path(cred_dir) / store.name
-            if candidate.is_file():
-                path = candidate
-        if store.access_token is None and path is None:
-            problems.append(
-                f"stores[{i}].access_token: field required (or access_token_file, "
-                f"or a credential named {store.name!r} in $CREDENTIALS_DIRECTORY)"
-            )
-            stores.append(store)
-            continue
-        if path is not None:
-            try:
-                token = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                problems.append(
-                    f"stores[{i}].access_token_file: cannot read {path}: {exc.strerror}"
-                )
-                stores.append(store)
-                continue
-            if not token:
-                problems.append(f"stores[{i}].access_token_file: {path} is empty")
-            stores.append(
-                store.model_copy(
-                    update={"access_token": SecretStr(token), "access_token_file": path}
-                )
-            )
-            continue
-        stores.append(store)
-    if problems:
-        raise ConfigError(problems)
-    return settings.model_copy(update={"stores": stores})
-
-
 def load_settings(
     path: Path | str | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -370,47 +290,12 @@ def load_settings(
     data = _read_yaml(Path(path)) if path is not None else {}
     problems: list[str] = []
     if "notifiers" in data:
-        notifiers, problems = _validate_notifiers(data["notifiers"])
+        notifiers, problems = validate_notifiers(data["notifiers"])
         data = {**data, "notifiers": notifiers}
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        problems = _format(exc) + problems
+        problems = validation_problems(exc) + problems
     if problems:
         raise ConfigError(problems)
-    return _resolve_tokens(settings, env)
-
-
-def _validate_notifiers(value: Any) -> tuple[list[Any], list[str]]:
-    """Validate each notifier with the config model of its `type`."""
-    if not isinstance(value, list):
-        return value, []
-    out: list[Any] = []
-    problems: list[str] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            problems.append(f"notifiers[{i}]: must be a mapping of fields")
-            continue
-        kind_name = item.get("type")
-        if not isinstance(kind_name, str):
-            problems.append(f"notifiers[{i}].type: field required ({_known()})")
-            continue
-        try:
-            kind = registry.get(kind_name)
-        except registry.PluginError as exc:
-            problems.append(f"notifiers[{i}].type: {exc}")
-            continue
-        if kind is None:
-            problems.append(
-                f"notifiers[{i}].type: unknown notifier type {kind_name!r} ({_known()})"
-            )
-            continue
-        try:
-            out.append(kind.config_model.model_validate(dict(item)))
-        except ValidationError as exc:
-            problems.extend(_format(exc, prefix=f"notifiers[{i}]."))
-    return out, problems
-
-
-def _known() -> str:
-    return "known: " + ", ".join(registry.known_types())
+    return resolve_tokens(settings, env)

@@ -106,7 +106,9 @@ class Metrics:
         self.store_up = gauge(
             "store_up", "1 when the store's last polls succeed, 0 while it is down", per_store
         )
-        self.tasks = gauge("tasks", "Tracked tasks by status", (*per_store, "status"))
+        self.tasks = gauge(
+            "tasks", "Tasks the platform shows now, by status", (*per_store, "status")
+        )
         self.transitions = counter(
             "transitions", "Task status transitions", ("platform", "from", "to")
         )

@@ -9,8 +9,9 @@ from typing import ClassVar
 from bulkwatch.config import ShoplazzaStore, ShoplineStore
 from bulkwatch.domain import EndpointKey, FailureKind, Platform, PollError, PollResult, Unchanged
 from bulkwatch.sources.base import SourceContext
-from bulkwatch.sources.http import ApiClient, TokenProvider
+from bulkwatch.sources.http import ApiClient
 from bulkwatch.sources.ratelimit import RateLimiter
+from bulkwatch.sources.tokens import TokenProvider
 
 __all__ = ["HttpSource"]
 

@@ -21,6 +21,7 @@ from bulkwatch.domain import (
 )
 from bulkwatch.sources.base import Source, SourceContext, register
 from bulkwatch.sources.common import HttpSource
+from bulkwatch.sources.failures import envelope_error, invalid, status_error
 from bulkwatch.sources.fields import (
     as_id,
     read_datetime,
@@ -29,14 +30,7 @@ from bulkwatch.sources.fields import (
     short,
     type_name,
 )
-from bulkwatch.sources.http import (
-    Fingerprint,
-    HttpResponse,
-    decode_json,
-    envelope_error,
-    invalid,
-    status_error,
-)
+from bulkwatch.sources.http import Fingerprint, HttpResponse, decode_json
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
 

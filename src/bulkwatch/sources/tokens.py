@@ -1,0 +1,50 @@
+"""Where a source gets the token it sends: `TokenProvider`, which follows a rotated file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["TokenProvider"]
+
+
+class TokenProvider:
+    """A store's access token, re-read from its file whenever the file changes.
+
+    Shopline tokens last about ten hours, so a rotated file must take effect without a restart.
+    One `stat` per poll is the whole cost while the file stays the same.
+    """
+
+    def __init__(self, token: str | None, path: Path | None) -> None:
+        self._token = token
+        self._path = path
+        self._seen: tuple[int, int, int] | None = None
+        self.version = 0  # +1 whenever a new token is read: ends a wait after a 401
+
+    def __repr__(self) -> str:
+        # Never the token itself: a repr lands in tracebacks and debug logs.
+        return f"TokenProvider(path={self._path!r}, version={self.version})"
+
+    def current(self) -> str | None:
+        """The token to send now, or None when none was ever configured."""
+        if self._path is not None:
+            self._refresh(self._path)
+        return self._token
+
+    def _refresh(self, path: Path) -> None:
+        try:
+            st = path.stat()
+        except OSError:
+            return  # mid-rotation (rename) or removed: the last good token is still the best bet
+        # Inode and size catch an atomic rename or a rewrite within the mtime granularity.
+        signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if signature == self._seen:
+            return
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return
+        if token:  # an empty file is a writer caught halfway: read it again next poll
+            if token != self._token:
+                self.version += 1
+            self._token = token
+            self._seen = signature
