@@ -35,13 +35,15 @@ format: .venv/.synced
 	$(UV) run --frozen ruff format src tests deploy benchmarks
 	$(UV) run --frozen ruff check --fix src tests deploy benchmarks
 
-# `make bench STORES=1000 DURATION=30` for a quicker run; LATENCY is the simulated API delay.
+# `make bench STORES=1000 DURATION=30` for a quicker run; LATENCY is the simulated API delay;
+# CREATE_EVERY the mean seconds between new tasks per store (300: the stress lifecycle).
 STORES ?= 10000
 DURATION ?= 90
 LATENCY ?= 0.15
+CREATE_EVERY ?= 3600
 bench: .venv/.synced  ## simulator + bare aiohttp + bulkwatch + requests: the table, latest.json
 	$(UV) run --frozen python -m benchmarks --stores $(STORES) --duration $(DURATION) \
-		--latency $(LATENCY)
+		--latency $(LATENCY) --create-every $(CREATE_EVERY)
 
 verify-deploy: .venv/.synced  ## promtool, Prometheus, systemd-analyze, hadolint, k8s, shellcheck, yamllint
 	scripts/install-deploy-tools.sh

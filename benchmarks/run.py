@@ -216,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=60.0, help="daemon poll interval, s")
     parser.add_argument("--concurrency", type=int, default=200, help="polls in flight, max rate")
     parser.add_argument(
-        "--create-every", type=float, default=300.0, help="mean s between new tasks per store"
+        "--create-every",
+        type=float,
+        default=3600.0,
+        help="mean s between new tasks per store (3600: busy; 300: the stress lifecycle)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--logs", type=Path, default=RESULTS / "logs", help="process logs")

@@ -9,7 +9,7 @@ from typing import ClassVar
 from bulkwatch.config import ShoplazzaStore, ShoplineStore
 from bulkwatch.domain import EndpointKey, FailureKind, Platform, PollError, PollResult, Unchanged
 from bulkwatch.sources.base import SourceContext
-from bulkwatch.sources.http import ApiClient
+from bulkwatch.sources.http import USER_AGENT, ApiClient
 from bulkwatch.sources.ratelimit import RateLimiter
 from bulkwatch.sources.tokens import TokenProvider
 
@@ -37,6 +37,8 @@ class HttpSource:
         self.endpoints: tuple[EndpointKey, ...] = tuple(
             EndpointKey(store.name, self.platform, name) for name in endpoints
         )
+        self._headers_token: str | None = None
+        self._headers_cache: dict[str, str] = {}
         self._tokens = TokenProvider(store.token(), store.access_token_file)
         rate, burst = ctx.settings.rate_limit(store)
         self.limiter = RateLimiter(rate, burst)
@@ -59,6 +61,21 @@ class HttpSource:
         self, key: EndpointKey, now: datetime, known: bytes | None
     ) -> PollResult | Unchanged:  # pragma: no cover - every platform source overrides it
         raise NotImplementedError
+
+    def auth_headers(self, token: str) -> dict[str, str]:  # pragma: no cover - overridden
+        """The headers that carry `token` (and the content type) on this platform."""
+        raise NotImplementedError
+
+    def _headers(self, token: str) -> dict[str, str]:
+        """Every header of a request with `token`: built once per token, shared by polls."""
+        if token != self._headers_token:
+            self._headers_cache = {
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+                **self.auth_headers(token),
+            }
+            self._headers_token = token
+        return self._headers_cache
 
     def credentials_version(self) -> int:
         """Changes whenever a new access token is read (a rotated token file)."""

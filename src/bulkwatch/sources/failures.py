@@ -165,5 +165,8 @@ def one_line(text: str | None, limit: int = _TEXT_LIMIT) -> str | None:
     """One line without control characters, at most `limit` characters."""
     if text is None:
         return None
+    # Request ids, mostly: nothing to clean. (Every whitespace but " " is unprintable.)
+    if len(text) <= limit and " " not in text and text.isprintable():
+        return text
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from bulkwatch import __version__
 from bulkwatch.domain import EndpointKey, FailureKind, PollError
@@ -93,6 +94,15 @@ class ApiClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._cap = max_body_bytes
         self._request_id_header = request_id_header
+        # The same few URLs every poll: each is built once (yarl's query encoding is not free).
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], URL] = {}
+
+    def _url(self, url: str, params: dict[str, str]) -> URL:
+        key = (url, tuple(params.items()))
+        built = self._urls.get(key)
+        if built is None:
+            built = self._urls[key] = URL(url).with_query(params)
+        return built
 
     async def get(
         self,
@@ -104,15 +114,18 @@ class ApiClient:
         secret: str,
         now: datetime,
     ) -> HttpResponse:
-        """One GET; return any 2xx/4xx/5xx response, raise `PollError` for everything else."""
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **headers}
+        """One GET with exactly these `headers`; return any 2xx/4xx/5xx response, raise
+        `PollError` for everything else."""
         request_id: str | None = None
         if self._limiter is not None:
             await self._limiter.acquire()
         try:
             # Redirects are refused: following one would hand the token to another host.
             async with self._session.get(
-                url, params=params, headers=headers, timeout=self._timeout, allow_redirects=False
+                self._url(url, params),
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
                 request_id = one_line(resp.headers.get(self._request_id_header), 100)
                 status = resp.status

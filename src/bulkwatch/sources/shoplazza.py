@@ -55,13 +55,16 @@ class ShoplazzaSource(HttpSource):
         self._max_pages = store.max_pages
         self._status_map = store.effective_status_map()
 
+    def auth_headers(self, token: str) -> dict[str, str]:
+        return {"Access-Token": token, "Content-Type": "application/json"}
+
     async def poll_since(
         self, key: EndpointKey, now: datetime, known: bytes | None
     ) -> PollResult | Unchanged:
         """Read the list from page 1 until a short page or `max_pages`; raise `PollError`.
         `Unchanged` when page 1 is the whole list fingerprinted `known`, byte for byte."""
         token = self._token_for(key)
-        headers = {"Access-Token": token, "Content-Type": "application/json"}
+        headers = self._headers(token)
         tasks: dict[str, TaskSnapshot] = {}
         first_page: dict[str, int] = {}
         problems: list[str] = []

@@ -49,16 +49,19 @@ class ShoplineSource(HttpSource):
             f"{store.url_base()}/admin/openapi/{store.api_version}/current_bulk_operation.json"
         )
 
+    def auth_headers(self, token: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json; charset=utf-8",
+        }
+
     async def poll_since(
         self, key: EndpointKey, now: datetime, known: bytes | None
     ) -> PollResult | Unchanged:
         """The current task of `key`'s operation type (none is a valid answer); `Unchanged`
         when the response is the one fingerprinted `known`; or `PollError`."""
         token = self._token_for(key)
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json; charset=utf-8",
-        }
+        headers = self._headers(token)
         resp = await self._client.get(
             key, self._url, params={"type": key.endpoint}, headers=headers, secret=token, now=now
         )
