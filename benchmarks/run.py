@@ -149,7 +149,9 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
 
         # The side clients finish within the daemon's warm-up, never inside its window.
         idle_s = min(args.duration, 30.0)
-        warmup = args.duration + SIDE_MARGIN
+        # Past the first poll of every endpoint too: the first after a start is always judged
+        # in full (nothing is remembered across restarts), which is not the steady state.
+        warmup = max(args.duration, args.interval) + SIDE_MARGIN
         daemon = start_client(
             "daemon",
             [
@@ -188,7 +190,9 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
             daemon_argv = [
                 *("-m", "benchmarks.engine", f"--config={cfg['daemon']}", "--mode=daemon"),
                 duration,
-                f"--warmup={min(args.duration, 30.0)}",
+                # Past the first poll of every endpoint: the first after a start is always
+                # judged in full, which is not the steady state being profiled.
+                f"--warmup={args.interval + SIDE_MARGIN}",
                 f"--profile={profile}",
             ]
             run_clients({"daemon-profiled": daemon_argv}, logs)

@@ -4,33 +4,20 @@ Every call is a few short statements on a local file, so it runs inline instead 
 thread: no locks, no hand-offs, and no `await` inside a write, which is what keeps two
 coroutines from interleaving on the one connection.
 
-Group commit: each write (one poll's state with its outbox rows, one delivery outcome) is
-atomic on its own, inside a SAVEPOINT, but the COMMIT that makes it durable is shared by the
-writes of up to `commit_delay` seconds (at most `commit_batch` of them). A COMMIT writes
-every touched page to the WAL and cost more than all the rest of a poll's SQL together;
-sharing it is most of the store's cost per poll. Outbox rows are committed before
-`due_deliveries` hands them out, so nothing is ever sent whose state could still roll back.
-A crash loses at most the last `commit_delay` seconds of writes; the changes they recorded
-are seen again, with the same event ids, on the next poll.
+Writes share their COMMITs (group commit, in `sqlite_commit`); the outbox methods are in
+`sqlite_outbox`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
-import math
 import os
 import sqlite3
-import threading
-import time
-import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
-
-import structlog
+from typing import Any
 
 from bulkwatch.domain import (
     TERMINAL_STATUSES,
@@ -41,19 +28,16 @@ from bulkwatch.domain import (
     TrackedTask,
 )
 from bulkwatch.store.base import (
-    Delivery,
-    DeliveryStatus,
     EndpointView,
     EventEncoder,
     EventRouter,
     PollOutcome,
     StoreUnavailableError,
 )
+from bulkwatch.store.sqlite_commit import GroupCommit
+from bulkwatch.store.sqlite_outbox import SqliteOutbox
 from bulkwatch.store.sqlite_schema import (
-    DELIVERY_COLUMNS,
     TASK_COLUMNS,
-    delivery_from_row,
-    dt_required,
     endpoint_from_row,
     endpoint_params,
     health_from_row,
@@ -66,7 +50,6 @@ from bulkwatch.store.sqlite_schema import (
 
 __all__ = ["SqliteStore"]
 
-_log = structlog.get_logger("bulkwatch.store")
 _MEMORY = ":memory:"
 
 
@@ -119,20 +102,6 @@ _INSERT_OUTBOX = (
     "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
     "ON CONFLICT (event_id, notifier) DO NOTHING"
 )
-_SELECT_DUE = (
-    f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
-    "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
-)
-_SELECT_DELIVERIES = (
-    f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
-    "WHERE status = :status AND (:notifier IS NULL OR notifier = :notifier) "
-    "ORDER BY id LIMIT :limit"
-)
-_REQUEUE = (
-    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = :now "
-    "WHERE status = 'dead' AND (:notifier IS NULL OR notifier = :notifier)"
-)
-_REQUEUE_ID = _REQUEUE + " AND id = :id"
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
 # A terminal task is only forgotten once it is also out of sight (observed_at old): a task still
 # listed by the platform would otherwise come back on the next poll as a "new" task and
@@ -157,16 +126,12 @@ def _configure(conn: sqlite3.Connection, busy_timeout: float, *, wal_required: b
     conn.execute("PRAGMA foreign_keys = ON")
 
 
-class SqliteStore:
+class SqliteStore(SqliteOutbox):
     """A `StateStore` in one SQLite file (or `":memory:"` for tests).
 
     `busy_timeout` is how long, in seconds, a write waits for another connection (another
     process on the same file) to finish its transaction before failing.
     """
-
-    # This process's stores holding a group open: another store on the same file commits
-    # them before it writes, rather than wait `busy_timeout` for a lock its own thread holds.
-    _open_groups: ClassVar[weakref.WeakSet[SqliteStore]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -178,43 +143,52 @@ class SqliteStore:
     ) -> None:
         self.path = os.fspath(path)
         self.busy_timeout = busy_timeout
-        self.commit_delay = commit_delay  # 0: every write commits at once
-        self.commit_batch = commit_batch
-        self._conn: sqlite3.Connection | None = None
-        self._uncommitted = 0  # writes in the open group
-        self._uncommitted_outbox = False  # some of them added or requeued outbox rows
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._thread = 0  # the connection's thread: only it may use the connection
-        self._last_commit = -math.inf  # monotonic; -inf: the first write is after a quiet spell
+        self._group = GroupCommit(
+            repr(self), self.path, commit_delay=commit_delay, commit_batch=commit_batch
+        )
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
 
+    @property
+    def commit_delay(self) -> float:
+        """Seconds a write may wait to share its COMMIT; 0: every write commits at once."""
+        return self._group.commit_delay
+
+    @commit_delay.setter
+    def commit_delay(self, value: float) -> None:
+        self._group.commit_delay = value
+
+    @property
+    def commit_batch(self) -> int:
+        """The most writes that share one COMMIT."""
+        return self._group.commit_batch
+
+    @commit_batch.setter
+    def commit_batch(self, value: int) -> None:
+        self._group.commit_batch = value
+
     async def open(self) -> None:
         """Open the file (creating its directory), switch to WAL and migrate the schema."""
-        if self._conn is not None:
+        if self._group.attached:
             return
         if self.path != _MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are opened explicitly, never behind our back.
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        self._thread = threading.get_ident()
         try:
             _configure(conn, self.busy_timeout, wal_required=self.path != _MEMORY)
             migrate(conn)
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self._group.attach(conn)
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
-        if self._conn is None:
+        conn = self._group.detach()
+        if conn is None:
             return
-        try:
-            self.flush()
-        finally:
-            conn, self._conn = self._conn, None
         try:
             # Only a hint to the query planner: a busy file must not stop shutdown.
             with contextlib.suppress(sqlite3.OperationalError):
@@ -234,105 +208,12 @@ class SqliteStore:
             raise StoreUnavailableError(f"{self!r}: {exc}") from exc
 
     def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError(f"{self!r} is not open; await open() first")
-        return self._conn
-
-    @contextlib.contextmanager
-    def _write(self, *, outbox: bool = False) -> Iterator[sqlite3.Connection]:
-        """One atomic write: all of it or none of it, committed alone or with its group."""
-        conn = self._join_group()
-        conn.execute("SAVEPOINT write")
-        try:
-            yield conn
-        except BaseException:
-            self._undo(conn, "ROLLBACK TO write", "RELEASE write")
-            raise
-        conn.execute("RELEASE write")
-        self._wrote(outbox=outbox)
-
-    def _statement(self, sql: str, params: Sequence[Any]) -> None:
-        """One statement, atomic by itself, joining the group like any other write."""
-        conn = self._join_group()
-        try:
-            conn.execute(sql, params)
-        except BaseException:
-            self._undo(conn)  # SQLite already undid the statement itself
-            raise
-        self._wrote(outbox=False)
-
-    def _join_group(self) -> sqlite3.Connection:
-        conn = self._db()
-        if conn.in_transaction:
-            return conn
-        for other in list(self._open_groups):
-            if other is not self and other.path == self.path and other._thread == self._thread:
-                other.flush()
-        # IMMEDIATE takes the write lock before the first read: nothing read in the group
-        # can change under it (another process on the file) before it is written.
-        conn.execute("BEGIN IMMEDIATE")
-        self._open_groups.add(self)
-        return conn
-
-    def _undo(self, conn: sqlite3.Connection, *statements: str) -> None:
-        """After a failed write: drop it, and end the transaction if it held nothing else."""
-        if not conn.in_transaction:  # some errors (disk full, I/O) end the whole group
-            self._group_closed()
-            return
-        for statement in statements:
-            conn.execute(statement)
-        if self._uncommitted == 0:
-            conn.execute("ROLLBACK")
-            self._group_closed()
-
-    def _wrote(self, *, outbox: bool) -> None:
-        """Commit now when the store was quiet for `commit_delay`, else within it."""
-        self._uncommitted += 1
-        self._uncommitted_outbox = self._uncommitted_outbox or outbox
-        if self._flush_timer is not None and self._uncommitted < self.commit_batch:
-            return  # a group is open: this write goes with it
-        quiet = time.monotonic() - self._last_commit >= self.commit_delay
-        if quiet or self._uncommitted >= self.commit_batch:
-            self.flush()  # a lone write is durable at once, as without grouping
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # nothing to commit it later
-            self.flush()
-            return
-        self._flush_timer = loop.call_later(self.commit_delay, self._flush_logged)
-
-    def _group_closed(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        self._uncommitted = 0
-        self._uncommitted_outbox = False
-        self._open_groups.discard(self)
+        return self._group.connection()
 
     def flush(self) -> None:
         """Commit the open group now; a no-op when there is none. Raises what COMMIT raised,
         after rolling the group back."""
-        conn = self._conn
-        try:
-            if conn is not None and conn.in_transaction:
-                conn.execute("COMMIT")
-                self._last_commit = time.monotonic()
-        except BaseException:
-            if conn is not None and conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            self._group_closed()
-
-    def _flush_logged(self) -> None:
-        writes = self._uncommitted
-        try:
-            self.flush()
-        except sqlite3.Error as exc:
-            # Nothing is lost for good: each poll's change is seen again on its next poll,
-            # and a delivery outcome not recorded means that delivery is made again.
-            _log.error("could not commit recent writes", writes=writes, error=str(exc))
+        self._group.flush()
 
     async def record_poll(
         self,
@@ -347,7 +228,7 @@ class SqliteStore:
         one transaction; if anything raises, nothing is written and the error propagates."""
         platform = key.platform.value
         where = (key.store, platform, key.endpoint)
-        with self._write(outbox=True) as conn:
+        with self._group.write(outbox=True) as conn:
             row = conn.execute(_SELECT_HEALTH, (key.store, platform)).fetchone()
             health_stored = row is not None
             health = (
@@ -393,74 +274,6 @@ class SqliteStore:
         row = self._db().execute(_SELECT_ENDPOINT, params).fetchone()
         return None if row is None else endpoint_from_row(key, row)
 
-    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
-        """Pending rows whose next attempt is due, by next_attempt_at then id."""
-        if self._uncommitted_outbox:
-            self.flush()  # never hand out a row whose poll could still roll back
-        rows = self._db().execute(_SELECT_DUE, (ts(now), limit))
-        return [delivery_from_row(r) for r in rows]
-
-    async def next_due_at(self) -> datetime | None:
-        """When the earliest pending row falls due, or None when nothing is pending."""
-        row = (
-            self._db()
-            .execute(
-                "SELECT next_attempt_at FROM outbox WHERE status = 'pending' "
-                "ORDER BY next_attempt_at LIMIT 1"
-            )
-            .fetchone()
-        )
-        return None if row is None else dt_required(row[0])
-
-    async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
-        """Record a successful delivery."""
-        self._statement(
-            "UPDATE outbox SET status = 'delivered', delivered_at = ? WHERE id = ?",
-            (ts(now), delivery_id),
-        )
-
-    async def mark_retry(
-        self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str
-    ) -> None:
-        """Keep the row pending and push its next attempt to `next_attempt_at`."""
-        self._statement(
-            "UPDATE outbox SET status = 'pending', attempts = ?, next_attempt_at = ?, "
-            "last_error = ? WHERE id = ?",
-            (attempts, ts(next_attempt_at), error, delivery_id),
-        )
-
-    async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None:
-        """Stop trying a row; it stays listed until requeued."""
-        self._statement(
-            "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?",
-            (attempts, error, delivery_id),
-        )
-
-    async def list_deliveries(
-        self, status: DeliveryStatus, *, notifier: str | None = None, limit: int = 1000
-    ) -> list[Delivery]:
-        """Rows in one status (optionally of one notifier), oldest id first."""
-        params = {"status": status.value, "notifier": notifier, "limit": limit}
-        rows = self._db().execute(_SELECT_DELIVERIES, params)
-        return [delivery_from_row(r) for r in rows]
-
-    async def requeue_dead(
-        self, now: datetime, *, ids: Sequence[int] | None = None, notifier: str | None = None
-    ) -> int:
-        """Make dead rows pending again, due `now`, with attempts reset and last_error kept;
-        filter by `ids` and/or `notifier` (neither: every dead row). Return how many."""
-        params = {"now": ts(now), "notifier": notifier}
-        with self._write(outbox=True) as conn:
-            if ids is None:
-                return conn.execute(_REQUEUE, params).rowcount
-            return conn.executemany(_REQUEUE_ID, ({**params, "id": i} for i in ids)).rowcount
-
-    async def outbox_counts(self) -> dict[tuple[str, DeliveryStatus], int]:
-        """(notifier, status) -> rows, for the outbox gauges."""
-        # Kept by triggers (schema v2): a few rows, however large the outbox has grown.
-        rows = self._db().execute("SELECT notifier, status, n FROM outbox_counts WHERE n > 0")
-        return {(n, DeliveryStatus(s)): c for n, s, c in rows}
-
     async def list_tasks(self, store: str | None = None) -> list[TrackedTask]:
         """Tracked tasks (gone ones included), optionally of one store, by store and task id."""
         conn = self._db()
@@ -484,7 +297,7 @@ class SqliteStore:
         """Forget terminal or gone tasks unchanged and unseen since `before`, and delivered
         rows delivered before it; pending and dead rows are never pruned. Return rows deleted."""
         params = {"before": ts(before)}
-        with self._write() as conn:
+        with self._group.write() as conn:
             deleted = conn.execute(_PRUNE_TASKS, params).rowcount
             deleted += conn.execute(
                 "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < :before",
