@@ -22,12 +22,8 @@ from bulkwatch.domain import Platform, TaskSnapshot, TaskStatus
 from bulkwatch.events import encode_cloudevent, task_event
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierContext, OutgoingEvent
-from bulkwatch.notifiers.webhook import (
-    CONTENT_TYPE,
-    WebhookNotifier,
-    WebhookNotifierConfig,
-    parse_retry_after,
-)
+from bulkwatch.notifiers.webhook import CONTENT_TYPE, WebhookNotifier, WebhookNotifierConfig
+from bulkwatch.retry_after import parse_retry_after
 from webhook_receiver import Receiver, Reply, running_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
@@ -233,7 +229,7 @@ async def test_connection_refused_is_retryable(
         ("45", 45.0),
         (" 45 ", 45.0),
         ("-5", None),
-        ("1.5", None),
+        ("1.5", 1.5),  # not RFC delta-seconds, but its meaning is plain: honoured
         ("later", None),
         ("Mon, 23 Nov 2026 10:01:00 GMT", 60.0),
         ("Mon, 23 Nov 2026 09:59:00 GMT", 0.0),  # already past: retry at will

@@ -35,7 +35,7 @@ from bulkwatch.notifiers.http import post
 from bulkwatch.notifiers.registry import NotifierType
 from bulkwatch.notifiers.secret_file import read_secret_file
 from bulkwatch.notifiers.templates import MessageTemplate, placeholders, render
-from bulkwatch.notifiers.webhook import parse_retry_after
+from bulkwatch.retry_after import parse_retry_after
 
 __all__ = ["TYPE", "SlackNotifier", "SlackNotifierConfig", "build_message"]
 

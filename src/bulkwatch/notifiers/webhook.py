@@ -13,7 +13,6 @@ import hmac
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
 
@@ -32,13 +31,13 @@ from bulkwatch.notifiers.base import (
 )
 from bulkwatch.notifiers.http import post
 from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.retry_after import parse_retry_after
 
 __all__ = [
     "CONTENT_TYPE",
     "TYPE",
     "WebhookNotifier",
     "WebhookNotifierConfig",
-    "parse_retry_after",
     "sign",
 ]
 
@@ -133,22 +132,6 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """The Standard Webhooks `webhook-signature` value for one message."""
     digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta seconds or HTTP-date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 class WebhookNotifier:

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -20,6 +17,7 @@ from yarl import URL
 
 from bulkwatch import __version__
 from bulkwatch.domain import EndpointKey, FailureKind, PollError
+from bulkwatch.retry_after import parse_retry_after
 from bulkwatch.sources.failures import error_text, html_title, invalid, one_line
 from bulkwatch.sources.ratelimit import RateLimiter
 
@@ -29,12 +27,10 @@ __all__ = [
     "Fingerprint",
     "HttpResponse",
     "decode_json",
-    "parse_retry_after",
 ]
 
 USER_AGENT = f"bulkwatch/{__version__}"
 _CHUNK = 64 * 1024
-_SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,23 +196,3 @@ def decode_json(resp: HttpResponse, key: EndpointKey, *, where: str = "") -> Any
     except UnicodeDecodeError:
         reason = "body is not valid UTF-8 JSON"
     raise invalid(f"{where}{reason}", key=key, http_status=resp.status, request_id=resp.request_id)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or HTTP-date); None if unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if _SECONDS.match(value):
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)
-        seconds = (when - now).total_seconds()
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
