@@ -323,6 +323,8 @@ def tracked_task(snapshot: TaskSnapshot, **kw: bool) -> TrackedTask:
         (tracked_task(snap(LINE, "a", TaskStatus.COMPLETED, expires_at=T0 + 3 * H)), T0 + 2 * H),
         # ...even when that is already past: a deadline now means "judge every poll".
         (tracked_task(snap(LINE, "a", TaskStatus.COMPLETED, expires_at=T0 + H / 2)), T0 - H / 2),
+        # Once the result has expired, no warning can be due any more.
+        (tracked_task(snap(LINE, "a", TaskStatus.COMPLETED, expires_at=T0 - H)), T0 + 24 * H),
         (
             tracked_task(
                 snap(LINE, "a", TaskStatus.COMPLETED, expires_at=T0 + 3 * H),

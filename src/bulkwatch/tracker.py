@@ -190,17 +190,13 @@ def quiet_until(tasks: Iterable[TrackedTask], now: datetime, policy: Policy) -> 
     Before then, judging a byte-identical poll would change nothing, so it may be skipped."""
     until = now + _REFRESH_SEEN
     for task in tasks:
-        snap = task.snapshot
-        until = min(until, snap.observed_at + _REFRESH_SEEN)
-        if snap.status in _STALLABLE and not task.stalled_notified:
-            until = min(until, (snap.created_at or task.first_seen_at) + policy.stall_after)
-        if (
-            snap.status is TaskStatus.COMPLETED
-            and snap.expires_at is not None
-            and not task.expiring_notified
-            and not task.silent_baseline
-        ):
-            until = min(until, snap.expires_at - policy.expiry_warning)
+        until = min(until, task.snapshot.observed_at + _REFRESH_SEEN)
+        started = _stall_started(task)
+        if started is not None:
+            until = min(until, started + policy.stall_after)
+        expires = _warnable_expiry(task)
+        if expires is not None and now < expires:  # once expired, no warning is ever due
+            until = min(until, expires - policy.expiry_warning)
     return until
 
 
@@ -213,27 +209,46 @@ def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTa
     """`task.stalled` and `task.expiring`, each at most once per task."""
     snap = task.snapshot
     events: list[Event] = []
-    if snap.status in _STALLABLE and not task.stalled_notified:
-        started = snap.created_at or task.first_seen_at
-        if now - started >= policy.stall_after:
-            events.append(
-                task_event(
-                    TASK_STALLED,
-                    snap,
-                    seq=task.seq,
-                    previous=None,
-                    now=now,
-                    extra={"stalled_for_s": round((now - started).total_seconds())},
-                )
+    started = _stall_started(task)
+    if started is not None and now - started >= policy.stall_after:
+        events.append(
+            task_event(
+                TASK_STALLED,
+                snap,
+                seq=task.seq,
+                previous=None,
+                now=now,
+                extra={"stalled_for_s": round((now - started).total_seconds())},
             )
-            task = dataclasses.replace(task, stalled_notified=True)
+        )
+        task = dataclasses.replace(task, stalled_notified=True)
+    expires = _warnable_expiry(task)
+    if expires is not None and now < expires <= now + policy.expiry_warning:
+        events.append(task_event(TASK_EXPIRING, snap, seq=task.seq, previous=None, now=now))
+        task = dataclasses.replace(task, expiring_notified=True)
+    return task, events
+
+
+# The two timers, shared by `_timers` (which fires them) and `quiet_until` (which must know
+# when they could fire): one definition, so the two never disagree.
+
+
+def _stall_started(task: TrackedTask) -> datetime | None:
+    """When the task's stall clock started; None when it cannot stall (any more)."""
+    snap = task.snapshot
+    if snap.status in _STALLABLE and not task.stalled_notified:
+        return snap.created_at or task.first_seen_at
+    return None
+
+
+def _warnable_expiry(task: TrackedTask) -> datetime | None:
+    """When the task's result expires, if an expiry warning may still be sent for it."""
+    snap = task.snapshot
     if (
         snap.status is TaskStatus.COMPLETED
         and snap.expires_at is not None
         and not task.expiring_notified
         and not task.silent_baseline
-        and now < snap.expires_at <= now + policy.expiry_warning
     ):
-        events.append(task_event(TASK_EXPIRING, snap, seq=task.seq, previous=None, now=now))
-        task = dataclasses.replace(task, expiring_notified=True)
-    return task, events
+        return snap.expires_at
+    return None
