@@ -52,11 +52,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _had_problems(result: PollResult | PollError) -> bool:
-    """True when the poll's response had entries skipped or read with assumptions."""
-    return isinstance(result, PollResult) and bool(result.problems)
-
-
 def _default_notifiers(settings: Settings) -> list[NotifierConfig]:
     if settings.notifiers:
         return list(settings.notifiers)
@@ -234,18 +229,19 @@ class Engine:
                 FailureKind.INVALID_RESPONSE, "source answered unchanged, unasked", key=key
             )
         previous_failures = 0
-        until: datetime | None = None
+        remember: tuple[bytes, datetime] | None = None  # for `_quiet`, once recorded
 
         def judge(view: EndpointView) -> PollOutcome:
-            nonlocal previous_failures, until
+            nonlocal previous_failures, remember
             previous_failures = view.endpoint.consecutive_failures
             if isinstance(result, PollError):
                 return judge_failure(view, result, now, self.policy)
             outcome = judge_success(view, result, now, self.policy)
-            if not outcome.health.down:
+            # Remembered unless the same bytes must be judged (or counted) again next time.
+            if result.fingerprint is not None and not result.problems and not outcome.health.down:
                 upserted = {t.task_id: t for t in outcome.upserts}
                 shown = [upserted.get(s.task_id) or view.tasks[s.task_id] for s in result.tasks]
-                until = quiet_until(shown, now, self.policy)
+                remember = (result.fingerprint, quiet_until(shown, now, self.policy))
             return outcome
 
         task_ids = [s.task_id for s in result.tasks] if isinstance(result, PollResult) else ()
@@ -258,10 +254,8 @@ class Engine:
             self.stats.failed_to_record(key)
             return False
         self.last_poll[key] = now
-        # Remember what was judged, unless something must be judged (or counted) every time.
-        fingerprint = result.fingerprint if isinstance(result, PollResult) else None
-        if fingerprint is not None and until is not None and not _had_problems(result):
-            self._quiet[key] = (fingerprint, until)
+        if remember is not None:
+            self._quiet[key] = remember
         self.stats.recorded(key, result, outcome, previous_failures, now, retry_in=retry_in)
         if outcome.events:
             self.dispatcher.wake()
