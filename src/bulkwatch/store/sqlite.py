@@ -130,7 +130,8 @@ class SqliteStore(SqliteOutbox):
     """A `StateStore` in one SQLite file (or `":memory:"` for tests).
 
     `busy_timeout` is how long, in seconds, a write waits for another connection (another
-    process on the same file) to finish its transaction before failing.
+    process on the same file) to finish its transaction before failing. `commit_delay` and
+    `commit_batch` bound how long and how many writes share one COMMIT (`GroupCommit`).
     """
 
     def __init__(
@@ -149,24 +150,6 @@ class SqliteStore(SqliteOutbox):
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
-
-    @property
-    def commit_delay(self) -> float:
-        """Seconds a write may wait to share its COMMIT; 0: every write commits at once."""
-        return self._group.commit_delay
-
-    @commit_delay.setter
-    def commit_delay(self, value: float) -> None:
-        self._group.commit_delay = value
-
-    @property
-    def commit_batch(self) -> int:
-        """The most writes that share one COMMIT."""
-        return self._group.commit_batch
-
-    @commit_batch.setter
-    def commit_batch(self, value: int) -> None:
-        self._group.commit_batch = value
 
     async def open(self) -> None:
         """Open the file (creating its directory), switch to WAL and migrate the schema."""
