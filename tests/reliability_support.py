@@ -20,12 +20,20 @@ from support import Receiver, run_receiver, settings_for
 
 @dataclass
 class ManualClock:
-    """The engine's wall clock, moved by the test."""
+    """The wall clock of the engine and the simulator alike, moved by the test.
+
+    Both read it, so every date a test sees (a task's creation, a stall, an expiry) follows from
+    it and never from today's date.
+    """
 
     now: datetime = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
+
+    def timestamp(self) -> float:
+        """The same instant for the simulator, which counts POSIX seconds."""
+        return self.now.timestamp()
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
@@ -40,7 +48,11 @@ async def rig(
     **extra: Any,
 ) -> AsyncIterator[tuple[Simulator, Receiver, Engine]]:
     """Simulator, webhook receiver and an engine watching every simulated store."""
-    async with run_simulator(stores=stores, seed=11) as sim, run_receiver() as receiver:
+    sim_clock = None if clock is None else clock.timestamp
+    async with (
+        run_simulator(stores=stores, seed=11, clock=sim_clock) as sim,
+        run_receiver() as receiver,
+    ):
         settings = settings_for(tmp_path, sim.store_configs(), receiver.url, **extra)
         kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
         async with Engine(settings, metrics=Metrics(CollectorRegistry()), **kwargs) as engine:

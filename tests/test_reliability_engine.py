@@ -84,7 +84,7 @@ async def test_a_rejected_token_waits_slowly_until_the_token_file_is_renewed(
     token_file = tmp_path / "line-1.token"
     token_file.write_text("expired-token\n", encoding="utf-8")
     spec = [StoreSpec("line-1", Platform.SHOPLINE, operation_types=("QUERY",))]
-    async with run_simulator(stores=spec) as sim, run_receiver() as receiver:
+    async with run_simulator(stores=spec, clock=clock.timestamp) as sim, run_receiver() as receiver:
         [store] = sim.store_configs()
         del store["access_token"]
         store["access_token_file"] = str(token_file)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,10 @@ def line_body(task_id: str, status: object, **extra: object) -> dict[str, object
 RUNNING = {"shoplazza": 1, "shopline": "RUNNING"}
 COMPLETED = {"shoplazza": 2, "shopline": "COMPLETED"}
 PAGE_LIMIT = 2
-NAIVE = "2026-11-23T10:00:00"
+# The engine runs on this test's own clock; the date without offset is half an hour before it,
+# well inside every stall and expiry window whatever today's date is.
+NOW = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+NAIVE = (NOW - timedelta(minutes=30)).replace(tzinfo=None).isoformat()
 
 
 @dataclass
@@ -339,7 +343,8 @@ async def test_a_scripted_bad_answer_is_logged_counted_and_changes_no_task_state
         settings = settings_for(
             tmp_path, [stub_store(platform, platform_stub.url)], receiver.url, defaults=LIMITS
         )
-        async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
+        engine = Engine(settings, metrics=Metrics(CollectorRegistry()), clock=lambda: NOW)
+        async with engine:
             assert await cycle(engine)
             before = states(await engine.store.list_tasks("s1"))
             first = task_types(receiver)

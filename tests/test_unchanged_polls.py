@@ -7,7 +7,7 @@ The engine runs on a manual clock against the real simulator, and the endpoint r
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from bulkwatch.app import Engine
@@ -19,12 +19,6 @@ from support import Receiver
 
 LAZZA = EndpointKey("lazza-1", Platform.SHOPLAZZA, "tasks")
 LINE = EndpointKey("line-1", Platform.SHOPLINE, "QUERY")
-
-
-def start_clock() -> ManualClock:
-    # The simulator stamps tasks with the time it is given; starting at the real time keeps
-    # its dates and the engine's clock on one timeline.
-    return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
 async def endpoint_state(engine: Engine, key: EndpointKey) -> EndpointState:
@@ -50,7 +44,7 @@ async def step(engine: Engine, clock: ManualClock, seconds: float = 10.0) -> Non
 async def test_identical_responses_are_not_judged_again_until_they_change(
     tmp_path: Path,
 ) -> None:
-    clock = start_clock()
+    clock = ManualClock()
     async with rig(tmp_path, make_stores(1, 1), clock=clock) as (sim, receiver, engine):
         at = clock.now.timestamp()
         sim.create_task("lazza-1", "q1", TaskStatus.RUNNING, now=at)
@@ -88,7 +82,7 @@ async def test_identical_responses_are_not_judged_again_until_they_change(
 
 
 async def test_a_stall_is_reported_although_the_responses_never_change(tmp_path: Path) -> None:
-    clock = start_clock()
+    clock = ManualClock()
     defaults = {"stall_after": 60, "expiry_warning": 30}
     async with rig(tmp_path, make_stores(1, 1), clock=clock, defaults=defaults) as (
         sim,
@@ -119,7 +113,7 @@ async def test_a_stall_is_reported_although_the_responses_never_change(tmp_path:
 async def test_an_expiry_warning_is_sent_although_the_responses_never_change(
     tmp_path: Path,
 ) -> None:
-    clock = start_clock()
+    clock = ManualClock()
     defaults = {"expiry_warning": 60}
     async with rig(tmp_path, make_stores(0, 1), clock=clock, defaults=defaults) as (
         sim,
@@ -144,7 +138,7 @@ async def test_an_expiry_warning_is_sent_although_the_responses_never_change(
 
 
 async def test_after_a_failure_the_same_response_is_judged_again(tmp_path: Path) -> None:
-    clock = start_clock()
+    clock = ManualClock()
     async with rig(tmp_path, make_stores(1, 0), clock=clock, defaults={"down_after": 1}) as (
         sim,
         receiver,
@@ -166,7 +160,7 @@ async def test_after_a_failure_the_same_response_is_judged_again(tmp_path: Path)
 async def test_a_response_with_problems_is_judged_and_counted_every_time(
     tmp_path: Path,
 ) -> None:
-    clock = start_clock()
+    clock = ManualClock()
     async with rig(tmp_path, make_stores(1, 0), clock=clock) as (sim, _, engine):
         at = clock.now.timestamp()
         sim.create_task("lazza-1", "q1", TaskStatus.RUNNING, now=at)
@@ -180,7 +174,7 @@ async def test_a_response_with_problems_is_judged_and_counted_every_time(
 
 
 async def test_task_gauges_show_what_the_platform_shows_now(tmp_path: Path) -> None:
-    clock = start_clock()
+    clock = ManualClock()
     async with rig(tmp_path, make_stores(0, 1), clock=clock) as (sim, _, engine):
         at = clock.now.timestamp()
         sim.create_task("line-1", "b1", TaskStatus.RUNNING, operation_type="QUERY", now=at)

@@ -22,6 +22,7 @@ from bulkwatch.health import HEARTBEAT_STALE_S, liveness
 from bulkwatch.metrics import EVENT_TYPES, Metrics
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.web import bound_port, start_web
+from reliability_support import ManualClock
 from support import settings_for
 
 # Every family DESIGN.md promises, plus the scheduler counters (name without `_total`).
@@ -46,26 +47,13 @@ DESIGN_FAMILIES = {
 INTERVAL = 30.0
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @dataclass
 class Rig:
     sim: Simulator
     engine: Engine
     url: str
     http: aiohttp.ClientSession
-    clock: Clock
+    clock: ManualClock
 
     async def get(self, path: str) -> tuple[int, str, Any]:
         async with self.http.get(self.url + path) as resp:
@@ -76,8 +64,8 @@ class Rig:
 
 @asynccontextmanager
 async def rig(tmp_path: Path, **extra: Any) -> AsyncIterator[Rig]:
-    clock = Clock()
-    async with run_simulator(stores=make_stores(1, 1)) as sim:
+    clock = ManualClock()
+    async with run_simulator(stores=make_stores(1, 1), clock=clock.timestamp) as sim:
         settings = settings_for(
             tmp_path,
             sim.store_configs(),
