@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Meter, emit, raise_fd_limit, rss_mib
-from bulkwatch.app import Engine
 from bulkwatch.config import load_settings
-from bulkwatch.domain import EndpointKey
-from bulkwatch.logs import configure_logging
-from bulkwatch.scheduler import PollJob, build_scheduler
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.daemon.scheduler import PollJob, build_scheduler
+from bulkwatch.model import EndpointKey
 from bulkwatch.sources.base import Source
 from bulkwatch.store.base import DeliveryStatus
+from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = ["main"]
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Meter, emit
-from bulkwatch.app import Engine
 from bulkwatch.config import load_settings
-from bulkwatch.domain import (
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.model import (
     EndpointKey,
     Platform,
     PollResult,
@@ -35,8 +35,8 @@ from bulkwatch.domain import (
     TaskStatus,
     Unchanged,
 )
-from bulkwatch.logs import configure_logging
-from bulkwatch.sources.http import Fingerprint, HttpResponse
+from bulkwatch.sources.http.client import Fingerprint, HttpResponse
+from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = ["main"]
 

@@ -19,13 +19,24 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.config import DeliverySettings, RetrySettings
-from bulkwatch.dispatcher import Dispatcher
-from bulkwatch.domain import EndpointKey, Event, Platform, TaskSnapshot, TaskStatus
-from bulkwatch.events import encode_cloudevent, store_event, task_event
-from bulkwatch.metrics import Metrics
+from bulkwatch.delivery.dispatcher import Dispatcher
+from bulkwatch.model import (
+    EndpointKey,
+    EndpointView,
+    Event,
+    EventType,
+    Platform,
+    PollOutcome,
+    TaskSnapshot,
+    TaskStatus,
+    encode_cloudevent,
+    store_event,
+    task_event,
+)
 from bulkwatch.notifiers.base import Notifier, OutgoingEvent
-from bulkwatch.store.base import Delivery, DeliveryStatus, EndpointView, PollOutcome
-from bulkwatch.store.sqlite import SqliteStore
+from bulkwatch.store.base import Delivery, DeliveryStatus
+from bulkwatch.store.sqlite.store import SqliteStore
+from bulkwatch.telemetry.metrics import Metrics
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 RESULT_URL = "https://files.example.com/exports/d6ca13c4.csv?X-Sig=abc&Expires=1795000000"
@@ -54,14 +65,14 @@ def task_change(
     }
     values.update(fields)
     snapshot = TaskSnapshot(**values)
-    kind = event_type or f"bulkwatch.task.{status.value.lower()}"
+    kind = EventType(event_type) if event_type else EventType.for_status(status)
     return task_event(kind, snapshot, seq=1, previous=previous, now=NOW, extra=extra)
 
 
 def store_change(down: bool = True, reason: str = "HTTP 401: invalid token") -> Event:
     """A store.down (or store.up) event of lazza-main."""
     return store_event(
-        "bulkwatch.store.down" if down else "bulkwatch.store.up",
+        EventType.STORE_DOWN if down else EventType.STORE_UP,
         store="lazza-main",
         platform=Platform.SHOPLAZZA,
         outage=1,

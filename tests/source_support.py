@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from bulkwatch.config import Settings
-from bulkwatch.domain import EndpointKey, FailureKind, PollError
+from bulkwatch.model import EndpointKey, FailureKind, PollError
 from bulkwatch.sources.base import Source, SourceContext
 
 

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bulkwatch import __version__
 from bulkwatch.config import load_settings
-from bulkwatch.domain import Platform, TaskStatus
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from webhook_receiver import Receiver, Reply, running_receiver
 

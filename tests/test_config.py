@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bulkwatch.config import ConfigError, ShoplazzaStore, ShoplineStore, load_settings
-from bulkwatch.domain import TaskStatus
+from bulkwatch.model import TaskStatus
 
 LAZZA: dict[str, Any] = {
     "name": "lazza-main",

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bulkwatch.domain import Platform
+from bulkwatch.model import Platform
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from crash_support import (
     Daemon,

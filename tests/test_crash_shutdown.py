@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from bulkwatch.domain import TaskStatus
+from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import make_stores, run_simulator
 from crash_support import Daemon, json_logs, outbox_left, write_config
 from webhook_receiver import Reply, running_receiver

@@ -25,11 +25,11 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from bulkwatch.app import Engine
-from bulkwatch.domain import TaskStatus
-from bulkwatch.metrics import Metrics
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.daemon.web import bound_port, start_web
+from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
-from bulkwatch.web import bound_port, start_web
+from bulkwatch.telemetry.metrics import Metrics
 from deploy_support import DEPLOY, REPO, load_yaml, repo_files, run, tool
 from support import settings_for
 

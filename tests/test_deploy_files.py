@@ -14,8 +14,8 @@ from grafana_foundation_sdk.models import prometheus as prom_m
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.config import load_settings
-from bulkwatch.metrics import Metrics
 from bulkwatch.simulator import make_stores
+from bulkwatch.telemetry.metrics import Metrics
 from deploy_support import DEPLOY, REPO, load_all_yaml, load_yaml
 
 K8S = DEPLOY / "kubernetes"

@@ -15,14 +15,24 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from bulkwatch.config import DeliverySettings, RetrySettings
-from bulkwatch.dispatcher import Dispatcher, backoff_delay
-from bulkwatch.domain import EndpointKey, Event, Platform, TaskSnapshot, TaskStatus
-from bulkwatch.events import encode_cloudevent, task_event
-from bulkwatch.metrics import Metrics
+from bulkwatch.delivery.dispatcher import Dispatcher, backoff_delay
+from bulkwatch.model import (
+    EndpointKey,
+    EndpointView,
+    Event,
+    EventType,
+    Platform,
+    PollOutcome,
+    TaskSnapshot,
+    TaskStatus,
+    encode_cloudevent,
+    task_event,
+)
 from bulkwatch.notifiers.base import Notifier, OutgoingEvent
 from bulkwatch.notifiers.webhook import WebhookNotifier, WebhookNotifierConfig
-from bulkwatch.store.base import Delivery, DeliveryStatus, EndpointView, PollOutcome
-from bulkwatch.store.sqlite import SqliteStore
+from bulkwatch.store.base import Delivery, DeliveryStatus
+from bulkwatch.store.sqlite.store import SqliteStore
+from bulkwatch.telemetry.metrics import Metrics
 from webhook_receiver import Receiver, Reply, running_receiver
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -144,7 +154,7 @@ def make_event(task_id: str = "t1", at: datetime = T0) -> Event:
         observed_at=at,
     )
     return task_event(
-        "bulkwatch.task.completed", snapshot, seq=1, previous=TaskStatus.RUNNING, now=at
+        EventType.TASK_COMPLETED, snapshot, seq=1, previous=TaskStatus.RUNNING, now=at
     )
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bulkwatch.app import Engine
-from bulkwatch.domain import Platform, TaskStatus
-from bulkwatch.metrics import Metrics
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
+from bulkwatch.telemetry.metrics import Metrics
 from support import Receiver, run_receiver, settings_for
 
 

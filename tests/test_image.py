@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bulkwatch.domain import TaskStatus
+from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from deploy_support import run, tool
 

@@ -14,10 +14,10 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-from bulkwatch.app import Engine
-from bulkwatch.logs import configure_logging
-from bulkwatch.metrics import Metrics
+from bulkwatch.daemon.engine import Engine
 from bulkwatch.simulator import make_stores, run_simulator
+from bulkwatch.telemetry.logs import configure_logging
+from bulkwatch.telemetry.metrics import Metrics
 from support import settings_for
 
 ANSI = "\x1b["

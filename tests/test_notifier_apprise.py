@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bulkwatch.domain import TaskStatus
+from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.apprise import AppriseNotifier, AppriseNotifierConfig
 from bulkwatch.notifiers.base import DeliveryError

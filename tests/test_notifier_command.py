@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bulkwatch.domain import TaskStatus
+from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, OutgoingEvent
 from bulkwatch.notifiers.command import CommandNotifier, CommandNotifierConfig

@@ -25,7 +25,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from bulkwatch.domain import TaskStatus
+from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError
 from bulkwatch.notifiers.email import EmailNotifier, EmailNotifierConfig

@@ -12,13 +12,12 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from bulkwatch.domain import Event, Platform, TaskSnapshot, TaskStatus
-from bulkwatch.events import (
-    STORE_DOWN,
-    STORE_UP,
-    TASK_EXPIRING,
-    TASK_STALLED,
-    TASK_SUPERSEDED,
+from bulkwatch.model import (
+    Event,
+    EventType,
+    Platform,
+    TaskSnapshot,
+    TaskStatus,
     encode_cloudevent,
     store_event,
     task_event,
@@ -58,7 +57,13 @@ def outgoing(event: Event) -> OutgoingEvent:
 
 def status_event(status: TaskStatus, previous: TaskStatus | None, **fields: Any) -> OutgoingEvent:
     return outgoing(
-        task_event(status.event_type, snapshot(status, **fields), seq=1, previous=previous, now=NOW)
+        task_event(
+            EventType.for_status(status),
+            snapshot(status, **fields),
+            seq=1,
+            previous=previous,
+            now=NOW,
+        )
     )
 
 
@@ -85,7 +90,7 @@ async def log_one(event: OutgoingEvent, **config: Any) -> list[MutableMapping[st
         (
             outgoing(
                 task_event(
-                    TASK_SUPERSEDED,
+                    EventType.TASK_SUPERSEDED,
                     snapshot(TaskStatus.RUNNING),
                     seq=1,
                     previous=None,
@@ -98,7 +103,11 @@ async def log_one(event: OutgoingEvent, **config: Any) -> list[MutableMapping[st
         (
             outgoing(
                 task_event(
-                    TASK_STALLED, snapshot(TaskStatus.RUNNING), seq=1, previous=None, now=NOW
+                    EventType.TASK_STALLED,
+                    snapshot(TaskStatus.RUNNING),
+                    seq=1,
+                    previous=None,
+                    now=NOW,
                 )
             ),
             "lazza-main/d6ca13c4 RUNNING stalled",
@@ -106,7 +115,7 @@ async def log_one(event: OutgoingEvent, **config: Any) -> list[MutableMapping[st
         (
             outgoing(
                 task_event(
-                    TASK_EXPIRING,
+                    EventType.TASK_EXPIRING,
                     snapshot(TaskStatus.COMPLETED, url=URL, expires_at=NOW),
                     seq=1,
                     previous=None,
@@ -118,7 +127,7 @@ async def log_one(event: OutgoingEvent, **config: Any) -> list[MutableMapping[st
         (
             outgoing(
                 store_event(
-                    STORE_DOWN,
+                    EventType.STORE_DOWN,
                     store="lazza-main",
                     platform=Platform.SHOPLAZZA,
                     outage=1,
@@ -131,7 +140,7 @@ async def log_one(event: OutgoingEvent, **config: Any) -> list[MutableMapping[st
         (
             outgoing(
                 store_event(
-                    STORE_UP,
+                    EventType.STORE_UP,
                     store="lazza-main",
                     platform=Platform.SHOPLAZZA,
                     outage=1,

@@ -27,7 +27,7 @@ import yaml
 from structlog.testing import capture_logs
 
 from bulkwatch.config import load_settings
-from bulkwatch.domain import TaskStatus
+from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers import log
 from bulkwatch.notifiers.base import NotifierContext
 from bulkwatch.notifiers.registry import (

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from bulkwatch.domain import TaskStatus
+from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierContext
 from bulkwatch.notifiers.slack import SlackNotifier, SlackNotifierConfig

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkwatch.domain import TaskStatus
-from bulkwatch.events import TASK_EXPIRING, TASK_STALLED, TASK_SUPERSEDED
+from bulkwatch.model import EventType, TaskStatus
 from bulkwatch.notifiers.base import OutgoingEvent
 from bulkwatch.notifiers.templates import PLACEHOLDERS, check_template, placeholders, render
 from notifier_support import NOW, RESULT_URL, outgoing, store_change, task_change
@@ -60,7 +59,7 @@ def test_a_completed_task_fills_every_field_it_has() -> None:
                 task_change(
                     TaskStatus.RUNNING,
                     None,
-                    event_type=TASK_SUPERSEDED,
+                    event_type=EventType.TASK_SUPERSEDED,
                     extra={"superseded_by": "t2"},
                 )
             ),
@@ -68,22 +67,22 @@ def test_a_completed_task_fills_every_field_it_has() -> None:
             "lazza-main: task d6ca13c4 (RUNNING) was replaced by task t2",
         ),
         (
-            outgoing(task_change(TaskStatus.RUNNING, None, event_type=TASK_SUPERSEDED)),
+            outgoing(task_change(TaskStatus.RUNNING, None, event_type=EventType.TASK_SUPERSEDED)),
             "Task superseded",
             "lazza-main: task d6ca13c4 (RUNNING) was replaced",
         ),
         (
-            outgoing(task_change(TaskStatus.CREATED, None, event_type=TASK_STALLED)),
+            outgoing(task_change(TaskStatus.CREATED, None, event_type=EventType.TASK_STALLED)),
             "Task stalled",
             "lazza-main: task d6ca13c4 stalled in CREATED",
         ),
         (
-            outgoing(task_change(event_type=TASK_EXPIRING, expires_at=NOW)),
+            outgoing(task_change(event_type=EventType.TASK_EXPIRING, expires_at=NOW)),
             "Result expiring",
             "lazza-main: the result of task d6ca13c4 expires at 2026-11-23T10:00:00Z",
         ),
         (
-            outgoing(task_change(event_type=TASK_EXPIRING)),
+            outgoing(task_change(event_type=EventType.TASK_EXPIRING)),
             "Result expiring",
             "lazza-main: the result of task d6ca13c4 expires soon",
         ),

@@ -18,12 +18,18 @@ from pydantic import SecretStr, ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bulkwatch import __version__
-from bulkwatch.domain import Platform, TaskSnapshot, TaskStatus
-from bulkwatch.events import encode_cloudevent, task_event
+from bulkwatch.common.retry_after import parse_retry_after
+from bulkwatch.model import (
+    EventType,
+    Platform,
+    TaskSnapshot,
+    TaskStatus,
+    encode_cloudevent,
+    task_event,
+)
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierContext, OutgoingEvent
 from bulkwatch.notifiers.webhook import CONTENT_TYPE, WebhookNotifier, WebhookNotifierConfig
-from bulkwatch.retry_after import parse_retry_after
 from webhook_receiver import Receiver, Reply, running_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
@@ -42,7 +48,7 @@ def outgoing(attempt: int = 1) -> OutgoingEvent:
         url="https://files.example.com/export.csv",
     )
     event = task_event(
-        "bulkwatch.task.completed", snapshot, seq=1, previous=TaskStatus.RUNNING, now=NOW
+        EventType.TASK_COMPLETED, snapshot, seq=1, previous=TaskStatus.RUNNING, now=NOW
     )
     body = encode_cloudevent(event, "test-1")
     return OutgoingEvent(

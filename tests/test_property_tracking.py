@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from bulkwatch.app import Engine, utcnow
 from bulkwatch.config import Settings
-from bulkwatch.domain import TERMINAL_STATUSES, Platform, TaskStatus
-from bulkwatch.metrics import Metrics
+from bulkwatch.daemon.engine import Engine, utcnow
+from bulkwatch.model import TERMINAL_STATUSES, EventType, Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
+from bulkwatch.telemetry.metrics import Metrics
 from support import Receiver, run_receiver, settings_for
 
 LAZZA, LINE = "lazza-1", "line-1"
@@ -106,9 +106,13 @@ class Observer:
             self.seen[task_id] = (status, raw)
             if before is None:
                 if self.baselined or status not in TERMINAL_STATUSES:
-                    changes.append((self.subject(task_id), status.event_type, None, status))
+                    changes.append(
+                        (self.subject(task_id), EventType.for_status(status), None, status)
+                    )
             elif before != (status, raw):
-                changes.append((self.subject(task_id), status.event_type, before[0], status))
+                changes.append(
+                    (self.subject(task_id), EventType.for_status(status), before[0], status)
+                )
         self.baselined = True
 
     def subject(self, task_id: str) -> str:

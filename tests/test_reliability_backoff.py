@@ -7,18 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bulkwatch.backoff import Backoff
 from bulkwatch.config import Defaults
-from bulkwatch.domain import (
+from bulkwatch.daemon.backoff import Backoff
+from bulkwatch.model import (
     EndpointKey,
     EndpointState,
+    EndpointView,
     FailureKind,
     Platform,
     PollError,
     StoreHealth,
 )
-from bulkwatch.store.base import EndpointView
-from bulkwatch.tracker import Policy, judge_failure
+from bulkwatch.tracking.tracker import Policy, judge_failure
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 KEY = EndpointKey("line-1", Platform.SHOPLINE, "QUERY")

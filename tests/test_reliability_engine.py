@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bulkwatch.app import Engine
-from bulkwatch.domain import Platform, TaskStatus
-from bulkwatch.metrics import Metrics
-from bulkwatch.scheduler import InflightJobs
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.daemon.scheduler import InflightJobs
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
+from bulkwatch.telemetry.metrics import Metrics
 from reliability_support import ManualClock, rig, sample
 from support import run_receiver, settings_for
 

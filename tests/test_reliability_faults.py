@@ -25,10 +25,10 @@ from prometheus_client import CollectorRegistry
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from bulkwatch.app import Engine
-from bulkwatch.domain import Platform, TaskStatus
-from bulkwatch.metrics import Metrics
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import StoreSpec
+from bulkwatch.telemetry.metrics import Metrics
 from platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
 from reliability_support import cycle, rig, sample, states
 from support import Receiver, run_receiver, settings_for

@@ -12,7 +12,7 @@ import pytest
 
 from bulkwatch.config import Settings
 from bulkwatch.sources.base import Source, SourceContext, make_source
-from bulkwatch.sources.ratelimit import RateLimiter
+from bulkwatch.sources.http.ratelimit import RateLimiter
 from platform_stub import PlatformStub, json_reply
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

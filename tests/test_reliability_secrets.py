@@ -17,9 +17,9 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from bulkwatch.app import Engine
 from bulkwatch.config import load_settings
-from bulkwatch.domain import Platform, TaskStatus
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import StoreSpec, run_simulator
 from crash_support import CLI, Daemon, clean_env
 from platform_stub import PlatformStub, closed_port_url, json_reply

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bulkwatch.sdnotify import SystemdNotifier, supervised
+from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
 from bulkwatch.simulator import make_stores, run_simulator
 
 PID = 4242

@@ -17,7 +17,7 @@ import pytest
 from multidict import CIMultiDictProxy
 
 from bulkwatch.config import Settings, load_settings
-from bulkwatch.domain import Platform, TaskStatus
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import (
     Driver,
     DriverConfig,

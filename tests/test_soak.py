@@ -34,12 +34,12 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from bulkwatch.app import Engine, utcnow
 from bulkwatch.config import PLATFORM_RATE_LIMITS, Settings
-from bulkwatch.domain import Platform, TaskStatus
-from bulkwatch.metrics import Metrics
+from bulkwatch.daemon.engine import Engine, utcnow
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Driver, DriverConfig, Simulator, make_stores, run_simulator
 from bulkwatch.store.base import DeliveryStatus
+from bulkwatch.telemetry.metrics import Metrics
 from support import settings_for
 
 SECONDS = float(os.environ.get("BULKWATCH_SOAK_SECONDS", "90"))

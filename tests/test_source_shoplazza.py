@@ -13,7 +13,7 @@ import pytest
 
 from bulkwatch import __version__
 from bulkwatch.config import Settings, ShoplazzaStore
-from bulkwatch.domain import (
+from bulkwatch.model import (
     EndpointKey,
     FailureKind,
     Platform,

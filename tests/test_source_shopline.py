@@ -15,7 +15,7 @@ import pytest
 
 from bulkwatch import __version__
 from bulkwatch.config import Settings, ShoplineStore, load_settings
-from bulkwatch.domain import (
+from bulkwatch.model import (
     EndpointKey,
     FailureKind,
     Platform,

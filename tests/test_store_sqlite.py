@@ -13,22 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from bulkwatch.domain import (
+from bulkwatch.model import (
     EndpointKey,
     EndpointState,
+    EndpointView,
     Event,
+    EventType,
     Platform,
+    PollOutcome,
     StoreHealth,
     TaskSnapshot,
     TaskStatus,
     TrackedTask,
+    encode_cloudevent,
+    store_event,
+    task_event,
 )
-from bulkwatch.events import STORE_DOWN, encode_cloudevent, store_event, task_event
 from bulkwatch.store import factory
-from bulkwatch.store.base import DeliveryStatus, EndpointView, PollOutcome, StateStore
+from bulkwatch.store.base import DeliveryStatus, StateStore
 from bulkwatch.store.factory import open_store_from_url, register_scheme
-from bulkwatch.store.sqlite import SqliteStore
-from bulkwatch.store.sqlite_schema import SCHEMA_VERSION, SchemaTooNewError
+from bulkwatch.store.sqlite.schema import SCHEMA_VERSION, SchemaTooNewError
+from bulkwatch.store.sqlite.store import SqliteStore
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC)
 LAZZA = EndpointKey("lazza-main", Platform.SHOPLAZZA, "tasks")
@@ -73,7 +78,7 @@ def tracked(snapshot: TaskSnapshot, *, endpoint: str = "QUERY", seq: int = 0) ->
 
 def event_for(task: TrackedTask, at: datetime = T0) -> Event:
     s = task.snapshot
-    return task_event(s.status.event_type, s, seq=task.seq, previous=None, now=at)
+    return task_event(EventType.for_status(s.status), s, seq=task.seq, previous=None, now=at)
 
 
 async def record(
@@ -432,7 +437,7 @@ async def test_due_deliveries_come_by_next_attempt_then_id_up_to_the_limit(
 async def test_due_ties_are_broken_by_id(store: SqliteStore) -> None:
     events = [
         store_event(
-            STORE_DOWN,
+            EventType.STORE_DOWN,
             store=f"s{i}",
             platform=Platform.SHOPLINE,
             outage=1,

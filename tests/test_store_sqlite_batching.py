@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bulkwatch.store.base import EndpointView, PollOutcome
-from bulkwatch.store.sqlite import SqliteStore
-from bulkwatch.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from bulkwatch.model import EndpointView, PollOutcome
+from bulkwatch.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from bulkwatch.store.sqlite.store import SqliteStore
 from test_store_sqlite import (
     DEAD,
     DELIVERED,

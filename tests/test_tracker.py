@@ -6,20 +6,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bulkwatch.domain import (
+from bulkwatch.model import (
     EndpointKey,
     EndpointState,
+    EndpointView,
     FailureKind,
     Platform,
     PollError,
+    PollOutcome,
     PollResult,
     StoreHealth,
     TaskSnapshot,
     TaskStatus,
     TrackedTask,
 )
-from bulkwatch.store.base import EndpointView, PollOutcome
-from bulkwatch.tracker import Policy, judge_failure, judge_success, quiet_until
+from bulkwatch.tracking.tracker import Policy, judge_failure, judge_success, quiet_until
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 LAZZA = EndpointKey("lazza-main", Platform.SHOPLAZZA, "tasks")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bulkwatch.app import Engine
-from bulkwatch.domain import EndpointKey, EndpointState, Platform, TaskStatus
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.model import EndpointKey, EndpointState, Platform, TaskStatus
 from bulkwatch.simulator import make_stores
-from bulkwatch.store.sqlite import SqliteStore
+from bulkwatch.store.sqlite.store import SqliteStore
 from reliability_support import ManualClock, cycle, rig, sample
 from support import Receiver
 

@@ -16,12 +16,12 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from bulkwatch.app import Engine
-from bulkwatch.domain import TaskStatus
-from bulkwatch.health import HEARTBEAT_STALE_S, liveness
-from bulkwatch.metrics import EVENT_TYPES, Metrics
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.daemon.health import HEARTBEAT_STALE_S, liveness
+from bulkwatch.daemon.web import bound_port, start_web
+from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
-from bulkwatch.web import bound_port, start_web
+from bulkwatch.telemetry.metrics import EVENT_TYPES, Metrics
 from reliability_support import ManualClock
 from support import settings_for
 

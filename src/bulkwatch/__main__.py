@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from bulkwatch.cli import main
+from bulkwatch.cli.main import main
 
 raise SystemExit(main())

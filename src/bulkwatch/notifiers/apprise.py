@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from bulkwatch.durations import Duration
+from bulkwatch.common.durations import Duration
+from bulkwatch.common.secret_file import read_secret_file
 from bulkwatch.notifiers.base import (
     DeliveryError,
     Notifier,
@@ -29,7 +30,6 @@ from bulkwatch.notifiers.base import (
     OutgoingEvent,
 )
 from bulkwatch.notifiers.registry import NotifierType
-from bulkwatch.notifiers.secret_file import read_secret_file
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
 if TYPE_CHECKING:

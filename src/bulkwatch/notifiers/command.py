@@ -29,7 +29,7 @@ from typing import IO, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from bulkwatch.durations import Duration
+from bulkwatch.common.durations import Duration
 from bulkwatch.notifiers.base import (
     DeliveryError,
     Notifier,

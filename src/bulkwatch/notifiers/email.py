@@ -26,7 +26,8 @@ import structlog
 from aiosmtplib import SMTPResponse
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bulkwatch.durations import Duration
+from bulkwatch.common.durations import Duration
+from bulkwatch.common.secret_file import read_secret_file
 from bulkwatch.notifiers.base import (
     DeliveryError,
     Notifier,
@@ -35,7 +36,6 @@ from bulkwatch.notifiers.base import (
     OutgoingEvent,
 )
 from bulkwatch.notifiers.registry import NotifierType
-from bulkwatch.notifiers.secret_file import read_secret_file
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
 __all__ = ["TYPE", "EmailNotifier", "EmailNotifierConfig", "build_email"]

@@ -14,8 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from bulkwatch.domain import Platform, TaskSnapshot, TaskStatus
-from bulkwatch.events import encode_cloudevent, task_event
+from bulkwatch.model import (
+    EventType,
+    Platform,
+    TaskSnapshot,
+    TaskStatus,
+    encode_cloudevent,
+    task_event,
+)
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierContext, OutgoingEvent
 
@@ -44,7 +50,7 @@ def sample_event(
         expires_at=at + timedelta(days=7),
     )
     event = task_event(
-        "bulkwatch.task.completed",
+        EventType.TASK_COMPLETED,
         snapshot,
         seq=1,
         previous=TaskStatus.RUNNING,

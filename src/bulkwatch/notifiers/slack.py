@@ -23,7 +23,9 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from yarl import URL
 
 from bulkwatch import __version__
-from bulkwatch.durations import Duration
+from bulkwatch.common.durations import Duration
+from bulkwatch.common.retry_after import parse_retry_after
+from bulkwatch.common.secret_file import read_secret_file
 from bulkwatch.notifiers.base import (
     DeliveryError,
     Notifier,
@@ -33,9 +35,7 @@ from bulkwatch.notifiers.base import (
 )
 from bulkwatch.notifiers.http import post
 from bulkwatch.notifiers.registry import NotifierType
-from bulkwatch.notifiers.secret_file import read_secret_file
 from bulkwatch.notifiers.templates import MessageTemplate, placeholders, render
-from bulkwatch.retry_after import parse_retry_after
 
 __all__ = ["TYPE", "SlackNotifier", "SlackNotifierConfig", "build_message"]
 

@@ -21,7 +21,8 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from yarl import URL
 
 from bulkwatch import __version__
-from bulkwatch.durations import Duration
+from bulkwatch.common.durations import Duration
+from bulkwatch.common.retry_after import parse_retry_after
 from bulkwatch.notifiers.base import (
     DeliveryError,
     Notifier,
@@ -31,7 +32,6 @@ from bulkwatch.notifiers.base import (
 )
 from bulkwatch.notifiers.http import post
 from bulkwatch.notifiers.registry import NotifierType
-from bulkwatch.retry_after import parse_retry_after
 
 __all__ = [
     "CONTENT_TYPE",

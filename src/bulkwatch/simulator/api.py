@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from bulkwatch.domain import Platform
+from bulkwatch.model import Platform
 from bulkwatch.simulator.control import SIMULATOR_KEY, control_app
 from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.faults import FaultKind, error_body, fault_response, reason_phrase

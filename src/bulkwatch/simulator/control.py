@@ -12,7 +12,7 @@ from typing import Final, Literal, TypeVar, cast
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bulkwatch.domain import Platform
+from bulkwatch.model import Platform
 from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.model import (
     BODY_STYLES,

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Unpack
 
-from bulkwatch.domain import Platform, TaskStatus
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator.faults import Fault, FaultInjector, FaultKind, FaultRule
 from bulkwatch.simulator.lifecycle import Status, apply_change, next_status, shopline_slot
 from bulkwatch.simulator.model import (

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from bulkwatch.domain import Platform
+from bulkwatch.model import Platform
 from bulkwatch.simulator.lifecycle import next_status
 from bulkwatch.simulator.model import ERROR_REASONS, SimStore, SimTask, make_rng
 

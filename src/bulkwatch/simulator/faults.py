@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from bulkwatch.domain import Platform
+from bulkwatch.model import Platform
 
 __all__ = [
     "DEFAULT_HUGE_SIZE",

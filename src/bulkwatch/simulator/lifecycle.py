@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Final
 
-from bulkwatch.domain import Platform, TaskStatus
+from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator.model import (
     ERROR_REASONS,
     SHOPLINE_TYPES,

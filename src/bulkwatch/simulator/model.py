@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypedDict
 
-from bulkwatch.domain import Platform
+from bulkwatch.model import Platform
 
 __all__ = [
     "BODY_STYLES",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from bulkwatch.domain import EndpointKey, Platform, PollResult, Unchanged
+from bulkwatch.model import EndpointKey, Platform, PollResult, Unchanged
 
 if TYPE_CHECKING:
     import aiohttp

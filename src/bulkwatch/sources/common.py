@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import ClassVar
 
 from bulkwatch.config import ShoplazzaStore, ShoplineStore
-from bulkwatch.domain import EndpointKey, FailureKind, Platform, PollError, PollResult, Unchanged
+from bulkwatch.model import EndpointKey, FailureKind, Platform, PollError, PollResult, Unchanged
 from bulkwatch.sources.base import SourceContext
-from bulkwatch.sources.http import USER_AGENT, ApiClient
-from bulkwatch.sources.ratelimit import RateLimiter
-from bulkwatch.sources.tokens import TokenProvider
+from bulkwatch.sources.http.client import USER_AGENT, ApiClient
+from bulkwatch.sources.http.ratelimit import RateLimiter
+from bulkwatch.sources.http.tokens import TokenProvider
 
 __all__ = ["HttpSource"]
 

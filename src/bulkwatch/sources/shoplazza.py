@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bulkwatch.config import ShoplazzaStore, ShoplineStore
-from bulkwatch.domain import (
+from bulkwatch.model import (
     EndpointKey,
     FailureKind,
     Platform,
@@ -22,7 +22,6 @@ from bulkwatch.domain import (
 )
 from bulkwatch.sources.base import Source, SourceContext, register
 from bulkwatch.sources.common import HttpSource
-from bulkwatch.sources.failures import envelope_error, invalid, looks_like_auth, status_error
 from bulkwatch.sources.fields import (
     as_id,
     as_int,
@@ -31,7 +30,8 @@ from bulkwatch.sources.fields import (
     short,
     type_name,
 )
-from bulkwatch.sources.http import Fingerprint, HttpResponse, decode_json
+from bulkwatch.sources.http.client import Fingerprint, HttpResponse, decode_json
+from bulkwatch.sources.http.failures import envelope_error, invalid, looks_like_auth, status_error
 
 __all__ = ["OPERATION_TYPE", "ShoplazzaSource"]
 

@@ -8,13 +8,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from bulkwatch.domain import EndpointKey, EndpointState, Event, StoreHealth, TrackedTask
+from bulkwatch.model import EndpointKey, EndpointView, Event, PollOutcome, StoreHealth, TrackedTask
 
 __all__ = [
     "Delivery",
     "DeliveryStatus",
-    "EndpointView",
-    "PollOutcome",
     "StateStore",
     "StoreUnavailableError",
 ]
@@ -28,27 +26,6 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     DEAD = "dead"
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointView:
-    """Everything the tracker needs to judge one poll of one endpoint."""
-
-    health: StoreHealth
-    endpoint: EndpointState
-    # task_id -> last known state, this endpoint only: the tasks the poll shows (those it
-    # asked for) and the endpoint's current task; not every task the endpoint ever showed.
-    tasks: dict[str, TrackedTask]
-
-
-@dataclass(frozen=True, slots=True)
-class PollOutcome:
-    """What one poll changes. Written in one transaction with its outbox rows."""
-
-    health: StoreHealth
-    endpoint: EndpointState
-    upserts: Sequence[TrackedTask] = ()
-    events: Sequence[Event] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 
 from bulkwatch.store.base import StateStore
-from bulkwatch.store.sqlite import SqliteStore
+from bulkwatch.store.sqlite.store import SqliteStore
 
 __all__ = ["StoreOpener", "known_schemes", "open_store_from_url", "register_scheme"]
 

@@ -19,7 +19,7 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPP
 from bulkwatch.store.base import StoreUnavailableError
 
 if TYPE_CHECKING:
-    from bulkwatch.app import Engine
+    from bulkwatch.daemon.engine import Engine
 
 __all__ = [
     "HEARTBEAT_STALE_S",

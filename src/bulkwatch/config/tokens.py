@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from bulkwatch.config_errors import ConfigError
+from bulkwatch.config.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bulkwatch.config import Settings, ShoplazzaStore, ShoplineStore
+    from bulkwatch.config.settings import Settings, ShoplazzaStore, ShoplineStore
 
 __all__ = ["resolve_tokens"]
 

@@ -13,7 +13,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bulkwatch.domain import EndpointKey
+from bulkwatch.model import EndpointKey
 
 __all__ = ["InflightJobs", "PollJob", "build_scheduler"]
 

@@ -28,13 +28,13 @@ from typing import Any
 import structlog
 
 from bulkwatch.config import DeliverySettings, RetrySettings
-from bulkwatch.metrics import Metrics
 from bulkwatch.notifiers.base import DeliveryError, Notifier, OutgoingEvent
 from bulkwatch.store.base import Delivery, DeliveryStatus, StateStore
+from bulkwatch.telemetry.metrics import Metrics
 
 __all__ = ["Dispatcher", "backoff_delay"]
 
-_log = structlog.get_logger("bulkwatch.dispatcher")
+_log = structlog.get_logger("bulkwatch.delivery.dispatcher")
 
 # A floor for the idle wait: should a row fail to be marked (store error), it stays due, and
 # without a floor run() would spin on it.

@@ -19,8 +19,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from bulkwatch import __version__
-from bulkwatch.domain import TaskStatus
-from bulkwatch.events import STORE_DOWN, STORE_UP, TASK_EXPIRING, TASK_STALLED, TASK_SUPERSEDED
+from bulkwatch.model import EventType, TaskStatus
 
 __all__ = ["DELIVERY_BUCKETS", "EVENT_TYPES", "POLL_BUCKETS", "Metrics", "StoreLabels"]
 
@@ -31,12 +30,12 @@ DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 
 # Every event type there is: counters start at 0, so `increase()` sees the first event too.
 EVENT_TYPES = (
-    *(status.event_type for status in TaskStatus),
-    TASK_SUPERSEDED,
-    TASK_STALLED,
-    TASK_EXPIRING,
-    STORE_DOWN,
-    STORE_UP,
+    *(EventType.for_status(status) for status in TaskStatus),
+    EventType.TASK_SUPERSEDED,
+    EventType.TASK_STALLED,
+    EventType.TASK_EXPIRING,
+    EventType.STORE_DOWN,
+    EventType.STORE_UP,
 )
 # "skipped": a scheduled poll not sent because the store is backing off after failures.
 POLL_OUTCOMES = ("ok", "error", "skipped")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bulkwatch.domain import (
+from bulkwatch.model import (
     EndpointKey,
     EndpointState,
     Platform,

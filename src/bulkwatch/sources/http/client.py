@@ -16,10 +16,10 @@ import aiohttp
 from yarl import URL
 
 from bulkwatch import __version__
-from bulkwatch.domain import EndpointKey, FailureKind, PollError
-from bulkwatch.retry_after import parse_retry_after
-from bulkwatch.sources.failures import error_text, html_title, invalid, one_line
-from bulkwatch.sources.ratelimit import RateLimiter
+from bulkwatch.common.retry_after import parse_retry_after
+from bulkwatch.model import EndpointKey, FailureKind, PollError
+from bulkwatch.sources.http.failures import error_text, html_title, invalid, one_line
+from bulkwatch.sources.http.ratelimit import RateLimiter
 
 __all__ = [
     "USER_AGENT",

@@ -18,7 +18,7 @@ import structlog
 
 __all__ = ["SystemdNotifier", "supervised"]
 
-log = structlog.get_logger("bulkwatch.sdnotify")
+log = structlog.get_logger("bulkwatch.daemon.sdnotify")
 
 
 def _address(value: str) -> str | None:

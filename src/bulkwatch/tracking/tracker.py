@@ -13,25 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from bulkwatch.domain import (
+from bulkwatch.model import (
+    EndpointView,
     Event,
+    EventType,
     FailureKind,
     PollError,
+    PollOutcome,
     PollResult,
     TaskSnapshot,
     TaskStatus,
     TrackedTask,
-)
-from bulkwatch.events import (
-    STORE_DOWN,
-    STORE_UP,
-    TASK_EXPIRING,
-    TASK_STALLED,
-    TASK_SUPERSEDED,
     store_event,
     task_event,
 )
-from bulkwatch.store.base import EndpointView, PollOutcome
 
 __all__ = ["IMMEDIATE_DOWN", "Policy", "judge_failure", "judge_success", "quiet_until"]
 
@@ -73,7 +68,7 @@ def judge_success(
             if not old.snapshot.status.terminal:
                 events.append(
                     task_event(
-                        TASK_SUPERSEDED,
+                        EventType.TASK_SUPERSEDED,
                         old.snapshot,
                         seq=old.seq,
                         previous=None,
@@ -97,7 +92,7 @@ def judge_success(
     if health.down and not failing:
         events.append(
             store_event(
-                STORE_UP,
+                EventType.STORE_UP,
                 store=health.store,
                 platform=health.platform,
                 outage=health.outage,
@@ -140,7 +135,7 @@ def judge_failure(
         outage = health.outage + 1
         events.append(
             store_event(
-                STORE_DOWN,
+                EventType.STORE_DOWN,
                 store=health.store,
                 platform=health.platform,
                 outage=outage,
@@ -169,13 +164,15 @@ def _observe(
         if baseline and snap.status.terminal:
             # Finished before we started watching: remember it, say nothing.
             return TrackedTask(snap, endpoint, 0, now, now, silent_baseline=True), []
-        event = task_event(snap.status.event_type, snap, seq=0, previous=None, now=now)
+        event = task_event(EventType.for_status(snap.status), snap, seq=0, previous=None, now=now)
         return TrackedTask(snap, endpoint, 0, now, now), [event]
 
     prev = old.snapshot
     if snap.status != prev.status or snap.raw_status != prev.raw_status:
         seq = old.seq + 1
-        event = task_event(snap.status.event_type, snap, seq=seq, previous=prev.status, now=now)
+        event = task_event(
+            EventType.for_status(snap.status), snap, seq=seq, previous=prev.status, now=now
+        )
         return dataclasses.replace(old, snapshot=snap, seq=seq, changed_at=now, gone=False), [event]
     if old.gone or _details_changed(prev, snap) or now - prev.observed_at >= _REFRESH_SEEN:
         # A periodic refresh of `observed_at` keeps a task that is still listed from being
@@ -213,7 +210,7 @@ def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTa
     if started is not None and now - started >= policy.stall_after:
         events.append(
             task_event(
-                TASK_STALLED,
+                EventType.TASK_STALLED,
                 snap,
                 seq=task.seq,
                 previous=None,
@@ -224,7 +221,9 @@ def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTa
         task = dataclasses.replace(task, stalled_notified=True)
     expires = _warnable_expiry(task)
     if expires is not None and now < expires <= now + policy.expiry_warning:
-        events.append(task_event(TASK_EXPIRING, snap, seq=task.seq, previous=None, now=now))
+        events.append(
+            task_event(EventType.TASK_EXPIRING, snap, seq=task.seq, previous=None, now=now)
+        )
         task = dataclasses.replace(task, expiring_notified=True)
     return task, events
 

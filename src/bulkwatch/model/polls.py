@@ -1,59 +1,26 @@
-"""The domain model: task statuses, snapshots, tracked state and events.
-
-Plain frozen dataclasses and enums; pydantic stays at the edges (config, API bodies).
-"""
+"""Polls: which endpoint, what it answered, why it failed, and what a poll changes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+
+from bulkwatch.model.events import Event
+from bulkwatch.model.tasks import Platform, TaskSnapshot, TrackedTask
 
 __all__ = [
-    "TERMINAL_STATUSES",
     "EndpointKey",
     "EndpointState",
-    "Event",
+    "EndpointView",
     "FailureKind",
-    "Platform",
     "PollError",
+    "PollOutcome",
     "PollResult",
     "StoreHealth",
-    "TaskSnapshot",
-    "TaskStatus",
-    "TrackedTask",
     "Unchanged",
 ]
-
-
-class Platform(StrEnum):
-    SHOPLAZZA = "shoplazza"
-    SHOPLINE = "shopline"
-
-
-class TaskStatus(StrEnum):
-    CREATED = "CREATED"
-    RUNNING = "RUNNING"
-    CANCELING = "CANCELING"
-    CANCELED = "CANCELED"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    EXPIRED = "EXPIRED"
-    UNKNOWN = "UNKNOWN"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-    @property
-    def event_type(self) -> str:
-        return f"bulkwatch.task.{self.value.lower()}"
-
-
-TERMINAL_STATUSES = frozenset(
-    {TaskStatus.CANCELED, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.EXPIRED}
-)
 
 
 class FailureKind(StrEnum):
@@ -81,27 +48,6 @@ class EndpointKey:
 
     def __str__(self) -> str:
         return f"{self.store}/{self.endpoint}"
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSnapshot:
-    """What one poll saw of one task, normalised across platforms."""
-
-    platform: Platform
-    store: str
-    task_id: str
-    operation_type: str
-    status: TaskStatus
-    raw_status: str | int | None
-    observed_at: datetime
-    url: str | None = None
-    partial_data_url: str | None = None
-    error_code: str | None = None
-    reason: str | None = None
-    completed_count: int | None = None
-    created_at: datetime | None = None
-    completed_at: datetime | None = None
-    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,25 +116,6 @@ class PollError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class TrackedTask:
-    """The last known state of one task, as stored between polls."""
-
-    snapshot: TaskSnapshot
-    endpoint: str
-    seq: int  # change sequence number: 0 for the first observation, +1 per status change
-    first_seen_at: datetime
-    changed_at: datetime
-    silent_baseline: bool = False  # recorded at baseline without an event
-    stalled_notified: bool = False
-    expiring_notified: bool = False
-    gone: bool = False  # Shopline: replaced by another task; no longer polled
-
-    @property
-    def task_id(self) -> str:
-        return self.snapshot.task_id
-
-
-@dataclass(frozen=True, slots=True)
 class EndpointState:
     key: EndpointKey
     baselined: bool = False
@@ -208,13 +135,21 @@ class StoreHealth:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One change to tell the world about; serialised as a CloudEvent."""
+class EndpointView:
+    """Everything the tracker needs to judge one poll of one endpoint."""
 
-    id: str
-    type: str
-    store: str
-    platform: Platform
-    subject: str
-    time: datetime
-    data: dict[str, Any]
+    health: StoreHealth
+    endpoint: EndpointState
+    # task_id -> last known state, this endpoint only: the tasks the poll shows (those it
+    # asked for) and the endpoint's current task; not every task the endpoint ever showed.
+    tasks: dict[str, TrackedTask]
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll changes: the new state, and the events to tell."""
+
+    health: StoreHealth
+    endpoint: EndpointState
+    upserts: Sequence[TrackedTask] = ()
+    events: Sequence[Event] = ()

@@ -15,15 +15,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bulkwatch.app import Engine, utcnow
 from bulkwatch.config import Settings, load_settings
-from bulkwatch.events import isoformat
-from bulkwatch.health import liveness
-from bulkwatch.logs import configure_logging
-from bulkwatch.sdnotify import SystemdNotifier, supervised
+from bulkwatch.daemon.engine import Engine, utcnow
+from bulkwatch.daemon.health import liveness
+from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
+from bulkwatch.daemon.web import start_web
+from bulkwatch.model import isoformat
 from bulkwatch.store.base import DeliveryStatus, StateStore
 from bulkwatch.store.factory import open_store_from_url
-from bulkwatch.web import start_web
+from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = [
     "deliveries_list",
@@ -250,7 +250,7 @@ async def notify_test(settings: Settings, name: str) -> int:
 
     0 delivered, 1 failed, 2 no such notifier or it cannot be built. No state is touched.
     """
-    from bulkwatch.domain import Platform  # noqa: PLC0415 - only this command needs these
+    from bulkwatch.model import Platform  # noqa: PLC0415 - only this command needs these
     from bulkwatch.notifiers.sample import sample_event, send_sample  # noqa: PLC0415
 
     config = next((n for n in settings.notifiers if n.name == name), None)

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bulkwatch.store.base import Delivery, DeliveryStatus
-from bulkwatch.store.sqlite_commit import GroupCommit
-from bulkwatch.store.sqlite_schema import DELIVERY_COLUMNS, delivery_from_row, dt_required, ts
+from bulkwatch.store.sqlite.commit import GroupCommit
+from bulkwatch.store.sqlite.schema import DELIVERY_COLUMNS, delivery_from_row, dt_required, ts
 
 __all__ = ["SqliteOutbox"]
 

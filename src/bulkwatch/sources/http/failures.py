@@ -10,10 +10,10 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from bulkwatch.domain import EndpointKey, FailureKind, PollError
+from bulkwatch.model import EndpointKey, FailureKind, PollError
 
 if TYPE_CHECKING:
-    from bulkwatch.sources.http import HttpResponse
+    from bulkwatch.sources.http.client import HttpResponse
 
 __all__ = [
     "envelope_error",

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bulkwatch.config import Defaults
-from bulkwatch.domain import FailureKind, PollError
+from bulkwatch.model import FailureKind, PollError
 
 __all__ = ["Backoff", "StoreBackoff"]
 

@@ -19,24 +19,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bulkwatch.domain import (
+from bulkwatch.model import (
     TERMINAL_STATUSES,
     EndpointKey,
     EndpointState,
+    EndpointView,
     Platform,
+    PollOutcome,
     StoreHealth,
     TrackedTask,
 )
-from bulkwatch.store.base import (
-    EndpointView,
-    EventEncoder,
-    EventRouter,
-    PollOutcome,
-    StoreUnavailableError,
-)
-from bulkwatch.store.sqlite_commit import GroupCommit
-from bulkwatch.store.sqlite_outbox import SqliteOutbox
-from bulkwatch.store.sqlite_schema import (
+from bulkwatch.store.base import EventEncoder, EventRouter, StoreUnavailableError
+from bulkwatch.store.sqlite.commit import GroupCommit
+from bulkwatch.store.sqlite.outbox import SqliteOutbox
+from bulkwatch.store.sqlite.schema import (
     TASK_COLUMNS,
     endpoint_from_row,
     endpoint_params,

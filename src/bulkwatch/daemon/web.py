@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from bulkwatch.health import Report, liveness, readiness
+from bulkwatch.daemon.health import Report, liveness, readiness
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from bulkwatch.app import Engine
+    from bulkwatch.daemon.engine import Engine
 
 __all__ = ["bound_port", "start_web"]
 

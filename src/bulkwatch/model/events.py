@@ -1,20 +1,19 @@
-"""Building events: stable ids, the `data` payload, and the CloudEvents JSON envelope."""
+"""Events: their types, stable ids, the `data` payload, and the CloudEvents JSON envelope."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from bulkwatch.domain import Event, Platform, TaskSnapshot, TaskStatus
+from bulkwatch.model.tasks import Platform, TaskSnapshot, TaskStatus
 
 __all__ = [
-    "STORE_DOWN",
-    "STORE_UP",
-    "TASK_EXPIRING",
-    "TASK_STALLED",
-    "TASK_SUPERSEDED",
+    "Event",
+    "EventType",
     "encode_cloudevent",
     "event_id",
     "isoformat",
@@ -22,11 +21,54 @@ __all__ = [
     "task_event",
 ]
 
-TASK_SUPERSEDED = "bulkwatch.task.superseded"
-TASK_STALLED = "bulkwatch.task.stalled"
-TASK_EXPIRING = "bulkwatch.task.expiring"
-STORE_DOWN = "bulkwatch.store.down"
-STORE_UP = "bulkwatch.store.up"
+
+class EventType(StrEnum):
+    """Every event bulkwatch sends. The values are the CloudEvents `type` (a contract)."""
+
+    TASK_CREATED = "bulkwatch.task.created"
+    TASK_RUNNING = "bulkwatch.task.running"
+    TASK_CANCELING = "bulkwatch.task.canceling"
+    TASK_CANCELED = "bulkwatch.task.canceled"
+    TASK_COMPLETED = "bulkwatch.task.completed"
+    TASK_FAILED = "bulkwatch.task.failed"
+    TASK_EXPIRED = "bulkwatch.task.expired"
+    TASK_UNKNOWN = "bulkwatch.task.unknown"
+    TASK_SUPERSEDED = "bulkwatch.task.superseded"
+    TASK_STALLED = "bulkwatch.task.stalled"
+    TASK_EXPIRING = "bulkwatch.task.expiring"
+    STORE_DOWN = "bulkwatch.store.down"
+    STORE_UP = "bulkwatch.store.up"
+
+    @classmethod
+    def for_status(cls, status: TaskStatus) -> EventType:
+        """The event that announces a task reaching `status`."""
+        return cls(f"bulkwatch.task.{status.value.lower()}")
+
+    @property
+    def about_store(self) -> bool:
+        """A store event (its subject is the store), not a task event."""
+        return self in (EventType.STORE_DOWN, EventType.STORE_UP)
+
+    @property
+    def status(self) -> TaskStatus | None:
+        """The status a status-change event announces; None for the others."""
+        return _STATUS_OF.get(self)
+
+
+_STATUS_OF = {EventType.for_status(status): status for status in TaskStatus}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change to tell the world about; serialised as a CloudEvent."""
+
+    id: str
+    type: EventType
+    store: str
+    platform: Platform
+    subject: str
+    time: datetime
+    data: dict[str, Any]
 
 
 def event_id(*parts: str | int) -> str:
@@ -65,7 +107,7 @@ def task_data(snapshot: TaskSnapshot, previous: TaskStatus | None) -> dict[str, 
 
 
 def task_event(
-    event_type: str,
+    event_type: EventType,
     snapshot: TaskSnapshot,
     *,
     seq: int,
@@ -89,7 +131,7 @@ def task_event(
 
 
 def store_event(
-    event_type: str,
+    event_type: EventType,
     *,
     store: str,
     platform: Platform,

@@ -26,11 +26,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bulkwatch.config_errors import ConfigError, validation_problems
-from bulkwatch.config_notifiers import validate_notifiers
-from bulkwatch.config_tokens import resolve_tokens
-from bulkwatch.domain import TaskStatus
-from bulkwatch.durations import Duration
+from bulkwatch.common.durations import Duration
+from bulkwatch.config.errors import ConfigError, validation_problems
+from bulkwatch.config.notifiers import validate_notifiers
+from bulkwatch.config.tokens import resolve_tokens
+from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers.base import NotifierConfig
 
 __all__ = [

@@ -83,7 +83,7 @@ def _load(path: Path | None) -> Settings | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bulkwatch` console script."""
     args = _parser().parse_args(argv)
-    from bulkwatch import commands  # noqa: PLC0415 - keeps `--help` fast
+    from bulkwatch.cli import commands  # noqa: PLC0415 - keeps `--help` fast
 
     if args.command == "simulate":
         return asyncio.run(commands.simulate(args))

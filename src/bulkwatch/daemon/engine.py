@@ -17,28 +17,30 @@ import aiohttp
 import structlog
 
 from bulkwatch import __version__
-from bulkwatch.backoff import Backoff
 from bulkwatch.config import Settings
-from bulkwatch.dispatcher import Dispatcher
-from bulkwatch.domain import (
+from bulkwatch.daemon.backoff import Backoff
+from bulkwatch.daemon.scheduler import InflightJobs, PollJob, build_scheduler
+from bulkwatch.delivery.dispatcher import Dispatcher
+from bulkwatch.model import (
     EndpointKey,
+    EndpointView,
     Event,
     FailureKind,
     PollError,
+    PollOutcome,
     PollResult,
     Unchanged,
+    encode_cloudevent,
 )
-from bulkwatch.events import encode_cloudevent
-from bulkwatch.metrics import Metrics
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext
 from bulkwatch.notifiers.log import LogNotifierConfig
-from bulkwatch.pollstats import PollStats
-from bulkwatch.scheduler import InflightJobs, PollJob, build_scheduler
 from bulkwatch.sources.base import Source, SourceContext, make_source
-from bulkwatch.store.base import EndpointView, PollOutcome, StateStore
+from bulkwatch.store.base import StateStore
 from bulkwatch.store.factory import open_store_from_url
-from bulkwatch.tracker import Policy, judge_failure, judge_success, quiet_until
+from bulkwatch.telemetry.metrics import Metrics
+from bulkwatch.telemetry.pollstats import PollStats
+from bulkwatch.tracking.tracker import Policy, judge_failure, judge_success, quiet_until
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler

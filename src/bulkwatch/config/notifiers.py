@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bulkwatch.config_errors import validation_problems
+from bulkwatch.config.errors import validation_problems
 from bulkwatch.notifiers import registry
 
 __all__ = ["validate_notifiers"]

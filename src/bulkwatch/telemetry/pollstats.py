@@ -13,9 +13,8 @@ from typing import Any
 
 import structlog
 
-from bulkwatch.domain import EndpointKey, FailureKind, PollError, PollResult, TaskStatus
-from bulkwatch.metrics import Metrics
-from bulkwatch.store.base import PollOutcome
+from bulkwatch.model import EndpointKey, FailureKind, PollError, PollOutcome, PollResult, TaskStatus
+from bulkwatch.telemetry.metrics import Metrics
 
 __all__ = ["PollStats"]
 

@@ -1,0 +1,1 @@
+"""Small helpers shared by several layers; they import nothing else of bulkwatch."""

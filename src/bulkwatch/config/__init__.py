@@ -1,0 +1,32 @@
+"""Configuration: the settings model (`settings`), its checks (`errors`, `notifiers`, `tokens`),
+built once at start and passed down; nothing else reads the environment or the config file."""
+
+from __future__ import annotations
+
+from bulkwatch.config.errors import ConfigError
+from bulkwatch.config.settings import (
+    DEFAULT_BURST,
+    PLATFORM_RATE_LIMITS,
+    Defaults,
+    DeliverySettings,
+    RetrySettings,
+    Settings,
+    ShoplazzaStore,
+    ShoplineStore,
+    StoreSettings,
+    load_settings,
+)
+
+__all__ = [
+    "DEFAULT_BURST",
+    "PLATFORM_RATE_LIMITS",
+    "ConfigError",
+    "Defaults",
+    "DeliverySettings",
+    "RetrySettings",
+    "Settings",
+    "ShoplazzaStore",
+    "ShoplineStore",
+    "StoreSettings",
+    "load_settings",
+]

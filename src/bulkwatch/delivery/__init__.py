@@ -1,0 +1,1 @@
+"""Delivery: the outbox dispatcher and its retry policy, from stored rows to notifiers."""

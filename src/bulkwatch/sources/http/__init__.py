@@ -1,0 +1,1 @@
+"""The HTTP plumbing of sources: the client, failure classification, rate limits, tokens."""

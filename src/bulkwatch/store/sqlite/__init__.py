@@ -1,0 +1,1 @@
+"""The SQLite state store: schema, group commit, poll state and the outbox."""

@@ -1,0 +1,1 @@
+"""Telemetry: Prometheus metrics, per-poll statistics and log set-up."""

@@ -1,0 +1,1 @@
+"""Tracking: the pure rules that turn one poll into state changes and events."""
