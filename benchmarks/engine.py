@@ -24,6 +24,7 @@ from typing import Any
 
 from benchmarks.common import Meter, emit, raise_fd_limit, rss_mib
 from bulkwatch.config import load_settings
+from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.scheduler import PollJob, build_scheduler
 from bulkwatch.model import EndpointKey
@@ -102,7 +103,7 @@ async def _outbox_empty(engine: Engine, within: float) -> int:
     """Wait for the dispatcher to deliver everything pending; return what is left."""
     deadline = time.monotonic() + within
     while True:
-        counts = await engine.store.outbox_counts()
+        counts = await engine.store.outbox.outbox_counts()
         pending = sum(n for (_, status), n in counts.items() if status is DeliveryStatus.PENDING)
         if pending == 0 or time.monotonic() >= deadline:
             return pending
@@ -173,16 +174,16 @@ async def throughput(
 
 
 async def daemon(
-    engine: Engine, duration: float, warmup: float, profile: Profile, *, freeze: bool
+    engine: Engine, duration: float, warmup: float, profile: Profile
 ) -> dict[str, Any]:
     stop = asyncio.Event()
     ready = asyncio.Event()
     started = time.perf_counter()
+    # As `bulkwatch run` does: the start-up objects frozen once everything runs.
     serving = asyncio.create_task(engine.serve(stop, grace=10.0, ready=ready.set))
     await ready.wait()
+    freeze_startup_objects()
     startup_s = time.perf_counter() - started
-    if freeze:
-        gc.freeze()
     # Until every job has run once: metric series and first-poll work are start-up costs.
     await asyncio.sleep(warmup)
     lag = LoopLag()
@@ -214,8 +215,7 @@ async def daemon(
 
 
 async def idle(engine: Engine, duration: float) -> dict[str, Any]:
-    settings = engine.settings
-    stores = {s.name: s for s in settings.stores}
+    stores = {s.name: s for s in engine.stores}
 
     def runner(source: Source, key: EndpointKey) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -226,8 +226,8 @@ async def idle(engine: Engine, duration: float) -> dict[str, Any]:
     jobs = [
         PollJob(
             key,
-            settings.interval(stores[key.store]),
-            settings.jitter(stores[key.store]),
+            stores[key.store].interval,
+            stores[key.store].jitter,
             runner(src, key),
         )
         for src, key in engine.endpoints
@@ -273,7 +273,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 engine, args.duration, args.concurrency, profile, freeze=args.gc_freeze
             )
         if args.mode == "daemon":
-            return await daemon(engine, args.duration, args.warmup, profile, freeze=args.gc_freeze)
+            return await daemon(engine, args.duration, args.warmup, profile)
         return await idle(engine, args.duration)
 
 
@@ -286,7 +286,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.0, help="daemon: seconds unmeasured")
     parser.add_argument("--profile", type=Path, default=None, help="pyinstrument report here")
     # Experiments only: the figures `make bench` reports are bulkwatch's own GC behaviour.
-    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once warm")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="throughput: gc.freeze() once warm"
+    )
     parser.add_argument("--gc-threshold", type=int, default=0, help="gc gen0 threshold")
     args = parser.parse_args()
     raise_fd_limit()
@@ -295,7 +297,8 @@ def main() -> None:
         gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
     # As in production: info level, JSON lines (to the orchestrator's log file).
     configure_logging("info", "json", stream=sys.stderr)
-    figures = asyncio.run(_main(args))
+    with tuned_collector():  # the collector settings of `bulkwatch run`
+        figures = asyncio.run(_main(args))
     emit({"client": f"engine-{args.mode}", **figures})
 
 

@@ -21,12 +21,9 @@ from prometheus_client import CollectorRegistry
 from bulkwatch.config import DeliverySettings, RetrySettings
 from bulkwatch.delivery.dispatcher import Dispatcher
 from bulkwatch.model import (
-    EndpointKey,
-    EndpointView,
     Event,
     EventType,
     Platform,
-    PollOutcome,
     TaskSnapshot,
     TaskStatus,
     encode_cloudevent,
@@ -37,6 +34,7 @@ from bulkwatch.notifiers.base import Notifier, OutgoingEvent
 from bulkwatch.store.base import Delivery, DeliveryStatus
 from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
+from support import write_events
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 RESULT_URL = "https://files.example.com/exports/d6ca13c4.csv?X-Sig=abc&Expires=1795000000"
@@ -118,20 +116,11 @@ class Harness:
 
     async def enqueue(self, event: Event, notifier: str) -> None:
         """Write one outbox row for `notifier`, in the same call a poll uses."""
-
-        def judge(view: EndpointView) -> PollOutcome:
-            return PollOutcome(health=view.health, endpoint=view.endpoint, events=(event,))
-
-        await self.store.record_poll(
-            EndpointKey(event.store, Platform.SHOPLAZZA, "tasks"),
-            judge,
-            lambda e: encode_cloudevent(e, INSTANCE),
-            lambda e: [notifier],
-        )
+        await write_events(self.store, [event], [notifier], INSTANCE)
 
     def dispatcher(self, notifier: Notifier) -> Dispatcher:
         return Dispatcher(
-            self.store,
+            self.store.outbox,
             {notifier.name: notifier},
             self.retry,
             DeliverySettings(concurrency=4, batch=50, idle_interval=60.0),
@@ -141,7 +130,7 @@ class Harness:
         )
 
     async def only(self, status: DeliveryStatus) -> Delivery:
-        (row,) = await self.store.list_deliveries(status)
+        (row,) = await self.store.outbox.list_deliveries(status)
         return row
 
     def count(self, notifier: str, outcome: str) -> float:

@@ -1,5 +1,5 @@
 """What the Shoplazza and Shopline source tests share, beside the `platform_stub` and
-`http_session` fixtures of conftest.py: the context a source is built with, the check on a
+`http_session` fixtures of conftest.py: how a source is built and polled, the check on a
 failed poll, and the shape of their tables of error answers."""
 
 from __future__ import annotations
@@ -11,25 +11,42 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkwatch.config import Settings
-from bulkwatch.model import EndpointKey, FailureKind, PollError
-from bulkwatch.sources.base import Source, SourceContext
+from bulkwatch.config import Settings, resolve_stores
+from bulkwatch.model import EndpointKey, FailureKind, PollError, PollResult
+from bulkwatch.sources.base import Source
+from bulkwatch.sources.factory import make_source
 
 
-def source_context(
-    session: aiohttp.ClientSession, *, max_body_bytes: int = 1 << 20
-) -> SourceContext:
-    """A source's context: `session`, and settings that set nothing but the body cap."""
+def build_source(
+    session: aiohttp.ClientSession,
+    store: dict[str, Any],
+    *,
+    max_body_bytes: int = 1 << 20,
+    defaults: dict[str, Any] | None = None,
+) -> Source:
+    """The source of one store (its config fields), built as the engine builds it."""
     settings = Settings.model_validate(
-        {"instance": "test", "defaults": {"max_body_bytes": max_body_bytes}}
+        {
+            "instance": "test",
+            "defaults": {"max_body_bytes": max_body_bytes, **(defaults or {})},
+            "stores": [store],
+        }
     )
-    return SourceContext(session=session, settings=settings)
+    [resolved] = resolve_stores(settings, enabled_only=False)
+    return make_source(resolved, session)
+
+
+async def poll(source: Source, key: EndpointKey, now: datetime) -> PollResult:
+    """One poll with nothing known: a `PollResult`, or the `PollError` it raised."""
+    result = await source.poll_since(key, now, None)
+    assert isinstance(result, PollResult)
+    return result
 
 
 async def failed_poll(source: Source, key: EndpointKey, now: datetime, token: str) -> PollError:
     """Poll `key` once, which must fail: the error, checked to name `key` and hide `token`."""
     with pytest.raises(PollError) as info:
-        await source.poll(key, now)
+        await poll(source, key, now)
     assert token not in str(info.value)
     assert info.value.key == key
     return info.value

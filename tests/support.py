@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,8 @@ import yaml
 from aiohttp import web
 
 from bulkwatch.config import Settings, load_settings
+from bulkwatch.model import EndpointKey, Event, Platform, encode_cloudevent
+from bulkwatch.store.base import OutboxRow, PollWrite, StateStore
 
 
 @dataclass
@@ -106,3 +108,32 @@ def settings_for(
     defaults = {"rate_limit": 1000, "burst": 40, **extra.pop("defaults", {})}
     data.update(extra, defaults=defaults)
     return load_settings(write_config(tmp_path / "config.yaml", data), environ={})
+
+
+async def write_events(
+    store: StateStore,
+    events: Iterable[Event],
+    notifiers: Sequence[str],
+    instance: str,
+    *,
+    encode: Callable[[Event], bytes] | None = None,
+) -> None:
+    """Write `events` to the outbox, one row per notifier, in one poll write as a poll does
+    (each under its own store's `tasks` endpoint, whose state is left as it was)."""
+    events = list(events)
+    for store_name in dict.fromkeys(e.store for e in events):
+        view = await store.load_view(EndpointKey(store_name, Platform.SHOPLAZZA, "tasks"))
+        rows = [
+            OutboxRow(
+                e.id,
+                name,
+                e.type,
+                e.store,
+                encode(e) if encode else encode_cloudevent(e, instance),
+                e.time,
+            )
+            for e in events
+            if e.store == store_name
+            for name in notifiers
+        ]
+        await store.save_poll(PollWrite(view.endpoint, outbox=rows))

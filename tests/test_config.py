@@ -198,7 +198,12 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
     (
         "bad state url",
         {"state": {"url": "mysql://x"}, "stores": [LAZZA]},
-        ["state.url: use sqlite:///relative.db, sqlite:////absolute.db or postgresql://"],
+        ["state.url: use sqlite:///relative.db or sqlite:////absolute.db"],
+    ),
+    (
+        "postgresql state url",
+        {"state": {"url": "postgresql://bw@db/bulkwatch"}, "stores": [LAZZA]},
+        ["state.url: a PostgreSQL state store is not supported yet; use sqlite:///bulkwatch.db"],
     ),
     ("stores not a list", {"stores": {"a": 1}}, ["stores: input should be a valid list"]),
     ("unknown top-level field", {"store": [LAZZA]}, ["store: unknown field"]),

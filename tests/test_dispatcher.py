@@ -18,11 +18,9 @@ from bulkwatch.config import DeliverySettings, RetrySettings
 from bulkwatch.delivery.dispatcher import Dispatcher, backoff_delay
 from bulkwatch.model import (
     EndpointKey,
-    EndpointView,
     Event,
     EventType,
     Platform,
-    PollOutcome,
     TaskSnapshot,
     TaskStatus,
     encode_cloudevent,
@@ -31,8 +29,11 @@ from bulkwatch.model import (
 from bulkwatch.notifiers.base import Notifier, OutgoingEvent
 from bulkwatch.notifiers.webhook import WebhookNotifier, WebhookNotifierConfig
 from bulkwatch.store.base import Delivery, DeliveryStatus
+from bulkwatch.store.sqlite.commit import GroupCommit
+from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
+from support import write_events
 from webhook_receiver import Receiver, Reply, running_receiver
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -90,12 +91,12 @@ class CountingNotifier:
         pass
 
 
-class ObservedStore(SqliteStore):
-    """The real store, plus an event set when `run()` asks for the next due time: the last
+class ObservedOutbox(SqliteOutbox):
+    """The real outbox, plus an event set when `run()` asks for the next due time: the last
     thing it does before it waits."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, group: GroupCommit) -> None:
+        super().__init__(group)
         self.waiting = asyncio.Event()
 
     async def next_due_at(self) -> datetime | None:
@@ -104,11 +105,11 @@ class ObservedStore(SqliteStore):
         return result
 
 
-class FailingMarkStore(SqliteStore):
-    """The real store whose first `mark_delivered` fails as a locked database would."""
+class FailingMarkOutbox(SqliteOutbox):
+    """The real outbox whose first `mark_delivered` fails as a locked database would."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, group: GroupCommit) -> None:
+        super().__init__(group)
         self.fail_next_mark = True
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
@@ -116,6 +117,30 @@ class FailingMarkStore(SqliteStore):
             self.fail_next_mark = False
             raise sqlite3.OperationalError("database is locked")
         await super().mark_delivered(delivery_id, now)
+
+
+class ObservedStore(SqliteStore):
+    """The real store with an `ObservedOutbox`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._observed = ObservedOutbox(self._group)
+
+    @property
+    def outbox(self) -> ObservedOutbox:
+        return self._observed
+
+
+class FailingMarkStore(SqliteStore):
+    """The real store with a `FailingMarkOutbox`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._failing = FailingMarkOutbox(self._group)
+
+    @property
+    def outbox(self) -> FailingMarkOutbox:
+        return self._failing
 
 
 @pytest.fixture
@@ -165,16 +190,7 @@ async def record(
     encode: Callable[[Event], bytes] | None = None,
 ) -> None:
     """Write events to the outbox the way a poll does."""
-
-    def judge(view: EndpointView) -> PollOutcome:
-        return PollOutcome(health=view.health, endpoint=view.endpoint, events=events)
-
-    await store.record_poll(
-        KEY,
-        judge,
-        encode or (lambda e: encode_cloudevent(e, "test-1")),
-        lambda e: list(notifiers),
-    )
+    await write_events(store, events, notifiers, "test-1", encode=encode)
 
 
 def webhook(session: aiohttp.ClientSession, url: str, timeout: float = 5.0) -> WebhookNotifier:
@@ -191,7 +207,7 @@ def dispatcher(
     delivery: DeliverySettings = DELIVERY,
 ) -> Dispatcher:
     return Dispatcher(
-        store,
+        store.outbox,
         {n.name: n for n in notifiers},
         retry,
         delivery,
@@ -209,7 +225,7 @@ def deliveries(registry: CollectorRegistry, outcome: str, notifier: str = "hook"
 
 
 async def only_row(store: SqliteStore, status: DeliveryStatus) -> Delivery:
-    (row,) = await store.list_deliveries(status)
+    (row,) = await store.outbox.list_deliveries(status)
     return row
 
 
@@ -404,7 +420,7 @@ async def test_stored_body_that_is_not_a_json_object_is_dead(
     d = dispatcher(store, [notifier], registry)
 
     assert await d.run_once() == 2
-    rows = await store.list_deliveries(DeliveryStatus.DEAD)
+    rows = await store.outbox.list_deliveries(DeliveryStatus.DEAD)
     assert [r.last_error for r in rows] == ["stored event body is not a JSON object"] * 2
     assert notifier.sent == []
 
@@ -482,8 +498,8 @@ async def test_refresh_gauges_sets_pending_and_dead_for_every_configured_notifie
     await record(store, make_event("t1"), notifiers=["hook"])
     await record(store, make_event("t2"), notifiers=["hook", "gone"])
     d = dispatcher(store, [FlakyNotifier("hook", 0), FlakyNotifier("quiet", 0)], registry)
-    await store.mark_dead(
-        (await store.list_deliveries(DeliveryStatus.PENDING, notifier="hook"))[0].id,
+    await store.outbox.mark_dead(
+        (await store.outbox.list_deliveries(DeliveryStatus.PENDING, notifier="hook"))[0].id,
         attempts=1,
         error="HTTP 404 from webhook",
     )
@@ -525,7 +541,7 @@ async def test_wake_makes_run_deliver_promptly(
     task = await start(d)
     try:
         async with asyncio.timeout(5):
-            await observed.waiting.wait()  # run() found nothing and is now waiting
+            await observed.outbox.waiting.wait()  # run() found nothing and is now waiting
         await record(observed, make_event(at=datetime.now(UTC)))
         d.wake()
         await receiver.wait_for_requests(1, within=5)

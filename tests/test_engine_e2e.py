@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bulkwatch import __version__
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
+from platform_stub import PlatformStub, json_reply
 from support import Receiver, run_receiver, settings_for
 
 
@@ -335,3 +337,26 @@ async def test_metrics_count_polls_events_transitions_and_tasks(tmp_path: Path) 
         )
         assert value("bulkwatch_outbox_pending", {"notifier": "hook"}) == 0
         assert value("bulkwatch_store_up", labels) == 1
+
+
+async def test_polls_and_deliveries_carry_one_user_agent(
+    tmp_path: Path, platform_stub: PlatformStub
+) -> None:
+    running = {"query_id": "t1", "query_status": 1, "query": {"url": ""}}
+    platform_stub.script(json_reply({"tasks": [running]}))
+    store = {
+        "name": "s1",
+        "platform": "shoplazza",
+        "domain": "shop1",
+        "access_token": "tok-1",
+        "base_url": platform_stub.url,
+    }
+    async with run_receiver() as receiver:
+        settings = settings_for(tmp_path, [store], receiver.url)
+        async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
+            assert await engine.poll_all_once()  # a running task at baseline: one event
+            await engine.deliver_due_once()
+    [poll] = platform_stub.seen
+    assert poll.headers.getall("User-Agent") == [f"bulkwatch/{__version__}"]
+    [delivery] = receiver.received
+    assert delivery.headers["User-Agent"] == f"bulkwatch/{__version__}"

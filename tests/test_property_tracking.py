@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.config import Settings
-from bulkwatch.daemon.engine import Engine, utcnow
-from bulkwatch.model import TERMINAL_STATUSES, EventType, Platform, TaskStatus
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.model import TERMINAL_STATUSES, EventType, Platform, TaskStatus, utcnow
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
 from support import Receiver, run_receiver, settings_for

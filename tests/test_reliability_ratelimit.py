@@ -10,10 +10,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkwatch.config import Settings
-from bulkwatch.sources.base import Source, SourceContext, make_source
+from bulkwatch.config import Settings, resolve_stores
+from bulkwatch.sources.base import Source
 from bulkwatch.sources.http.ratelimit import RateLimiter
 from platform_stub import PlatformStub, json_reply
+from source_support import build_source, poll
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -96,8 +97,7 @@ def source(session: aiohttp.ClientSession, base_url: str, platform: str, **store
         **store,
     }
     fields.setdefault("domain" if platform == "shoplazza" else "handle", "shop1")
-    settings = Settings.model_validate({"instance": "test", "stores": [fields]})
-    return make_source(settings.stores[0], SourceContext(session=session, settings=settings))
+    return build_source(session, fields)
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,8 @@ def test_each_store_gets_its_own_limit_from_store_defaults_or_platform(
     fields = {"name": "s1", "platform": platform, "access_token": "t", **store}
     fields["domain" if platform == "shoplazza" else "handle"] = "shop1"
     settings = Settings.model_validate({"defaults": defaults, "stores": [fields]})
-    assert settings.rate_limit(settings.stores[0]) == expected
+    [resolved] = resolve_stores(settings)
+    assert (resolved.rate_limit, resolved.burst) == expected
 
 
 async def test_every_page_of_a_shoplazza_poll_takes_a_slot(
@@ -133,7 +134,7 @@ async def test_every_page_of_a_shoplazza_poll_takes_a_slot(
         max_pages=4,
     )
     started = time.monotonic()
-    await lazza.poll(lazza.endpoints[0], NOW)
+    await poll(lazza, lazza.endpoints[0], NOW)
     assert len(platform_stub.seen) == 4
     assert time.monotonic() - started >= 3 * 0.05 * 0.9  # three waits of 1/20 s after the first
 
@@ -148,7 +149,7 @@ async def test_the_endpoints_of_one_store_share_its_bucket_and_other_stores_do_n
     query, mutation = one.endpoints
 
     started = time.monotonic()
-    await asyncio.gather(one.poll(query, NOW), other.poll(other.endpoints[0], NOW))
+    await asyncio.gather(poll(one, query, NOW), poll(other, other.endpoints[0], NOW))
     assert time.monotonic() - started < 0.4  # different stores: both at once
-    await one.poll(mutation, NOW)  # same store, right after its QUERY: waits for a slot
+    await poll(one, mutation, NOW)  # same store, right after its QUERY: waits for a slot
     assert time.monotonic() - started >= 0.45

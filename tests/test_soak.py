@@ -35,8 +35,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.config import PLATFORM_RATE_LIMITS, Settings
-from bulkwatch.daemon.engine import Engine, utcnow
-from bulkwatch.model import Platform, TaskStatus
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.model import Platform, TaskStatus, utcnow
 from bulkwatch.simulator import Driver, DriverConfig, Simulator, make_stores, run_simulator
 from bulkwatch.store.base import DeliveryStatus
 from bulkwatch.telemetry.metrics import Metrics
@@ -261,9 +261,9 @@ async def final_checks(settings: Settings, sim: Simulator, receiver: FlakyReceiv
         assert await engine.poll_all_once()  # faults are off: every store answers
         await engine.deliver_due_once()
         store = engine.store
-        assert await store.list_deliveries(DeliveryStatus.PENDING) == []
-        assert await store.list_deliveries(DeliveryStatus.DEAD) == []
-        delivered = await store.list_deliveries(DeliveryStatus.DELIVERED, limit=1_000_000)
+        assert await store.outbox.list_deliveries(DeliveryStatus.PENDING) == []
+        assert await store.outbox.list_deliveries(DeliveryStatus.DEAD) == []
+        delivered = await store.outbox.list_deliveries(DeliveryStatus.DELIVERED, limit=1_000_000)
         tracked = await store.list_tasks()
     missing = {d.event_id for d in delivered} - set(receiver.accepted)
     assert not missing, f"{len(missing)} committed events never reached the receiver"

@@ -11,8 +11,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkwatch import __version__
-from bulkwatch.config import Settings, ShoplazzaStore
 from bulkwatch.model import (
     EndpointKey,
     FailureKind,
@@ -23,10 +21,9 @@ from bulkwatch.model import (
     TaskStatus,
     Unchanged,
 )
-from bulkwatch.sources.base import SourceContext, make_source
 from bulkwatch.sources.shoplazza import ShoplazzaSource
 from platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
-from source_support import Failure, failed_poll, source_context
+from source_support import Failure, build_source, failed_poll, poll
 
 TOKEN = "lazza-SECRET-token-4f1c"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -37,17 +34,17 @@ RID = {"Request-Id": "req-7"}
 def lazza(
     session: aiohttp.ClientSession, base_url: str, *, max_body_bytes: int = 1 << 20, **fields: Any
 ) -> ShoplazzaSource:
-    store = ShoplazzaStore.model_validate(
-        {
-            "name": "lazza-main",
-            "platform": "shoplazza",
-            "domain": "mystore",
-            "access_token": TOKEN,
-            "base_url": base_url,
-            **fields,
-        }
-    )
-    return ShoplazzaSource(store, source_context(session, max_body_bytes=max_body_bytes))
+    store = {
+        "name": "lazza-main",
+        "platform": "shoplazza",
+        "domain": "mystore",
+        "access_token": TOKEN,
+        "base_url": base_url,
+        **fields,
+    }
+    source = build_source(session, store, max_body_bytes=max_body_bytes)
+    assert isinstance(source, ShoplazzaSource)
+    return source
 
 
 @pytest.fixture
@@ -77,7 +74,7 @@ async def test_poll_sends_the_documented_request_and_keeps_the_request_id(
 ) -> None:
     platform_stub.script(json_reply({"tasks": []}, headers={"Request-Id": "req-1"}))
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert result == PollResult(key=KEY, tasks=(), exclusive=False, request_id="req-1")
     [seen] = platform_stub.seen
@@ -86,7 +83,6 @@ async def test_poll_sends_the_documented_request_and_keeps_the_request_id(
     assert seen.headers["Access-Token"] == TOKEN
     assert seen.headers["Content-Type"] == "application/json"
     assert seen.headers["Accept"] == "application/json"
-    assert seen.headers["User-Agent"] == f"bulkwatch/{__version__}"
     assert "Authorization" not in seen.headers
 
 
@@ -96,7 +92,7 @@ async def test_api_version_and_page_limit_come_from_the_store(
     platform_stub.script(json_reply({"tasks": []}))
     source = lazza(http_session, platform_stub.url, api_version="2024-07", page_limit=250)
 
-    await source.poll(KEY, NOW)
+    await poll(source, KEY, NOW)
 
     assert platform_stub.seen[0].path == "/openapi/2024-07/data/tasks"
     assert platform_stub.seen[0].query == {"page": "1", "limit": "250"}
@@ -125,7 +121,7 @@ async def test_every_accepted_body_shape_gives_the_same_snapshots(
 ) -> None:
     platform_stub.script(json_reply(body))
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert result.tasks == (
         snap("d6ca13c4", TaskStatus.COMPLETED, 2, url="https://oss.example/a.csv"),
@@ -144,7 +140,7 @@ async def test_an_empty_list_is_a_successful_poll_with_no_tasks(
 ) -> None:
     platform_stub.script(json_reply(body))
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert result.tasks == ()
     assert result.problems == ()
@@ -167,7 +163,7 @@ async def test_query_status_maps_through_the_default_table(
 ) -> None:
     platform_stub.script(json_reply({"tasks": [{"query_id": "q", "query_status": raw}]}))
 
-    [task] = (await source.poll(KEY, NOW)).tasks
+    [task] = (await poll(source, KEY, NOW)).tasks
 
     assert (task.status, task.raw_status) == (status, kept)
 
@@ -179,7 +175,7 @@ async def test_a_store_status_map_overrides_and_extends_the_defaults(
     platform_stub.script(json_reply({"tasks": tasks}))
     source = lazza(http_session, platform_stub.url, status_map={"9": "FAILED", "1": "CREATED"})
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert result.tasks == (
         snap("a", TaskStatus.FAILED, 9),
@@ -199,7 +195,7 @@ async def test_optional_times_are_read_leniently_and_bad_ones_reported(
     }
     platform_stub.script(json_reply({"tasks": [task]}))
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert result.tasks == (
         snap(
@@ -232,7 +228,7 @@ async def test_unusable_entries_are_skipped_and_described_while_the_rest_count(
     ]
     platform_stub.script(json_reply({"tasks": entries}, headers=RID))
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert result.tasks == (
         snap("ok", TaskStatus.COMPLETED, 2, url="https://oss.example/ok.csv"),
@@ -275,7 +271,7 @@ async def test_paging_stops_at_the_first_short_page_and_dedupes_across_pages(
     )
     source = lazza(http_session, platform_stub.url, page_limit=2, max_pages=10)
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert [s.query for s in platform_stub.seen] == [
         {"page": "1", "limit": "2"},
@@ -300,7 +296,7 @@ async def test_paging_stops_at_max_pages_when_every_page_is_full(
     platform_stub.respond = pages({n: [task(f"a{n}"), task(f"b{n}")] for n in range(1, 10)})
     source = lazza(http_session, platform_stub.url, page_limit=2, max_pages=3)
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert [s.query["page"] for s in platform_stub.seen] == ["1", "2", "3"]
     assert [t.task_id for t in result.tasks] == ["a1", "b1", "a2", "b2", "a3", "b3"]
@@ -313,7 +309,7 @@ async def test_a_full_page_followed_by_an_empty_one_ends_the_list(
     platform_stub.respond = pages({1: [task("a"), task("b")]})
     source = lazza(http_session, platform_stub.url, page_limit=2)
 
-    result = await source.poll(KEY, NOW)
+    result = await poll(source, KEY, NOW)
 
     assert len(platform_stub.seen) == 2
     assert [t.task_id for t in result.tasks] == ["a", "b"]
@@ -521,25 +517,27 @@ async def test_cancelling_a_poll_propagates_cancellation(
     platform_stub: PlatformStub, source: ShoplazzaSource
 ) -> None:
     platform_stub.script(Reply(hold=True))
-    poll = asyncio.create_task(source.poll(KEY, NOW))
+    polling = asyncio.create_task(poll(source, KEY, NOW))
     async with asyncio.timeout(5):
         await platform_stub.arrived.wait()
 
-    poll.cancel()
+    polling.cancel()
 
     with pytest.raises(asyncio.CancelledError):
-        await poll
+        await polling
 
 
 async def test_make_source_builds_a_shoplazza_source_with_one_tasks_endpoint(
     platform_stub: PlatformStub, http_session: aiohttp.ClientSession
 ) -> None:
-    store = ShoplazzaStore.model_validate(
-        {"name": "lazza-main", "platform": "shoplazza", "domain": "mystore", "access_token": "t"}
-    )
-    ctx = SourceContext(session=http_session, settings=Settings.model_validate({}))
+    store = {
+        "name": "lazza-main",
+        "platform": "shoplazza",
+        "domain": "mystore",
+        "access_token": "t",
+    }
 
-    source = make_source(store, ctx)
+    source = build_source(http_session, store)
 
     assert isinstance(source, ShoplazzaSource)
     assert (source.platform, source.store, source.endpoints) == (
@@ -548,7 +546,7 @@ async def test_make_source_builds_a_shoplazza_source_with_one_tasks_endpoint(
         (KEY,),
     )
     with pytest.raises(ValueError, match="not an endpoint"):
-        await source.poll(EndpointKey("lazza-main", Platform.SHOPLINE, "QUERY"), NOW)
+        await poll(source, EndpointKey("lazza-main", Platform.SHOPLINE, "QUERY"), NOW)
 
 
 # --- unchanged responses ---------------------------------------------------------------

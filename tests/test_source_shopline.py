@@ -13,8 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkwatch import __version__
-from bulkwatch.config import Settings, ShoplineStore, load_settings
+from bulkwatch.config import load_settings, resolve_stores
 from bulkwatch.model import (
     EndpointKey,
     FailureKind,
@@ -25,10 +24,10 @@ from bulkwatch.model import (
     TaskStatus,
     Unchanged,
 )
-from bulkwatch.sources.base import SourceContext, make_source
+from bulkwatch.sources.factory import make_source
 from bulkwatch.sources.shopline import ShoplineSource
 from platform_stub import PlatformStub, Reply, closed_port_url, json_reply
-from source_support import Failure, failed_poll, source_context
+from source_support import Failure, build_source, failed_poll, poll
 
 TOKEN = "line-SECRET-eyJhbGciOiJIUzUxMiJ9.abc"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -42,17 +41,17 @@ URL = "https://sl-private-oss.example.com/task-jsonline/prod/1/9b0c.jsonl?Expire
 def line(
     session: aiohttp.ClientSession, base_url: str, *, max_body_bytes: int = 1 << 20, **fields: Any
 ) -> ShoplineSource:
-    store = ShoplineStore.model_validate(
-        {
-            "name": "line-main",
-            "platform": "shopline",
-            "handle": "open001",
-            "access_token": TOKEN,
-            "base_url": base_url,
-            **fields,
-        }
-    )
-    return ShoplineSource(store, source_context(session, max_body_bytes=max_body_bytes))
+    store = {
+        "name": "line-main",
+        "platform": "shopline",
+        "handle": "open001",
+        "access_token": TOKEN,
+        "base_url": base_url,
+        **fields,
+    }
+    source = build_source(session, store, max_body_bytes=max_body_bytes)
+    assert isinstance(source, ShoplineSource)
+    return source
 
 
 @pytest.fixture
@@ -79,7 +78,7 @@ async def poll_error(source: ShoplineSource, key: EndpointKey = QUERY) -> PollEr
 
 async def poll_one(platform_stub: PlatformStub, source: ShoplineSource, body: Any) -> PollResult:
     platform_stub.script(json_reply(body, headers=TRACE))
-    result = await source.poll(QUERY, NOW)
+    result = await poll(source, QUERY, NOW)
     assert result.exclusive
     assert result.request_id == "trace-9"
     return result
@@ -116,7 +115,7 @@ async def test_poll_sends_the_documented_request(
 ) -> None:
     platform_stub.script(json_reply({}))
 
-    await source.poll(MUTATION, NOW)
+    await poll(source, MUTATION, NOW)
 
     [seen] = platform_stub.seen
     assert seen.path == "/admin/openapi/v20260301/current_bulk_operation.json"
@@ -124,7 +123,6 @@ async def test_poll_sends_the_documented_request(
     assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
     assert seen.headers["Content-Type"] == "application/json; charset=utf-8"
     assert seen.headers["Accept"] == "application/json"
-    assert seen.headers["User-Agent"] == f"bulkwatch/{__version__}"
     assert "Access-Token" not in seen.headers
 
 
@@ -238,7 +236,7 @@ async def test_type_defaults_to_the_polled_type(
     body = {"id": "9b0c0f04", "status": "RUNNING", "type": raw}
     platform_stub.script(json_reply({k: v for k, v in body.items() if v is not None}))
 
-    result = await source.poll(MUTATION, NOW)
+    result = await poll(source, MUTATION, NOW)
 
     assert result.key == MUTATION
     assert [t.operation_type for t in result.tasks] == [operation_type]
@@ -337,7 +335,7 @@ async def test_every_no_current_task_answer_is_an_empty_successful_poll(
 ) -> None:
     platform_stub.script(reply)
 
-    result = await source.poll(QUERY, NOW)
+    result = await poll(source, QUERY, NOW)
 
     assert result == PollResult(
         key=QUERY, tasks=(), exclusive=True, request_id="trace-9", http_status=http_status
@@ -508,7 +506,7 @@ async def test_a_rotated_token_file_is_picked_up_without_a_restart(
     }
     config.write_text(json.dumps({"instance": "test", "stores": [store]}))
     settings = load_settings(config, environ={})
-    source = make_source(settings.stores[0], SourceContext(session=http_session, settings=settings))
+    source = make_source(resolve_stores(settings)[0], http_session)
     platform_stub.script(json_reply({}))
 
     def rewrite(text: str) -> None:
@@ -517,13 +515,13 @@ async def test_a_rotated_token_file_is_picked_up_without_a_restart(
         # A coarse clock can leave the mtime unchanged: make the change visible explicitly.
         os.utime(token_file, ns=(before + 10**9, before + 10**9))
 
-    await source.poll(QUERY, NOW)
+    await poll(source, QUERY, NOW)
     rewrite("token-two\n")
-    await source.poll(QUERY, NOW)
+    await poll(source, QUERY, NOW)
     rewrite("")  # a writer caught halfway: keep the last good token
-    await source.poll(QUERY, NOW)
+    await poll(source, QUERY, NOW)
     token_file.unlink()  # mid-rotation: keep the last good token
-    await source.poll(QUERY, NOW)
+    await poll(source, QUERY, NOW)
 
     assert [s.headers["Authorization"] for s in platform_stub.seen] == [
         "Bearer token-one",
@@ -536,13 +534,10 @@ async def test_a_rotated_token_file_is_picked_up_without_a_restart(
 async def test_one_endpoint_per_operation_type(
     platform_stub: PlatformStub, http_session: aiohttp.ClientSession
 ) -> None:
-    ctx = SourceContext(session=http_session, settings=Settings.model_validate({}))
-    both = ShoplineStore.model_validate(
-        {"name": "line-main", "platform": "shopline", "handle": "open001", "access_token": "t"}
-    )
+    both = {"name": "line-main", "platform": "shopline", "handle": "open001", "access_token": "t"}
     only_mutation = line(http_session, platform_stub.url, operation_types=["MUTATION"])
 
-    source = make_source(both, ctx)
+    source = build_source(http_session, both)
 
     assert isinstance(source, ShoplineSource)
     assert (source.platform, source.store, source.endpoints) == (
@@ -552,7 +547,7 @@ async def test_one_endpoint_per_operation_type(
     )
     assert only_mutation.endpoints == (MUTATION,)
     with pytest.raises(ValueError, match="not an endpoint"):
-        await only_mutation.poll(QUERY, NOW)
+        await poll(only_mutation, QUERY, NOW)
 
 
 # --- unchanged responses ---------------------------------------------------------------
@@ -566,7 +561,7 @@ async def test_the_same_answer_again_is_unchanged_and_not_parsed(
     first = await source.poll_since(QUERY, NOW, None)
     assert isinstance(first, PollResult)
     assert first.fingerprint is not None
-    assert first == await source.poll(QUERY, NOW)
+    assert first == await poll(source, QUERY, NOW)
 
     again = await source.poll_since(QUERY, NOW, first.fingerprint)
     assert again == Unchanged(QUERY, first.fingerprint, request_id="trace-9")

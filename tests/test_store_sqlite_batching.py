@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkwatch.model import EndpointView, PollOutcome
+from bulkwatch.store.base import OutboxRow, PollWrite
 from bulkwatch.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from bulkwatch.store.sqlite.store import SqliteStore
 from test_store_sqlite import (
@@ -26,10 +26,8 @@ from test_store_sqlite import (
     LINE,
     PENDING,
     T0,
-    encode,
     event_for,
     record,
-    route_all,
     snap,
     tracked,
 )
@@ -83,7 +81,7 @@ async def test_outbox_rows_are_committed_before_they_are_handed_out(
     task = tracked(snap("b"))
     await record(grouped, LINE, [task], [event_for(task)])
     assert committed(db_path, "SELECT count(*) FROM outbox") == [(0,)]
-    due = await grouped.due_deliveries(T0 + timedelta(seconds=1), 10)
+    due = await grouped.outbox.due_deliveries(T0 + timedelta(seconds=1), 10)
     assert len(due) == 2
     assert committed(db_path, "SELECT count(*) FROM outbox") == [(2,)]
     assert committed_tasks(db_path) == {"a", "b"}
@@ -104,11 +102,11 @@ async def test_a_failing_write_leaves_the_rest_of_its_group_alone(
     await record(grouped, LINE, [tracked(snap("a"))])
     await record(grouped, LINE, [tracked(snap("b"))])
 
-    def judge(view: EndpointView) -> PollOutcome:
-        raise ValueError("tracker bug")
+    view = await grouped.load_view(LAZZA)
+    broken = OutboxRow("e1", "hook", "bulkwatch.task.created", "lazza-main", None, T0)  # type: ignore[arg-type]
 
-    with pytest.raises(ValueError, match="tracker bug"):
-        await grouped.record_poll(LAZZA, judge, encode, route_all)
+    with pytest.raises(sqlite3.IntegrityError):
+        await grouped.save_poll(PollWrite(view.endpoint, view.health, outbox=[broken]))
     grouped.flush()
     assert committed_tasks(db_path) == {"a", "b"}
     assert committed(db_path, "SELECT store FROM endpoints") == [("line-main",)]
@@ -141,21 +139,21 @@ async def test_outbox_counts_follow_every_change_of_status(grouped: SqliteStore)
     tasks = [tracked(snap(name)) for name in "abc"]
     for task in tasks:
         await record(grouped, LINE, [task], [event_for(task)])
-    assert await grouped.outbox_counts() == {("hook", PENDING): 3, ("slack", PENDING): 3}
-    due = await grouped.due_deliveries(T0 + timedelta(seconds=1), 10)
+    assert await grouped.outbox.outbox_counts() == {("hook", PENDING): 3, ("slack", PENDING): 3}
+    due = await grouped.outbox.due_deliveries(T0 + timedelta(seconds=1), 10)
     hooks = [d for d in due if d.notifier == "hook"]
-    await grouped.mark_delivered(hooks[0].id, T0)
-    await grouped.mark_dead(hooks[1].id, attempts=3, error="gone")
-    await grouped.mark_retry(hooks[2].id, attempts=1, next_attempt_at=T0, error="busy")
-    assert await grouped.outbox_counts() == {
+    await grouped.outbox.mark_delivered(hooks[0].id, T0)
+    await grouped.outbox.mark_dead(hooks[1].id, attempts=3, error="gone")
+    await grouped.outbox.mark_retry(hooks[2].id, attempts=1, next_attempt_at=T0, error="busy")
+    assert await grouped.outbox.outbox_counts() == {
         ("hook", DELIVERED): 1,
         ("hook", DEAD): 1,
         ("hook", PENDING): 1,
         ("slack", PENDING): 3,
     }
-    assert await grouped.requeue_dead(T0) == 1
+    assert await grouped.outbox.requeue_dead(T0) == 1
     assert await grouped.prune(T0 + timedelta(days=1)) == 1  # the delivered row
-    assert await grouped.outbox_counts() == {("hook", PENDING): 2, ("slack", PENDING): 3}
+    assert await grouped.outbox.outbox_counts() == {("hook", PENDING): 2, ("slack", PENDING): 3}
 
 
 async def test_upgrading_a_version_1_database_counts_its_outbox(db_path: Path) -> None:
@@ -171,7 +169,7 @@ async def test_upgrading_a_version_1_database_counts_its_outbox(db_path: Path) -
     await store.open()
     try:
         assert committed(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-        assert await store.outbox_counts() == {
+        assert await store.outbox.outbox_counts() == {
             ("hook", PENDING): 1,
             ("hook", DELIVERED): 1,
             ("slack", DEAD): 1,

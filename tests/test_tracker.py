@@ -20,7 +20,8 @@ from bulkwatch.model import (
     TaskStatus,
     TrackedTask,
 )
-from bulkwatch.tracking.tracker import Policy, judge_failure, judge_success, quiet_until
+from bulkwatch.tracking.quiet import quiet_until
+from bulkwatch.tracking.tracker import Policy, judge_failure, judge_success
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 LAZZA = EndpointKey("lazza-main", Platform.SHOPLAZZA, "tasks")

@@ -13,7 +13,6 @@ from pathlib import Path
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import EndpointKey, EndpointState, Platform, TaskStatus
 from bulkwatch.simulator import make_stores
-from bulkwatch.store.sqlite.store import SqliteStore
 from reliability_support import ManualClock, cycle, rig, sample
 from support import Receiver
 
@@ -22,9 +21,7 @@ LINE = EndpointKey("line-1", Platform.SHOPLINE, "QUERY")
 
 
 async def endpoint_state(engine: Engine, key: EndpointKey) -> EndpointState:
-    assert isinstance(engine.store, SqliteStore)
-    state = await engine.store.get_endpoint(key)
-    assert state is not None
+    [state] = [e for e in await engine.store.list_endpoints(key.store) if e.key == key]
     return state
 
 

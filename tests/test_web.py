@@ -203,10 +203,10 @@ async def test_healthz_fails_until_the_scheduler_runs_then_passes(tmp_path: Path
 
 async def test_liveness_fails_when_the_heartbeat_goes_stale(tmp_path: Path) -> None:
     async with rig(tmp_path) as r, serving(r.engine):
-        beat = r.engine.heartbeat_at
+        beat = r.engine.status.heartbeat_at
         assert beat is not None
-        fresh = liveness(r.engine, now=beat + 1)
-        stale = liveness(r.engine, now=beat + HEARTBEAT_STALE_S + 5)
+        fresh = liveness(r.engine.status, now=beat + 1)
+        stale = liveness(r.engine.status, now=beat + HEARTBEAT_STALE_S + 5)
     assert fresh.ok
     assert not stale.ok
     assert stale.problems == [f"event loop heartbeat is {HEARTBEAT_STALE_S + 5:.0f}s old"]

@@ -15,12 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bulkwatch.config import Settings, load_settings
-from bulkwatch.daemon.engine import Engine, utcnow
+from bulkwatch.config import Settings, load_settings, resolve_stores
+from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
+from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import liveness
 from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
 from bulkwatch.daemon.web import start_web
-from bulkwatch.model import isoformat
+from bulkwatch.model import isoformat, utcnow
 from bulkwatch.store.base import DeliveryStatus, StateStore
 from bulkwatch.store.factory import open_store_from_url
 from bulkwatch.telemetry.logs import configure_logging
@@ -55,13 +56,14 @@ def summarise(settings: Settings, path: Path | None) -> str:
         ),
         f"stores: {len(settings.stores)}",
     ]
-    for store in settings.stores:
+    for resolved in resolve_stores(settings, enabled_only=False):
+        store = resolved.config
         host = urlsplit(store.url_base()).netloc
         token = "file " + str(store.access_token_file) if store.access_token_file else "inline"
         state = "" if store.enabled else " (disabled)"
         lines.append(
             f"  - {store.name}: {store.platform} {host} endpoints={','.join(store.endpoints)} "
-            f"interval={settings.interval(store):g}s token={token}{state}"
+            f"interval={resolved.interval:g}s token={token}{state}"
         )
     lines.append(f"notifiers: {len(settings.notifiers) or 'none (events are logged)'}")
     for n in settings.notifiers:
@@ -102,7 +104,7 @@ async def serve_daemon(
         status = f"watching {len(engine.sources)} stores ({len(engine.endpoints)} endpoints)"
         try:
             async with supervised(
-                systemd, stop, lambda: liveness(engine).problems, status
+                systemd, stop, lambda: liveness(engine.status).problems, status
             ) as sd_ready:
 
                 def on_ready() -> None:
@@ -128,7 +130,8 @@ def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_daemon(settings, stop, systemd=systemd)
+        with tuned_collector():
+            await serve_daemon(settings, stop, systemd=systemd, ready=freeze_startup_objects)
 
     try:
         asyncio.run(main())
@@ -202,7 +205,7 @@ async def deliveries_list(
     """`bulkwatch deliveries list`: dead deliveries by default."""
     store = await _with_store(settings)
     try:
-        rows = await store.list_deliveries(DeliveryStatus(status_name), notifier=notifier)
+        rows = await store.outbox.list_deliveries(DeliveryStatus(status_name), notifier=notifier)
     finally:
         await store.close()
     if as_json:
@@ -238,7 +241,7 @@ async def deliveries_retry(settings: Settings, ids: list[int], notifier: str | N
     """`bulkwatch deliveries retry`: queue dead deliveries again (all, by id or by notifier)."""
     store = await _with_store(settings)
     try:
-        count = await store.requeue_dead(utcnow(), ids=ids or None, notifier=notifier)
+        count = await store.outbox.requeue_dead(utcnow(), ids=ids or None, notifier=notifier)
     finally:
         await store.close()
     print(f"queued {count} dead deliver{'y' if count == 1 else 'ies'} again")

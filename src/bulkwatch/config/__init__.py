@@ -4,6 +4,7 @@ built once at start and passed down; nothing else reads the environment or the c
 from __future__ import annotations
 
 from bulkwatch.config.errors import ConfigError
+from bulkwatch.config.resolved import ResolvedStore, resolve_stores
 from bulkwatch.config.settings import (
     DEFAULT_BURST,
     PLATFORM_RATE_LIMITS,
@@ -23,10 +24,12 @@ __all__ = [
     "ConfigError",
     "Defaults",
     "DeliverySettings",
+    "ResolvedStore",
     "RetrySettings",
     "Settings",
     "ShoplazzaStore",
     "ShoplineStore",
     "StoreSettings",
     "load_settings",
+    "resolve_stores",
 ]

@@ -167,8 +167,10 @@ class StateSettings(_Model):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("use sqlite:///relative.db, sqlite:////absolute.db or postgresql://")
+        if value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("a PostgreSQL state store is not supported yet; use sqlite:///bulkwatch.db")
+        if not value.startswith("sqlite:///"):
+            raise ValueError("use sqlite:///relative.db or sqlite:////absolute.db")
         return value
 
 
@@ -227,24 +229,6 @@ class Settings(BaseSettings):
             if dupes:
                 raise ValueError(f"{what}: duplicate name {', '.join(dupes)}")
         return self
-
-    def interval(self, store: ShoplazzaStore | ShoplineStore) -> float:
-        return store.interval or self.defaults.interval
-
-    def timeout(self, store: ShoplazzaStore | ShoplineStore) -> float:
-        return store.timeout or self.defaults.timeout
-
-    def rate_limit(self, store: ShoplazzaStore | ShoplineStore) -> tuple[float, int]:
-        """(requests per second, burst) for one store: its own, the defaults', the platform's."""
-        rate = store.rate_limit or self.defaults.rate_limit or PLATFORM_RATE_LIMITS[store.platform]
-        return rate, store.burst or self.defaults.burst or DEFAULT_BURST
-
-    def jitter(self, store: ShoplazzaStore | ShoplineStore) -> float:
-        if store.jitter is not None:
-            return store.jitter
-        if self.defaults.jitter is not None:
-            return self.defaults.jitter
-        return min(self.interval(store) * 0.1, 10.0)
 
     @classmethod
     def settings_customise_sources(

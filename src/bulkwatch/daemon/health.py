@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
-
+from bulkwatch.daemon.status import DaemonStatus
 from bulkwatch.store.base import StoreUnavailableError
-
-if TYPE_CHECKING:
-    from bulkwatch.daemon.engine import Engine
 
 __all__ = [
     "HEARTBEAT_STALE_S",
@@ -37,9 +32,6 @@ PING_TIMEOUT_S = 2.0
 MAX_LISTED = 50
 
 
-_STATES = {STATE_RUNNING: "running", STATE_PAUSED: "paused", STATE_STOPPED: "stopped"}
-
-
 @dataclass(frozen=True, slots=True)
 class Report:
     """One health answer: `ok` picks the HTTP status; `problems` says what is wrong in a
@@ -50,15 +42,14 @@ class Report:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-def liveness(engine: Engine, now: float | None = None) -> Report:
+def liveness(status: DaemonStatus, now: float | None = None) -> Report:
     """Alive: the heartbeat is fresh and the scheduler runs (paused while stopping counts)."""
     now = time.monotonic() if now is None else now
     problems: list[str] = []
-    sched = engine.scheduler
-    scheduler = "not started" if sched is None else _STATES.get(sched.state, str(sched.state))
+    scheduler = status.scheduler()
     if scheduler not in ("running", "paused"):
         problems.append(f"scheduler is {scheduler}")
-    beat = engine.heartbeat_at
+    beat = status.heartbeat_at
     age = None if beat is None else round(now - beat, 3)
     if age is None:
         problems.append("event loop heartbeat has not started")
@@ -69,28 +60,17 @@ def liveness(engine: Engine, now: float | None = None) -> Report:
         "problems": problems,
         "scheduler": scheduler,
         "heartbeat_age_s": age,
-        "loop_lag_s": round(engine.loop_lag, 3),
+        "loop_lag_s": round(status.loop_lag, 3),
     }
     return Report(not problems, problems, body)
 
 
-def _deadlines(engine: Engine) -> Mapping[str, float]:
-    """Per store: seconds after which an endpoint's last poll counts as stale.
-
-    Two intervals, plus the jitter one run may add and the time a slow poll may take before
-    it records (a poll records the time it started).
-    """
-    s = engine.settings
-    return {
-        store.name: 2 * s.interval(store) + s.jitter(store) + s.timeout(store) + 5
-        for store in s.stores
-    }
-
-
-async def _ping(engine: Engine) -> dict[str, Any]:
+async def _ping(status: DaemonStatus) -> dict[str, Any]:
+    if status.ping is None:
+        return {"ok": False, "error": "the state store is not open"}
     try:
         async with asyncio.timeout(PING_TIMEOUT_S):
-            await engine.store.ping()
+            await status.ping()
     except StoreUnavailableError as exc:
         return {"ok": False, "error": str(exc)}
     except TimeoutError:
@@ -98,18 +78,15 @@ async def _ping(engine: Engine) -> dict[str, Any]:
     return {"ok": True}
 
 
-async def readiness(engine: Engine, since: datetime) -> Report:
+async def readiness(status: DaemonStatus, since: datetime, now: datetime) -> Report:
     """Ready: the store answers, and each endpoint was polled within its deadline (or, never
     polled yet, the daemon has run for less than that deadline since `since`)."""
-    now = engine.clock()
     uptime = (now - since).total_seconds()
-    deadlines = _deadlines(engine)
     stale: list[str] = []
     never: list[str] = []
     polled = 0
-    for _source, key in engine.endpoints:
-        deadline = deadlines.get(key.store, 0.0)
-        last = engine.last_poll.get(key)
+    for key, deadline in status.staleness.items():
+        last = status.last_poll.get(key)
         if last is None:
             if uptime > deadline:
                 never.append(str(key))
@@ -119,16 +96,16 @@ async def readiness(engine: Engine, since: datetime) -> Report:
                 stale.append(str(key))
     polls = {
         "ok": not stale and not never,
-        "endpoints": len(engine.endpoints),
+        "endpoints": len(status.staleness),
         "polled": polled,
         "stale": stale[:MAX_LISTED],
         "never_polled": never[:MAX_LISTED],
     }
-    store = await _ping(engine)
+    store = await _ping(status)
     config = {
         "ok": True,
-        "instance": engine.settings.instance,
-        "stores": len(engine.sources),
+        "instance": status.instance,
+        "stores": status.stores,
     }
     problems: list[str] = []
     if not store["ok"]:

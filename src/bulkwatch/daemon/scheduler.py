@@ -11,11 +11,12 @@ from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bulkwatch.model import EndpointKey
 
-__all__ = ["InflightJobs", "PollJob", "build_scheduler"]
+__all__ = ["scheduler_state", "InflightJobs", "PollJob", "build_scheduler"]
 
 # Spread first runs over at most this long, so a big fleet starts polling promptly while
 # 10,000 jobs never fall due on the same instant (that blocks the loop for ~250 ms).
@@ -122,3 +123,13 @@ class InflightJobs:
             # for the jobs, not only the polls, leaves the scheduler nothing to cancel.
             await asyncio.wait(set(self._running))
         return len(late)
+
+
+_STATES = {STATE_RUNNING: "running", STATE_PAUSED: "paused", STATE_STOPPED: "stopped"}
+
+
+def scheduler_state(scheduler: AsyncIOScheduler | None) -> str:
+    """ "running", "paused", "stopped" or "not started", for health reports."""
+    if scheduler is None:
+        return "not started"
+    return _STATES.get(scheduler.state, str(scheduler.state))

@@ -33,10 +33,10 @@ def _app(engine: Engine, started: datetime) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def healthz(_: web.Request) -> web.Response:
-        return _json(liveness(engine))
+        return _json(liveness(engine.status))
 
     async def readyz(_: web.Request) -> web.Response:
-        return _json(await readiness(engine, started))
+        return _json(await readiness(engine.status, started, engine.clock()))
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

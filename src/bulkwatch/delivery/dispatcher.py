@@ -29,7 +29,7 @@ import structlog
 
 from bulkwatch.config import DeliverySettings, RetrySettings
 from bulkwatch.notifiers.base import DeliveryError, Notifier, OutgoingEvent
-from bulkwatch.store.base import Delivery, DeliveryStatus, StateStore
+from bulkwatch.store.base import Delivery, DeliveryStatus, Outbox
 from bulkwatch.telemetry.metrics import Metrics
 
 __all__ = ["Dispatcher", "backoff_delay"]
@@ -66,7 +66,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: StateStore,
+        outbox: Outbox,
         notifiers: Mapping[str, Notifier],
         retry: RetrySettings,
         delivery: DeliverySettings,
@@ -75,7 +75,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
     ) -> None:
-        self._store = store
+        self._store = outbox
         self._notifiers = dict(notifiers)
         self._retry = retry
         self._delivery = delivery

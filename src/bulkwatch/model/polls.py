@@ -143,6 +143,9 @@ class EndpointView:
     # task_id -> last known state, this endpoint only: the tasks the poll shows (those it
     # asked for) and the endpoint's current task; not every task the endpoint ever showed.
     tasks: dict[str, TrackedTask]
+    # False when the store has no health row yet: the first outcome is written even when it
+    # equals these defaults.
+    health_stored: bool = True
 
 
 @dataclass(frozen=True, slots=True)

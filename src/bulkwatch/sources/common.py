@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import ClassVar
 
-from bulkwatch.config import ShoplazzaStore, ShoplineStore
-from bulkwatch.model import EndpointKey, FailureKind, Platform, PollError, PollResult, Unchanged
-from bulkwatch.sources.base import SourceContext
-from bulkwatch.sources.http.client import USER_AGENT, ApiClient
+import aiohttp
+
+from bulkwatch.config import ResolvedStore
+from bulkwatch.model import EndpointKey, FailureKind, PollError, PollResult, Unchanged
+from bulkwatch.sources.http.client import ApiClient
 from bulkwatch.sources.http.ratelimit import RateLimiter
 from bulkwatch.sources.http.tokens import TokenProvider
 
@@ -25,37 +25,23 @@ class HttpSource:
 
     request_id_header: ClassVar[str]
 
-    def __init__(
-        self,
-        platform: Platform,
-        store: ShoplazzaStore | ShoplineStore,
-        ctx: SourceContext,
-        endpoints: Iterable[str],
-    ) -> None:
-        self.platform = platform
+    def __init__(self, store: ResolvedStore, session: aiohttp.ClientSession) -> None:
+        self.platform = store.platform
         self.store = store.name
         self.endpoints: tuple[EndpointKey, ...] = tuple(
-            EndpointKey(store.name, self.platform, name) for name in endpoints
+            EndpointKey(store.name, self.platform, name) for name in store.endpoints
         )
         self._headers_token: str | None = None
         self._headers_cache: dict[str, str] = {}
-        self._tokens = TokenProvider(store.token(), store.access_token_file)
-        rate, burst = ctx.settings.rate_limit(store)
-        self.limiter = RateLimiter(rate, burst)
+        self._tokens = TokenProvider(store.config.token(), store.config.access_token_file)
+        self.limiter = RateLimiter(store.rate_limit, store.burst)
         self._client = ApiClient(
-            ctx.session,
-            timeout=ctx.settings.timeout(store),
-            max_body_bytes=ctx.settings.defaults.max_body_bytes,
+            session,
+            timeout=store.timeout,
+            max_body_bytes=store.max_body_bytes,
             limiter=self.limiter,
             request_id_header=self.request_id_header,
         )
-
-    async def poll(self, key: EndpointKey, now: datetime) -> PollResult:
-        """Poll `key` and parse what it shows; raise `PollError` when it cannot be read."""
-        result = await self.poll_since(key, now, None)
-        if not isinstance(result, PollResult):  # pragma: no cover - nothing was known
-            raise TypeError(f"{key}: a poll with nothing known returned {result!r}")
-        return result
 
     async def poll_since(
         self, key: EndpointKey, now: datetime, known: bytes | None
@@ -69,11 +55,8 @@ class HttpSource:
     def _headers(self, token: str) -> dict[str, str]:
         """Every header of a request with `token`: built once per token, shared by polls."""
         if token != self._headers_token:
-            self._headers_cache = {
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-                **self.auth_headers(token),
-            }
+            # The User-Agent is the session's: set once, sent once.
+            self._headers_cache = {"Accept": "application/json", **self.auth_headers(token)}
             self._headers_token = token
         return self._headers_cache
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bulkwatch.config import ShoplazzaStore, ShoplineStore
+import aiohttp
+
+from bulkwatch.config import ResolvedStore, ShoplazzaStore
 from bulkwatch.model import (
     EndpointKey,
     FailureKind,
@@ -20,7 +22,6 @@ from bulkwatch.model import (
     TaskStatus,
     Unchanged,
 )
-from bulkwatch.sources.base import Source, SourceContext, register
 from bulkwatch.sources.common import HttpSource
 from bulkwatch.sources.fields import (
     as_id,
@@ -48,12 +49,14 @@ class ShoplazzaSource(HttpSource):
 
     request_id_header = "Request-Id"
 
-    def __init__(self, store: ShoplazzaStore, ctx: SourceContext) -> None:
-        super().__init__(Platform.SHOPLAZZA, store, ctx, ("tasks",))
-        self._url = f"{store.url_base()}/openapi/{store.api_version}/data/tasks"
-        self._limit = store.page_limit
-        self._max_pages = store.max_pages
-        self._status_map = store.effective_status_map()
+    def __init__(
+        self, config: ShoplazzaStore, store: ResolvedStore, session: aiohttp.ClientSession
+    ) -> None:
+        super().__init__(store, session)
+        self._url = f"{config.url_base()}/openapi/{config.api_version}/data/tasks"
+        self._limit = config.page_limit
+        self._max_pages = config.max_pages
+        self._status_map = config.effective_status_map()
 
     def auth_headers(self, token: str) -> dict[str, str]:
         return {"Access-Token": token, "Content-Type": "application/json"}
@@ -207,12 +210,3 @@ def _task_list(resp: HttpResponse, key: EndpointKey, page: int) -> tuple[list[An
             return entries, prefix + name
     keys = ", ".join(short(k, 20) for k in list(container)[:5]) or "none"
     raise bad(f"no 'tasks' or 'querys' list in the {prefix.rstrip('.') or 'body'} (keys: {keys})")
-
-
-def _factory(store: ShoplazzaStore | ShoplineStore, ctx: SourceContext) -> Source:
-    if not isinstance(store, ShoplazzaStore):
-        raise TypeError(f"store {store.name} is not a Shoplazza store")
-    return ShoplazzaSource(store, ctx)
-
-
-register(Platform.SHOPLAZZA, _factory)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bulkwatch.config import ShoplazzaStore, ShoplineStore
+import aiohttp
+
+from bulkwatch.config import ResolvedStore, ShoplineStore
 from bulkwatch.model import (
     EndpointKey,
     Platform,
@@ -19,7 +21,6 @@ from bulkwatch.model import (
     TaskStatus,
     Unchanged,
 )
-from bulkwatch.sources.base import Source, SourceContext, register
 from bulkwatch.sources.common import HttpSource
 from bulkwatch.sources.fields import (
     as_id,
@@ -43,10 +44,12 @@ class ShoplineSource(HttpSource):
 
     request_id_header = "traceId"
 
-    def __init__(self, store: ShoplineStore, ctx: SourceContext) -> None:
-        super().__init__(Platform.SHOPLINE, store, ctx, store.operation_types)
+    def __init__(
+        self, config: ShoplineStore, store: ResolvedStore, session: aiohttp.ClientSession
+    ) -> None:
+        super().__init__(store, session)
         self._url = (
-            f"{store.url_base()}/admin/openapi/{store.api_version}/current_bulk_operation.json"
+            f"{config.url_base()}/admin/openapi/{config.api_version}/current_bulk_operation.json"
         )
 
     def auth_headers(self, token: str) -> dict[str, str]:
@@ -178,12 +181,3 @@ def _result(
         problems=tuple(problems or ()),
         fingerprint=fingerprint,
     )
-
-
-def _factory(store: ShoplazzaStore | ShoplineStore, ctx: SourceContext) -> Source:
-    if not isinstance(store, ShoplineStore):
-        raise TypeError(f"store {store.name} is not a Shopline store")
-    return ShoplineSource(store, ctx)
-
-
-register(Platform.SHOPLINE, _factory)

@@ -1,18 +1,28 @@
-"""The state-store contract: task state and outbox rows commit in one transaction."""
+"""The state-store contract, in two protocols: poll state, and the delivery outbox.
+
+A store stores. It is handed what to write (state rows and ready outbox rows) and returns what
+it read; it knows nothing of events, their encoding or where they go. What it guarantees:
+everything in one `PollWrite` (task state, endpoint state, store health and the outbox rows
+of the poll's events) commits in one transaction, or none of it does.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from bulkwatch.model import EndpointKey, EndpointView, Event, PollOutcome, StoreHealth, TrackedTask
+from bulkwatch.model import EndpointKey, EndpointState, EndpointView, StoreHealth, TrackedTask
 
 __all__ = [
     "Delivery",
     "DeliveryStatus",
+    "Outbox",
+    "OutboxRow",
+    "PollState",
+    "PollWrite",
     "StateStore",
     "StoreUnavailableError",
 ]
@@ -29,8 +39,32 @@ class DeliveryStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One event for one notifier, ready to store: the body is the encoded CloudEvent."""
+
+    event_id: str
+    notifier: str
+    event_type: str
+    store: str
+    body: bytes
+    created_at: datetime  # also when the first attempt falls due
+
+
+@dataclass(frozen=True, slots=True)
+class PollWrite:
+    """Everything one poll writes, committed in one transaction."""
+
+    endpoint: EndpointState
+    health: StoreHealth | None = None  # None: the store's health did not change
+    upserts: Sequence[TrackedTask] = ()
+    # A row whose (event id, notifier) is already stored is left alone: a poll judged again
+    # after a failed write produces the same ids.
+    outbox: Sequence[OutboxRow] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
-    """One outbox row: one event for one notifier."""
+    """One stored outbox row and what became of it so far."""
 
     id: int
     event_id: str
@@ -44,39 +78,33 @@ class Delivery:
     next_attempt_at: datetime
     last_error: str | None = None
     delivered_at: datetime | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
-# Renders an event into the CloudEvents JSON body stored in the outbox.
-EventEncoder = Callable[[Event], bytes]
-# Names of the notifiers that want this event.
-EventRouter = Callable[[Event], Sequence[str]]
+class PollState(Protocol):
+    """What polling reads and writes: endpoints, their tasks, store health."""
+
+    async def load_view(self, key: EndpointKey, task_ids: Collection[str] = ()) -> EndpointView:
+        """The endpoint's state, its store's health, and its tasks among `task_ids` plus its
+        current task (not every task it ever showed). Defaults for what was never written."""
+
+    async def save_poll(self, write: PollWrite) -> None:
+        """Write `write` in one transaction; if anything raises, nothing is written."""
+
+    async def list_tasks(self, store: str | None = None) -> list[TrackedTask]:
+        """Tracked tasks (gone ones included), optionally of one store, by store and id."""
+
+    async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
+        """Every endpoint polled at least once, optionally of one store, by store and name."""
+
+    async def list_health(self) -> list[StoreHealth]:
+        """The health of every store polled at least once, by store name."""
+
+    async def prune(self, before: datetime) -> int:
+        """Forget terminal tasks last changed before `before` and delivered rows older than it."""
 
 
-class StateStore(Protocol):
-    """Durable state. Every method is safe to call from the event loop."""
-
-    async def open(self) -> None:
-        """Create or migrate the schema."""
-
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`."""
-
-    async def record_poll(
-        self,
-        key: EndpointKey,
-        judge: Callable[[EndpointView], PollOutcome],
-        encode: EventEncoder,
-        route: EventRouter,
-        *,
-        task_ids: Collection[str] = (),
-    ) -> PollOutcome:
-        """Load the endpoint's state and its tasks in `task_ids` (and its current task), call
-        `judge`, and in ONE transaction write the new task state, endpoint state, store health
-        and one pending outbox row per (event, routed notifier). Rows whose (event id,
-        notifier) already exist are left alone."""
+class Outbox(Protocol):
+    """The deliveries: handed out when due, marked with what became of them."""
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         """Pending rows whose next attempt is due, oldest first."""
@@ -104,9 +132,17 @@ class StateStore(Protocol):
     async def outbox_counts(self) -> dict[tuple[str, DeliveryStatus], int]:
         """(notifier, status) -> rows, for the outbox gauges."""
 
-    async def list_tasks(self, store: str | None = None) -> list[TrackedTask]: ...
 
-    async def list_health(self) -> list[StoreHealth]: ...
+class StateStore(PollState, Protocol):
+    """A whole backend: its poll state, its `outbox`, and a lifecycle."""
 
-    async def prune(self, before: datetime) -> int:
-        """Forget terminal tasks last changed before `before` and delivered rows older than it."""
+    @property
+    def outbox(self) -> Outbox: ...
+
+    async def open(self) -> None:
+        """Create or migrate the schema."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`."""

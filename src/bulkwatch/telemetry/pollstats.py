@@ -124,10 +124,10 @@ class PollStats:
         series.store_up.set(0 if outcome.health.down else 1)
         for event in outcome.events:
             m.events.labels(event.type).inc()
-            prev = event.data.get("previous_status")
-            status = event.data.get("status")
-            if isinstance(status, str) and event.type == f"bulkwatch.task.{status.lower()}":
-                m.transitions.labels(platform, prev or "none", event.data["status"]).inc()
+            status = event.type.status  # only a status change counts as a transition
+            if status is not None:
+                prev = event.data.get("previous_status")
+                m.transitions.labels(platform, prev or "none", status.value).inc()
             self._log.debug("event", type=event.type, id=event.id, subject=event.subject)
 
     def failed_to_record(self, key: EndpointKey) -> None:

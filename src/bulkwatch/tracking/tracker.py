@@ -1,14 +1,13 @@
 """The tracker: compare what a poll saw with what was stored, and decide the events.
 
 Pure functions of (stored view, poll result or error, now): no I/O, no clock, no randomness,
-so every rule of DESIGN.md is tested with plain values. The store runs `judge_*` inside the
-transaction that writes its outcome.
+so every rule is tested with plain values. The poller writes what they decide in one
+transaction.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -22,21 +21,19 @@ from bulkwatch.model import (
     PollOutcome,
     PollResult,
     TaskSnapshot,
-    TaskStatus,
     TrackedTask,
     store_event,
     task_event,
 )
+from bulkwatch.tracking.timers import REFRESH_SEEN, stall_started, warnable_expiry
 
-__all__ = ["IMMEDIATE_DOWN", "Policy", "judge_failure", "judge_success", "quiet_until"]
+__all__ = ["IMMEDIATE_DOWN", "Policy", "judge_failure", "judge_success"]
 
-_REFRESH_SEEN = timedelta(days=1)
 # Every snapshot field but `observed_at`: compared in C, since it runs for every task of
 # every poll.
 _DETAILS = attrgetter(
     *(f.name for f in dataclasses.fields(TaskSnapshot) if f.name != "observed_at")
 )
-_STALLABLE = frozenset({TaskStatus.CREATED, TaskStatus.RUNNING})
 # Failures that will not go away by themselves: a person has to renew a token, pay, or get a
 # block lifted, so waiting for `down_after` failures (spread out by backoff) only delays them.
 IMMEDIATE_DOWN = frozenset({FailureKind.AUTH, FailureKind.FROZEN, FailureKind.BLOCKED})
@@ -174,27 +171,11 @@ def _observe(
             EventType.for_status(snap.status), snap, seq=seq, previous=prev.status, now=now
         )
         return dataclasses.replace(old, snapshot=snap, seq=seq, changed_at=now, gone=False), [event]
-    if old.gone or _details_changed(prev, snap) or now - prev.observed_at >= _REFRESH_SEEN:
+    if old.gone or _details_changed(prev, snap) or now - prev.observed_at >= REFRESH_SEEN:
         # A periodic refresh of `observed_at` keeps a task that is still listed from being
         # pruned and later reported again as new.
         return dataclasses.replace(old, snapshot=snap, gone=False), []
     return old, []
-
-
-def quiet_until(tasks: Iterable[TrackedTask], now: datetime, policy: Policy) -> datetime:
-    """Until when a poll that shows exactly these tasks again decides nothing: the first
-    stall or expiry warning due, or the daily refresh of `observed_at`, whichever is first.
-    Before then, judging a byte-identical poll would change nothing, so it may be skipped."""
-    until = now + _REFRESH_SEEN
-    for task in tasks:
-        until = min(until, task.snapshot.observed_at + _REFRESH_SEEN)
-        started = _stall_started(task)
-        if started is not None:
-            until = min(until, started + policy.stall_after)
-        expires = _warnable_expiry(task)
-        if expires is not None and now < expires:  # once expired, no warning is ever due
-            until = min(until, expires - policy.expiry_warning)
-    return until
 
 
 def _details_changed(prev: TaskSnapshot, snap: TaskSnapshot) -> bool:
@@ -206,7 +187,7 @@ def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTa
     """`task.stalled` and `task.expiring`, each at most once per task."""
     snap = task.snapshot
     events: list[Event] = []
-    started = _stall_started(task)
+    started = stall_started(task)
     if started is not None and now - started >= policy.stall_after:
         events.append(
             task_event(
@@ -219,35 +200,10 @@ def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTa
             )
         )
         task = dataclasses.replace(task, stalled_notified=True)
-    expires = _warnable_expiry(task)
+    expires = warnable_expiry(task)
     if expires is not None and now < expires <= now + policy.expiry_warning:
         events.append(
             task_event(EventType.TASK_EXPIRING, snap, seq=task.seq, previous=None, now=now)
         )
         task = dataclasses.replace(task, expiring_notified=True)
     return task, events
-
-
-# The two timers, shared by `_timers` (which fires them) and `quiet_until` (which must know
-# when they could fire): one definition, so the two never disagree.
-
-
-def _stall_started(task: TrackedTask) -> datetime | None:
-    """When the task's stall clock started; None when it cannot stall (any more)."""
-    snap = task.snapshot
-    if snap.status in _STALLABLE and not task.stalled_notified:
-        return snap.created_at or task.first_seen_at
-    return None
-
-
-def _warnable_expiry(task: TrackedTask) -> datetime | None:
-    """When the task's result expires, if an expiry warning may still be sent for it."""
-    snap = task.snapshot
-    if (
-        snap.status is TaskStatus.COMPLETED
-        and snap.expires_at is not None
-        and not task.expiring_notified
-        and not task.silent_baseline
-    ):
-        return snap.expires_at
-    return None

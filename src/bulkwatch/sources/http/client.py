@@ -15,21 +15,18 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from bulkwatch import __version__
 from bulkwatch.common.retry_after import parse_retry_after
 from bulkwatch.model import EndpointKey, FailureKind, PollError
 from bulkwatch.sources.http.failures import error_text, html_title, invalid, one_line
 from bulkwatch.sources.http.ratelimit import RateLimiter
 
 __all__ = [
-    "USER_AGENT",
     "ApiClient",
     "Fingerprint",
     "HttpResponse",
     "decode_json",
 ]
 
-USER_AGENT = f"bulkwatch/{__version__}"
 _CHUNK = 64 * 1024
 
 

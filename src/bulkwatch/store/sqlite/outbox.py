@@ -1,7 +1,7 @@
 """The SQLite store's outbox: handing out due deliveries and recording what became of them.
 
-`SqliteOutbox` is the half of `SqliteStore` that the dispatcher and the CLI use; the rows
-themselves are written by `record_poll`, in the same transaction as the poll's state.
+`SqliteOutbox` is the part of `SqliteStore` that the dispatcher and the CLI use; the rows
+themselves are written by `SqliteStore.save_poll`, in the same transaction as the poll's state.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ _REQUEUE_ID = _REQUEUE + " AND id = :id"
 
 
 class SqliteOutbox:
-    """The outbox methods of `SqliteStore`, on the store's group-committed connection."""
+    """The outbox of a `SqliteStore`, on the store's group-committed connection."""
 
-    _group: GroupCommit
+    def __init__(self, group: GroupCommit) -> None:
+        self._group = group
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         """Pending rows whose next attempt is due, by next_attempt_at then id."""

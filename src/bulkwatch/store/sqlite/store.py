@@ -4,8 +4,8 @@ Every call is a few short statements on a local file, so it runs inline instead 
 thread: no locks, no hand-offs, and no `await` inside a write, which is what keeps two
 coroutines from interleaving on the one connection.
 
-Writes share their COMMITs (group commit, in `sqlite_commit`); the outbox methods are in
-`sqlite_outbox`.
+Writes share their COMMITs (group commit, in `commit`); the outbox is a component on the same
+connection (`outbox`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import contextlib
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from bulkwatch.model import (
     TERMINAL_STATUSES,
@@ -25,11 +24,10 @@ from bulkwatch.model import (
     EndpointState,
     EndpointView,
     Platform,
-    PollOutcome,
     StoreHealth,
     TrackedTask,
 )
-from bulkwatch.store.base import EventEncoder, EventRouter, StoreUnavailableError
+from bulkwatch.store.base import PollWrite, StoreUnavailableError
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.schema import (
@@ -122,7 +120,7 @@ def _configure(conn: sqlite3.Connection, busy_timeout: float, *, wal_required: b
     conn.execute("PRAGMA foreign_keys = ON")
 
 
-class SqliteStore(SqliteOutbox):
+class SqliteStore:
     """A `StateStore` in one SQLite file (or `":memory:"` for tests).
 
     `busy_timeout` is how long, in seconds, a write waits for another connection (another
@@ -143,6 +141,12 @@ class SqliteStore(SqliteOutbox):
         self._group = GroupCommit(
             repr(self), self.path, commit_delay=commit_delay, commit_batch=commit_batch
         )
+        self._outbox = SqliteOutbox(self._group)
+
+    @property
+    def outbox(self) -> SqliteOutbox:
+        """The deliveries, on the same group-committed connection as the poll state."""
+        return self._outbox
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -194,64 +198,60 @@ class SqliteStore(SqliteOutbox):
         after rolling the group back."""
         self._group.flush()
 
-    async def record_poll(
-        self,
-        key: EndpointKey,
-        judge: Callable[[EndpointView], PollOutcome],
-        encode: EventEncoder,
-        route: EventRouter,
-        *,
-        task_ids: Collection[str] = (),
-    ) -> PollOutcome:
-        """Load the endpoint's view, judge it, and write the outcome plus its outbox rows in
-        one transaction; if anything raises, nothing is written and the error propagates."""
+    async def load_view(self, key: EndpointKey, task_ids: Collection[str] = ()) -> EndpointView:
+        """The endpoint's view: its state, its store's health, its tasks among `task_ids` and
+        its current task. Defaults for what was never written."""
         platform = key.platform.value
         where = (key.store, platform, key.endpoint)
-        with self._group.write(outbox=True) as conn:
-            row = conn.execute(_SELECT_HEALTH, (key.store, platform)).fetchone()
-            health_stored = row is not None
-            health = (
-                StoreHealth(key.store, key.platform)
-                if row is None
-                else health_from_row(key.store, key.platform, row)
-            )
-            row = conn.execute(_SELECT_ENDPOINT, where).fetchone()
-            endpoint = EndpointState(key) if row is None else endpoint_from_row(key, row)
-            wanted = set(task_ids)
-            if endpoint.current_task_id is not None:
-                wanted.add(endpoint.current_task_id)
-            ids = sorted(wanted)
-            tasks: dict[str, TrackedTask] = {}
-            for i in range(0, len(ids), _ID_CHUNK):
-                chunk = ids[i : i + _ID_CHUNK]
-                rows = conn.execute(_select_tasks(len(chunk)), (*where, *chunk))
-                tasks.update((task.task_id, task) for task in map(task_from_row, rows))
+        conn = self._db()
+        row = conn.execute(_SELECT_HEALTH, (key.store, platform)).fetchone()
+        health = (
+            StoreHealth(key.store, key.platform)
+            if row is None
+            else health_from_row(key.store, key.platform, row)
+        )
+        health_stored = row is not None
+        row = conn.execute(_SELECT_ENDPOINT, where).fetchone()
+        endpoint = EndpointState(key) if row is None else endpoint_from_row(key, row)
+        wanted = set(task_ids)
+        if endpoint.current_task_id is not None:
+            wanted.add(endpoint.current_task_id)
+        ids = sorted(wanted)
+        tasks: dict[str, TrackedTask] = {}
+        for i in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[i : i + _ID_CHUNK]
+            rows = conn.execute(_select_tasks(len(chunk)), (*where, *chunk))
+            tasks.update((task.task_id, task) for task in map(task_from_row, rows))
+        return EndpointView(health, endpoint, tasks, health_stored=health_stored)
 
-            outcome = judge(EndpointView(health=health, endpoint=endpoint, tasks=tasks))
-
-            if not health_stored or outcome.health != health:  # nearly always the same
-                conn.execute(_UPSERT_HEALTH, health_params(outcome.health))
-            conn.execute(_UPSERT_ENDPOINT, endpoint_params(outcome.endpoint))
-            if outcome.upserts:
-                conn.executemany(_UPSERT_TASK, map(task_params, outcome.upserts))
-            outbox: list[tuple[Any, ...]] = []
-            for event in outcome.events:
-                notifiers = route(event)
-                if not notifiers:
-                    continue
-                body, at = encode(event), ts(event.time)
-                outbox.extend(
-                    (event.id, name, event.type, event.store, body, at, at) for name in notifiers
+    async def save_poll(self, write: PollWrite) -> None:
+        """Write the poll's state and its outbox rows in one transaction; if anything raises,
+        nothing is written and the error propagates."""
+        with self._group.write(outbox=bool(write.outbox)) as conn:
+            if write.health is not None:
+                conn.execute(_UPSERT_HEALTH, health_params(write.health))
+            conn.execute(_UPSERT_ENDPOINT, endpoint_params(write.endpoint))
+            if write.upserts:
+                conn.executemany(_UPSERT_TASK, map(task_params, write.upserts))
+            if write.outbox:
+                conn.executemany(
+                    _INSERT_OUTBOX,
+                    [
+                        (r.event_id, r.notifier, r.event_type, r.store, r.body, at, at)
+                        for r in write.outbox
+                        for at in (ts(r.created_at),)
+                    ],
                 )
-            if outbox:
-                conn.executemany(_INSERT_OUTBOX, outbox)
-        return outcome
 
-    async def get_endpoint(self, key: EndpointKey) -> EndpointState | None:
-        """The stored state of one endpoint, or None before its first recorded poll."""
-        params = (key.store, key.platform.value, key.endpoint)
-        row = self._db().execute(_SELECT_ENDPOINT, params).fetchone()
-        return None if row is None else endpoint_from_row(key, row)
+    async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
+        """Every endpoint polled at least once, optionally of one store."""
+        sql = (
+            "SELECT store, platform, endpoint, baselined, consecutive_failures, "
+            "current_task_id, last_success_at, last_failure FROM endpoints "
+            "WHERE (:store IS NULL OR store = :store) ORDER BY store, endpoint, platform"
+        )
+        rows = self._db().execute(sql, {"store": store})
+        return [endpoint_from_row(EndpointKey(r[0], Platform(r[1]), r[2]), r[3:]) for r in rows]
 
     async def list_tasks(self, store: str | None = None) -> list[TrackedTask]:
         """Tracked tasks (gone ones included), optionally of one store, by store and task id."""

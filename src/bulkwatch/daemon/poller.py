@@ -1,0 +1,214 @@
+"""The poll pipeline: backoff, the request, the unchanged-poll rule, judging, writing, stats.
+
+One `Poller` serves every endpoint. For each poll it asks the store's backoff whether to wait,
+asks the source, and then, unless the answer was byte for byte the last judged one, loads the
+endpoint's view, lets the tracker judge it, routes the events to outbox rows and writes all of
+it in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import structlog
+
+from bulkwatch.config import ResolvedStore
+from bulkwatch.daemon.backoff import Backoff
+from bulkwatch.delivery.routing import Router
+from bulkwatch.model import (
+    EndpointKey,
+    EndpointView,
+    FailureKind,
+    PollError,
+    PollOutcome,
+    PollResult,
+    Unchanged,
+)
+from bulkwatch.sources.base import Source
+from bulkwatch.store.base import PollState, PollWrite
+from bulkwatch.telemetry.pollstats import PollStats
+from bulkwatch.tracking.quiet import QuietPolls
+from bulkwatch.tracking.tracker import Policy, judge_failure, judge_success
+
+__all__ = ["Poller"]
+
+log = structlog.get_logger("bulkwatch")
+
+
+class Poller:
+    """Polls endpoints and records what each poll changes."""
+
+    def __init__(
+        self,
+        *,
+        state: PollState,
+        router: Router,
+        policy: Policy,
+        backoff: Backoff,
+        stats: PollStats,
+        stores: Iterable[ResolvedStore],
+        clock: Callable[[], datetime],
+        last_poll: dict[EndpointKey, datetime],
+        on_events: Callable[[], None],
+    ) -> None:
+        self._state = state
+        self._router = router
+        self._policy = policy
+        self.backoff = backoff
+        self._stats = stats
+        self._intervals = {store.name: store.interval for store in stores}
+        self._clock = clock
+        self._quiet = QuietPolls(policy)
+        # When each endpoint's job last ran: polled, or deliberately skipped under backoff.
+        self.last_poll = last_poll
+        self._on_events = on_events
+        # The endpoints of one store share its health row: their load-judge-write runs one at
+        # a time, so no poll judges a health that another is about to overwrite.
+        self._store_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def poll_if_due(self, source: Source, key: EndpointKey) -> bool | None:
+        """The scheduled poll: `poll`, unless the store is backing off after failures; then
+        return None at once, without a request, counted as `polls_total{outcome="skipped"}`."""
+        now = self._clock()
+        if self.backoff.waiting(key.store, now, source.credentials_version):
+            self.last_poll[key] = now  # the job ran and chose to wait: not a stale endpoint
+            self._stats.skipped(key)
+            return None
+        return await self.poll(source, key)
+
+    async def poll(self, source: Source, key: EndpointKey) -> bool:
+        """Poll one endpoint now (backoff or not), record the outcome and the store's backoff,
+        wake the dispatcher when there are events. True on success."""
+        # bind/reset rather than the bound_contextvars() context manager: half the cost, and
+        # this runs for every poll of every store.
+        tokens = structlog.contextvars.bind_contextvars(
+            store=key.store, platform=key.platform.value, endpoint=key.endpoint, request_id=None
+        )
+        try:
+            return await self._poll(source, key)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+
+    async def poll_all(
+        self, endpoints: Iterable[tuple[Source, EndpointKey]], concurrency: int = 64
+    ) -> bool:
+        """Poll every endpoint once, at most `concurrency` at a time. True if all succeeded."""
+        # `concurrency` workers share one iterator, rather than one task per endpoint waiting
+        # on a semaphore: 15,000 coroutines alive at once, all promoted to the collector's
+        # oldest generation before they run.
+        todo = iter(endpoints)
+        failed = False
+
+        async def worker() -> None:
+            nonlocal failed
+            for source, key in todo:
+                if not await self.poll(source, key):
+                    failed = True
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(max(1, concurrency)):
+                tg.create_task(worker())
+        return not failed
+
+    async def _ask(
+        self, source: Source, key: EndpointKey, now: datetime, known: bytes | None
+    ) -> PollResult | PollError | Unchanged:
+        try:
+            return await source.poll_since(key, now, known)
+        except PollError as exc:
+            return exc
+        except Exception as exc:
+            log.exception("poll raised unexpectedly")
+            return PollError(
+                FailureKind.INVALID_RESPONSE, f"unexpected {type(exc).__name__}: {exc}", key=key
+            )
+
+    async def _poll(self, source: Source, key: EndpointKey) -> bool:
+        now = self._clock()
+        started = time.perf_counter()
+        memo = self._quiet.take(key)
+        result = await self._ask(source, key, now, None if memo is None else memo.known(now))
+        # Every later line of this poll names the platform's request id (None when unknown).
+        structlog.contextvars.bind_contextvars(request_id=result.request_id)
+        self._stats.series(key).duration.observe(time.perf_counter() - started)
+        retry_in = self._backoff_after(source, key, result, now)
+        if isinstance(result, Unchanged):
+            if memo is None:  # pragma: no cover - a source broke its contract
+                result = PollError(
+                    FailureKind.INVALID_RESPONSE, "source answered unchanged, unasked", key=key
+                )
+            else:
+                # The very bytes the last judged poll read, before any timer of its tasks is
+                # due: judging them again would decide nothing. (Most polls of a quiet store
+                # end here.)
+                self._quiet.keep(key, memo)
+                self.last_poll[key] = now
+                self._stats.unchanged(key, now)
+                return True
+        try:
+            view, outcome = await self._record(key, result, now)
+        except Exception:
+            log.exception("recording the poll failed; it will be judged again next time")
+            self._stats.failed_to_record(key)
+            return False
+        self.last_poll[key] = now
+        if isinstance(result, PollResult):
+            self._quiet.remember(key, result, view, outcome, now)
+        self._stats.recorded(
+            key,
+            result,
+            outcome,
+            view.endpoint.consecutive_failures,
+            now,
+            retry_in=retry_in,
+        )
+        if outcome.events:
+            self._on_events()
+        return not isinstance(result, PollError)
+
+    async def _record(
+        self, key: EndpointKey, result: PollResult | PollError, now: datetime
+    ) -> tuple[EndpointView, PollOutcome]:
+        """Load, judge and write one poll: its state and its outbox rows in one transaction."""
+        task_ids = [s.task_id for s in result.tasks] if isinstance(result, PollResult) else ()
+        async with self._store_locks[key.store]:
+            view = await self._state.load_view(key, task_ids)
+            if isinstance(result, PollError):
+                outcome = judge_failure(view, result, now, self._policy)
+            else:
+                outcome = judge_success(view, result, now, self._policy)
+            health_changed = not view.health_stored or outcome.health != view.health
+            await self._state.save_poll(
+                PollWrite(
+                    endpoint=outcome.endpoint,
+                    health=outcome.health if health_changed else None,
+                    upserts=outcome.upserts,
+                    outbox=self._router.rows(outcome.events),
+                )
+            )
+        return view, outcome
+
+    def _backoff_after(
+        self,
+        source: Source,
+        key: EndpointKey,
+        result: PollResult | PollError | Unchanged,
+        started: datetime,
+    ) -> float | None:
+        """Update the store's backoff; the seconds its polls now wait (None after a success)."""
+        if not isinstance(result, PollError):
+            self.backoff.succeeded(key.store)
+            return None
+        auth = result.kind is FailureKind.AUTH
+        return self.backoff.failed(
+            key.store,
+            result,
+            interval=self._intervals[key.store],
+            started=started,
+            now=self._clock(),
+            credentials=source.credentials_version() if auth else 0,
+        )

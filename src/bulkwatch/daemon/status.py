@@ -1,0 +1,38 @@
+"""What a running daemon knows of itself, in one small object that health reads.
+
+The engine and the poller write it as things happen; health reports read nothing else (never
+the engine's fields, never the scheduler's internals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bulkwatch.model import EndpointKey
+
+__all__ = ["DaemonStatus"]
+
+
+def _not_started() -> str:
+    return "not started"
+
+
+@dataclass(slots=True)
+class DaemonStatus:
+    """The daemon's self-knowledge: configuration, polls, the loop's heartbeat, the scheduler."""
+
+    instance: str
+    stores: int
+    # Every polled endpoint, and after how many seconds without a poll it counts as stale.
+    staleness: Mapping[EndpointKey, float]
+    # When each endpoint's job last ran: polled, or deliberately skipped under backoff.
+    last_poll: dict[EndpointKey, datetime] = field(default_factory=dict)
+    # The heartbeat task's last beat (monotonic seconds), and how late it last woke.
+    heartbeat_at: float | None = None
+    loop_lag: float = 0.0
+    # "running", "paused", "stopped" or "not started", asked when a report is made.
+    scheduler: Callable[[], str] = _not_started
+    # Raises `StoreUnavailableError` when the state store does not answer.
+    ping: Callable[[], Awaitable[None]] | None = None
