@@ -168,7 +168,9 @@ class StateSettings(_Model):
     @classmethod
     def _check_url(cls, value: str) -> str:
         if value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("a PostgreSQL state store is not supported yet; use sqlite:///bulkwatch.db")
+            raise ValueError(
+                "a PostgreSQL state store is not supported yet; use sqlite:///bulkwatch.db"
+            )
         if not value.startswith("sqlite:///"):
             raise ValueError("use sqlite:///relative.db or sqlite:////absolute.db")
         return value

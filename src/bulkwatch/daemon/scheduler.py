@@ -16,7 +16,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bulkwatch.model import EndpointKey
 
-__all__ = ["scheduler_state", "InflightJobs", "PollJob", "build_scheduler"]
+__all__ = ["InflightJobs", "PollJob", "build_scheduler", "scheduler_state"]
 
 # Spread first runs over at most this long, so a big fleet starts polling promptly while
 # 10,000 jobs never fall due on the same instant (that blocks the loop for ~250 ms).
