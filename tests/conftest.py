@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from platform_stub import PlatformStub, run_stub
+from helpers.platform_stub import PlatformStub, run_stub
 
 # Its asserts check the tests' own polls: show their values when one fails, as in a test.
-pytest.register_assert_rewrite("source_support")
+pytest.register_assert_rewrite("helpers.source_support")
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from bulkwatch import __version__
 from bulkwatch.config import load_settings
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
-from webhook_receiver import Receiver, Reply, running_receiver
+from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 CLI = (sys.executable, "-m", "bulkwatch")
 SECRET = "whsec_" + base64.b64encode(b"cli-test-signing-key-0123456789").decode()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bulkwatch.model import Platform
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
-from crash_support import (
+from helpers.crash_support import (
     Daemon,
     committed_statuses,
     json_logs,
@@ -34,7 +34,7 @@ from crash_support import (
     outbox_rows,
     write_config,
 )
-from webhook_receiver import Receiver, Reply, running_receiver
+from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 SEED = 20261123
 KILLS = 16

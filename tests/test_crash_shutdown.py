@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import make_stores, run_simulator
-from crash_support import Daemon, json_logs, outbox_left, write_config
-from webhook_receiver import Reply, running_receiver
+from helpers.crash_support import Daemon, json_logs, outbox_left, write_config
+from helpers.webhook_receiver import Reply, running_receiver
 
 GRACE = 1.5
 

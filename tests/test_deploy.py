@@ -30,8 +30,8 @@ from bulkwatch.daemon.web import bound_port, start_web
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
-from deploy_support import DEPLOY, REPO, load_yaml, repo_files, run, tool
-from support import settings_for
+from helpers.deploy_support import DEPLOY, REPO, load_yaml, repo_files, run, tool
+from helpers.support import settings_for
 
 pytestmark = pytest.mark.deploy
 

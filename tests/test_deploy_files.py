@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from bulkwatch.config import load_settings
 from bulkwatch.simulator import make_stores
 from bulkwatch.telemetry.metrics import Metrics
-from deploy_support import DEPLOY, REPO, load_all_yaml, load_yaml
+from helpers.deploy_support import DEPLOY, REPO, load_all_yaml, load_yaml
 
 K8S = DEPLOY / "kubernetes"
 DASHBOARD = DEPLOY / "grafana" / "bulkwatch.json"

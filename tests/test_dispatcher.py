@@ -33,8 +33,8 @@ from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
-from support import write_events
-from webhook_receiver import Receiver, Reply, running_receiver
+from helpers.support import write_events
+from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 KEY = EndpointKey("lazza-main", Platform.SHOPLAZZA, "tasks")

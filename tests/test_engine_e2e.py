@@ -16,8 +16,8 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
-from platform_stub import PlatformStub, json_reply
-from support import Receiver, run_receiver, settings_for
+from helpers.platform_stub import PlatformStub, json_reply
+from helpers.support import Receiver, run_receiver, settings_for
 
 
 @asynccontextmanager

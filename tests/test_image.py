@@ -22,7 +22,7 @@ import yaml
 
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
-from deploy_support import run, tool
+from helpers.deploy_support import run, tool
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(300)]
 

@@ -18,7 +18,7 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.simulator import make_stores, run_simulator
 from bulkwatch.telemetry.logs import configure_logging
 from bulkwatch.telemetry.metrics import Metrics
-from support import settings_for
+from helpers.support import settings_for
 
 ANSI = "\x1b["
 Format = Literal["auto", "json", "console"]

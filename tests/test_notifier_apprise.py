@@ -16,8 +16,8 @@ from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.apprise import AppriseNotifier, AppriseNotifierConfig
 from bulkwatch.notifiers.base import DeliveryError
 from bulkwatch.store.base import DeliveryStatus
-from notifier_support import delivery_harness, outgoing, store_change, task_change
-from webhook_receiver import Receiver, Reply, running_receiver
+from helpers.notifier_support import delivery_harness, outgoing, store_change, task_change
+from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 # Loading Apprise's plugins imports `imghdr` (its e-mail plugin), which Python 3.11 flags as
 # deprecated. That is Apprise's business and harmless here; every other warning stays an error.

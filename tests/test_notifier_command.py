@@ -20,7 +20,7 @@ from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, OutgoingEvent
 from bulkwatch.notifiers.command import CommandNotifier, CommandNotifierConfig
 from bulkwatch.store.base import DeliveryStatus
-from notifier_support import (
+from helpers.notifier_support import (
     RESULT_URL,
     delivery_harness,
     outgoing,

@@ -30,7 +30,13 @@ from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError
 from bulkwatch.notifiers.email import EmailNotifier, EmailNotifierConfig
 from bulkwatch.store.base import DeliveryStatus
-from notifier_support import RESULT_URL, delivery_harness, outgoing, store_change, task_change
+from helpers.notifier_support import (
+    RESULT_URL,
+    delivery_harness,
+    outgoing,
+    store_change,
+    task_change,
+)
 
 USER, PASSWORD = "bulkwatch", "pw-9c2e-s3cr3t"
 TO = ["ops@example.com", "Data Team <data@example.com>"]

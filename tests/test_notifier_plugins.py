@@ -38,7 +38,7 @@ from bulkwatch.notifiers.registry import (
 )
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.store.base import DeliveryStatus
-from notifier_support import delivery_harness, task_change
+from helpers.notifier_support import delivery_harness, task_change
 
 PLUGIN_PKG = Path(__file__).parent / "plugin_pkg"
 CLI = (sys.executable, "-m", "bulkwatch")

@@ -25,7 +25,13 @@ from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierContext
 from bulkwatch.notifiers.slack import SlackNotifier, SlackNotifierConfig
 from bulkwatch.store.base import DeliveryStatus
-from notifier_support import RESULT_URL, delivery_harness, outgoing, store_change, task_change
+from helpers.notifier_support import (
+    RESULT_URL,
+    delivery_harness,
+    outgoing,
+    store_change,
+    task_change,
+)
 
 SECRET_PATH = "/services/T0001/B0002/s3cr3tXYZ"
 BLOCK_TYPES = {"header", "section", "actions", "context"}

@@ -10,7 +10,7 @@ import pytest
 from bulkwatch.model import EventType, TaskStatus
 from bulkwatch.notifiers.base import OutgoingEvent
 from bulkwatch.notifiers.templates import PLACEHOLDERS, check_template, placeholders, render
-from notifier_support import NOW, RESULT_URL, outgoing, store_change, task_change
+from helpers.notifier_support import NOW, RESULT_URL, outgoing, store_change, task_change
 
 DOCS = Path(__file__).parent.parent / "docs" / "plugins.md"
 

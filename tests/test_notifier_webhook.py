@@ -30,7 +30,7 @@ from bulkwatch.model import (
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierContext, OutgoingEvent
 from bulkwatch.notifiers.webhook import CONTENT_TYPE, WebhookNotifier, WebhookNotifierConfig
-from webhook_receiver import Receiver, Reply, running_receiver
+from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

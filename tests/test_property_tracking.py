@@ -28,7 +28,7 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import TERMINAL_STATUSES, EventType, Platform, TaskStatus, utcnow
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
-from support import Receiver, run_receiver, settings_for
+from helpers.support import Receiver, run_receiver, settings_for
 
 LAZZA, LINE = "lazza-1", "line-1"
 STORES = [

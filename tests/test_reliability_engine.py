@@ -15,8 +15,8 @@ from bulkwatch.daemon.scheduler import InflightJobs
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
-from reliability_support import ManualClock, rig, sample
-from support import run_receiver, settings_for
+from helpers.reliability_support import ManualClock, rig, sample
+from helpers.support import run_receiver, settings_for
 
 INTERVAL = 10.0
 

@@ -29,9 +29,9 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import StoreSpec
 from bulkwatch.telemetry.metrics import Metrics
-from platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
-from reliability_support import cycle, rig, sample, states
-from support import Receiver, run_receiver, settings_for
+from helpers.platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
+from helpers.reliability_support import cycle, rig, sample, states
+from helpers.support import Receiver, run_receiver, settings_for
 
 LIMITS = {"timeout": 0.3, "max_body_bytes": 200_000, "down_after": 3}
 PLATFORMS = ("shoplazza", "shopline")

@@ -13,8 +13,8 @@ import pytest
 from bulkwatch.config import Settings, resolve_stores
 from bulkwatch.sources.base import Source
 from bulkwatch.sources.http.ratelimit import RateLimiter
-from platform_stub import PlatformStub, json_reply
-from source_support import build_source, poll
+from helpers.platform_stub import PlatformStub, json_reply
+from helpers.source_support import build_source, poll
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

@@ -21,8 +21,8 @@ from bulkwatch.config import load_settings
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import StoreSpec, run_simulator
-from crash_support import CLI, Daemon, clean_env
-from platform_stub import PlatformStub, closed_port_url, json_reply
+from helpers.crash_support import CLI, Daemon, clean_env
+from helpers.platform_stub import PlatformStub, closed_port_url, json_reply
 
 TOKEN_INLINE = "tok-inline-SECRET-1a"
 TOKEN_FILE = "tok-file-SECRET-2b"

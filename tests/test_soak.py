@@ -40,7 +40,7 @@ from bulkwatch.model import Platform, TaskStatus, utcnow
 from bulkwatch.simulator import Driver, DriverConfig, Simulator, make_stores, run_simulator
 from bulkwatch.store.base import DeliveryStatus
 from bulkwatch.telemetry.metrics import Metrics
-from support import settings_for
+from helpers.support import settings_for
 
 SECONDS = float(os.environ.get("BULKWATCH_SOAK_SECONDS", "90"))
 RESTARTS = 4

@@ -22,8 +22,8 @@ from bulkwatch.model import (
     Unchanged,
 )
 from bulkwatch.sources.shoplazza import ShoplazzaSource
-from platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
-from source_support import Failure, build_source, failed_poll, poll
+from helpers.platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
+from helpers.source_support import Failure, build_source, failed_poll, poll
 
 TOKEN = "lazza-SECRET-token-4f1c"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

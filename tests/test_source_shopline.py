@@ -26,8 +26,8 @@ from bulkwatch.model import (
 )
 from bulkwatch.sources.factory import make_source
 from bulkwatch.sources.shopline import ShoplineSource
-from platform_stub import PlatformStub, Reply, closed_port_url, json_reply
-from source_support import Failure, build_source, failed_poll, poll
+from helpers.platform_stub import PlatformStub, Reply, closed_port_url, json_reply
+from helpers.source_support import Failure, build_source, failed_poll, poll
 
 TOKEN = "line-SECRET-eyJhbGciOiJIUzUxMiJ9.abc"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -34,7 +34,7 @@ from bulkwatch.notifiers.base import Notifier, OutgoingEvent
 from bulkwatch.store.base import Delivery, DeliveryStatus
 from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
-from support import write_events
+from helpers.support import write_events
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 RESULT_URL = "https://files.example.com/exports/d6ca13c4.csv?X-Sig=abc&Expires=1795000000"

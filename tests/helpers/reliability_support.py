@@ -15,7 +15,7 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import TrackedTask
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
-from support import Receiver, run_receiver, settings_for
+from helpers.support import Receiver, run_receiver, settings_for
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from bulkwatch.simulator import Simulator
-from webhook_receiver import Receiver
+from helpers.webhook_receiver import Receiver
 
 CLI = (sys.executable, "-m", "bulkwatch")
 
