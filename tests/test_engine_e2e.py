@@ -17,14 +17,15 @@ from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.platform_stub import PlatformStub, json_reply
-from helpers.support import Receiver, run_receiver, settings_for
+from helpers.support import settings_for
+from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 
 @asynccontextmanager
 async def rig(
     tmp_path: Path, stores: list[StoreSpec], **extra: Any
 ) -> AsyncIterator[tuple[Simulator, Receiver, Engine]]:
-    async with run_simulator(stores=stores) as sim, run_receiver() as receiver:
+    async with run_simulator(stores=stores) as sim, running_receiver() as receiver:
         settings = settings_for(tmp_path, sim.store_configs(), receiver.url, **extra)
         async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
             yield sim, receiver, engine
@@ -232,11 +233,11 @@ async def test_one_failing_store_does_not_stop_the_others(tmp_path: Path) -> Non
 
 
 async def test_restart_resumes_pending_deliveries_and_repeats_nothing(tmp_path: Path) -> None:
-    async with run_simulator(stores=make_stores(1, 1)) as sim, run_receiver() as receiver:
+    async with run_simulator(stores=make_stores(1, 1)) as sim, running_receiver() as receiver:
         settings = settings_for(tmp_path, sim.store_configs(), receiver.url)
         sim.create_task("lazza-1", "a", TaskStatus.RUNNING)
         sim.create_task("line-1", "b", TaskStatus.CREATED)
-        receiver.fail_with = [503, 503]
+        receiver.script = [Reply(503), Reply(503)]
         async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
             assert await cycle(engine)
         assert receiver.events == []  # both attempts failed; rows stay pending
@@ -259,7 +260,7 @@ async def test_restart_resumes_pending_deliveries_and_repeats_nothing(tmp_path: 
 
 
 async def test_scheduled_daemon_delivers_and_stops_cleanly(tmp_path: Path) -> None:
-    async with run_simulator(stores=make_stores(1, 1)) as sim, run_receiver() as receiver:
+    async with run_simulator(stores=make_stores(1, 1)) as sim, running_receiver() as receiver:
         settings = settings_for(
             tmp_path, sim.store_configs(), receiver.url, defaults={"interval": 0.2, "jitter": 0}
         )
@@ -285,8 +286,8 @@ async def test_scheduled_daemon_delivers_and_stops_cleanly(tmp_path: Path) -> No
 async def test_notifier_filters_route_events_by_type_and_store(tmp_path: Path) -> None:
     async with (
         run_simulator(stores=make_stores(2, 1)) as sim,
-        run_receiver() as everything,
-        run_receiver() as completed_lazza,
+        running_receiver() as everything,
+        running_receiver() as completed_lazza,
     ):
         settings = settings_for(
             tmp_path,
@@ -351,12 +352,12 @@ async def test_polls_and_deliveries_carry_one_user_agent(
         "access_token": "tok-1",
         "base_url": platform_stub.url,
     }
-    async with run_receiver() as receiver:
+    async with running_receiver() as receiver:
         settings = settings_for(tmp_path, [store], receiver.url)
         async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
             assert await engine.poll_all_once()  # a running task at baseline: one event
             await engine.deliver_due_once()
     [poll] = platform_stub.seen
     assert poll.headers.getall("User-Agent") == [f"bulkwatch/{__version__}"]
-    [delivery] = receiver.received
-    assert delivery.headers["User-Agent"] == f"bulkwatch/{__version__}"
+    [delivery] = receiver.accepted
+    assert delivery.headers["user-agent"] == f"bulkwatch/{__version__}"

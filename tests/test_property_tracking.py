@@ -28,7 +28,8 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import TERMINAL_STATUSES, EventType, Platform, TaskStatus, utcnow
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
-from helpers.support import Receiver, run_receiver, settings_for
+from helpers.support import settings_for
+from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 LAZZA, LINE = "lazza-1", "line-1"
 STORES = [
@@ -161,12 +162,12 @@ class World:
 
 async def run_script(script: list[Step]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        async with run_simulator(stores=STORES, seed=5) as sim, run_receiver() as receiver:
+        async with run_simulator(stores=STORES, seed=5) as sim, running_receiver() as receiver:
             world = World(sim, {LAZZA: Observer(LAZZA, False), LINE: Observer(LINE, True)})
             settings = settings_for(Path(tmp), sim.store_configs(), receiver.url)
             await play(script, world, settings, receiver)
             # Everything still pending goes out now: a clock an hour ahead makes it all due.
-            receiver.fail_with = []
+            receiver.script = []
             later = Engine(settings, metrics=Metrics(CollectorRegistry()), clock=_hour_ahead)
             async with later as engine:
                 await engine.deliver_due_once()
@@ -195,7 +196,7 @@ async def play(script: list[Step], world: World, settings: Settings, receiver: R
                 if action != "poll_no_delivery":
                     await engine.deliver_due_once()
             elif action == "receiver_down":
-                receiver.fail_with = [503] * n
+                receiver.script = [Reply(503)] * n
             elif action == "restart":
                 await engine.__aexit__(None, None, None)
                 engine = Engine(settings, metrics=Metrics(CollectorRegistry()))

@@ -16,7 +16,8 @@ from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.reliability_support import ManualClock, rig, sample
-from helpers.support import run_receiver, settings_for
+from helpers.support import settings_for
+from helpers.webhook_receiver import running_receiver
 
 INTERVAL = 10.0
 
@@ -84,7 +85,10 @@ async def test_a_rejected_token_waits_slowly_until_the_token_file_is_renewed(
     token_file = tmp_path / "line-1.token"
     token_file.write_text("expired-token\n", encoding="utf-8")
     spec = [StoreSpec("line-1", Platform.SHOPLINE, operation_types=("QUERY",))]
-    async with run_simulator(stores=spec, clock=clock.timestamp) as sim, run_receiver() as receiver:
+    async with (
+        run_simulator(stores=spec, clock=clock.timestamp) as sim,
+        running_receiver() as receiver,
+    ):
         [store] = sim.store_configs()
         del store["access_token"]
         store["access_token_file"] = str(token_file)

@@ -31,7 +31,8 @@ from bulkwatch.simulator import StoreSpec
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.platform_stub import PlatformStub, Reply, Seen, closed_port_url, json_reply
 from helpers.reliability_support import cycle, rig, sample, states
-from helpers.support import Receiver, run_receiver, settings_for
+from helpers.support import settings_for
+from helpers.webhook_receiver import Receiver, running_receiver
 
 LIMITS = {"timeout": 0.3, "max_body_bytes": 200_000, "down_after": 3}
 PLATFORMS = ("shoplazza", "shopline")
@@ -339,7 +340,7 @@ async def test_a_scripted_bad_answer_is_logged_counted_and_changes_no_task_state
     if platform == "shoplazza":
         world.tasks["t2"] = 1
     platform_stub.respond = world.respond
-    async with run_receiver() as receiver:
+    async with running_receiver() as receiver:
         settings = settings_for(
             tmp_path, [stub_store(platform, platform_stub.url)], receiver.url, defaults=LIMITS
         )
@@ -377,7 +378,7 @@ async def test_a_refused_connection_is_a_network_failure_and_changes_nothing(
 ) -> None:
     world = World(platform, {"t1": RUNNING[platform]})
     platform_stub.respond = world.respond
-    async with run_receiver() as receiver:
+    async with running_receiver() as receiver:
 
         def engine_at(url: str) -> Engine:
             stores = [stub_store(platform, url)]

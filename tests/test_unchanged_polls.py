@@ -14,7 +14,7 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import EndpointKey, EndpointState, Platform, TaskStatus
 from bulkwatch.simulator import make_stores
 from helpers.reliability_support import ManualClock, cycle, rig, sample
-from helpers.support import Receiver
+from helpers.webhook_receiver import Receiver
 
 LAZZA = EndpointKey("lazza-1", Platform.SHOPLAZZA, "tasks")
 LINE = EndpointKey("line-1", Platform.SHOPLINE, "QUERY")

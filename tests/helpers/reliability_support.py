@@ -15,7 +15,8 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import TrackedTask
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
-from helpers.support import Receiver, run_receiver, settings_for
+from helpers.support import settings_for
+from helpers.webhook_receiver import Receiver, running_receiver
 
 
 @dataclass
@@ -51,7 +52,7 @@ async def rig(
     sim_clock = None if clock is None else clock.timestamp
     async with (
         run_simulator(stores=stores, seed=11, clock=sim_clock) as sim,
-        run_receiver() as receiver,
+        running_receiver() as receiver,
     ):
         settings = settings_for(tmp_path, sim.store_configs(), receiver.url, **extra)
         kwargs: dict[str, Any] = {} if clock is None else {"clock": clock}
