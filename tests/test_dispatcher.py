@@ -33,6 +33,7 @@ from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
+from helpers.clock import ManualClock
 from helpers.support import write_events
 from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
@@ -40,16 +41,6 @@ T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 KEY = EndpointKey("lazza-main", Platform.SHOPLAZZA, "tasks")
 RETRY = RetrySettings(initial=1.0, max_delay=8.0, max_attempts=10, max_age=86400.0)
 DELIVERY = DeliverySettings(concurrency=4, batch=50, idle_interval=60.0)
-
-
-class Clock:
-    """A frozen clock the test moves by hand."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class FlakyNotifier:
@@ -212,7 +203,7 @@ def dispatcher(
         retry,
         delivery,
         Metrics(registry),
-        clock=clock or Clock(),
+        clock=clock or ManualClock(),
         rng=random.Random(1234),
     )
 
@@ -262,7 +253,7 @@ async def test_failed_delivery_is_retried_until_the_receiver_recovers(
 ) -> None:
     receiver.script = [Reply(500), Reply(503)]
     await record(store, make_event())
-    clock = Clock()
+    clock = ManualClock()
     d = dispatcher(store, [webhook(session, receiver.url)], registry, clock)
 
     for attempt in (1, 2):
@@ -294,7 +285,7 @@ async def test_backoff_doubles_with_equal_jitter_up_to_max_delay(
 ) -> None:
     receiver.default = Reply(503)
     await record(store, make_event())
-    clock = Clock()
+    clock = ManualClock()
     d = dispatcher(store, [webhook(session, receiver.url)], registry, clock)
 
     for failed in range(7):
@@ -341,7 +332,7 @@ async def test_delivery_is_dead_after_max_attempts(
 ) -> None:
     receiver.default = Reply(500)
     await record(store, make_event())
-    clock = Clock()
+    clock = ManualClock()
     retry = RetrySettings(initial=1.0, max_delay=8.0, max_attempts=3)
     d = dispatcher(store, [webhook(session, receiver.url)], registry, clock, retry=retry)
 
@@ -369,7 +360,7 @@ async def test_delivery_is_dead_after_max_age(
     receiver.default = Reply(502)
     await record(store, make_event(at=T0))
     retry = RetrySettings(initial=1.0, max_age=60.0)
-    clock = Clock(T0 + timedelta(seconds=61))
+    clock = ManualClock(T0 + timedelta(seconds=61))
     d = dispatcher(store, [webhook(session, receiver.url)], registry, clock, retry=retry)
 
     assert await d.run_once() == 1
@@ -430,7 +421,7 @@ async def test_notifier_bug_is_retried_and_the_dispatcher_survives(
 ) -> None:
     notifier = FlakyNotifier("hook", failures=1)
     await record(store, make_event())
-    clock = Clock()
+    clock = ManualClock()
     d = dispatcher(store, [notifier], registry, clock)
 
     with capture_logs() as logs:

@@ -15,7 +15,8 @@ from bulkwatch.daemon.scheduler import InflightJobs
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, StoreSpec, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
-from helpers.reliability_support import ManualClock, rig, sample
+from helpers.clock import ManualClock
+from helpers.reliability_support import rig, sample
 from helpers.support import settings_for
 from helpers.webhook_receiver import running_receiver
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import EndpointKey, EndpointState, Platform, TaskStatus
 from bulkwatch.simulator import make_stores
-from helpers.reliability_support import ManualClock, cycle, rig, sample
+from helpers.clock import ManualClock
+from helpers.reliability_support import cycle, rig, sample
 from helpers.webhook_receiver import Receiver
 
 LAZZA = EndpointKey("lazza-1", Platform.SHOPLAZZA, "tasks")

@@ -22,7 +22,7 @@ from bulkwatch.daemon.web import bound_port, start_web
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import EVENT_TYPES, Metrics
-from helpers.reliability_support import ManualClock
+from helpers.clock import ManualClock
 from helpers.support import settings_for
 
 # Every family DESIGN.md promises, plus the scheduler counters (name without `_total`).

@@ -34,6 +34,7 @@ from bulkwatch.notifiers.base import Notifier, OutgoingEvent
 from bulkwatch.store.base import Delivery, DeliveryStatus
 from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
+from helpers.clock import ManualClock
 from helpers.support import write_events
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -93,22 +94,12 @@ def outgoing(event: Event | None = None, attempt: int = 1) -> OutgoingEvent:
     )
 
 
-class Clock:
-    """A frozen clock the test moves by hand."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class Harness:
     """The real SQLite store and metrics, a frozen clock, and a dispatcher factory."""
 
     store: SqliteStore
-    clock: Clock = field(default_factory=Clock)
+    clock: ManualClock = field(default_factory=ManualClock)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     retry: RetrySettings = field(
         default_factory=lambda: RetrySettings(initial=1.0, max_delay=8.0, max_attempts=3)

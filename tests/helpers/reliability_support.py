@@ -1,11 +1,10 @@
-"""Helpers shared by the reliability tests: a fast rig, a manual clock, metric and state reads."""
+"""Helpers shared by the reliability tests: a fast rig on the manual clock, metric and state
+reads."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +14,9 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import TrackedTask
 from bulkwatch.simulator import Simulator, StoreSpec, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
+from helpers.clock import ManualClock
 from helpers.support import settings_for
 from helpers.webhook_receiver import Receiver, running_receiver
-
-
-@dataclass
-class ManualClock:
-    """The wall clock of the engine and the simulator alike, moved by the test.
-
-    Both read it, so every date a test sees (a task's creation, a stall, an expiry) follows from
-    it and never from today's date.
-    """
-
-    now: datetime = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def timestamp(self) -> float:
-        """The same instant for the simulator, which counts POSIX seconds."""
-        return self.now.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @asynccontextmanager
