@@ -402,7 +402,7 @@ async def test_notify_test_reports_failures_and_unknown_names_by_exit_status(
     "ignore:'imghdr' is deprecated and slated for removal:DeprecationWarning"  # Apprise's import
 )
 def test_the_commented_notifier_examples_in_the_example_config_are_valid(tmp_path: Path) -> None:
-    text = (Path(__file__).parent.parent / "config.example.yaml").read_text(encoding="utf-8")
+    text = (Path(__file__).parents[2] / "config.example.yaml").read_text(encoding="utf-8")
     tail = text[text.index("  # - name: team-slack") :].splitlines()
     # Example entries are the comment lines indented like YAML ("# - " or "#   "); prose is not.
     entries = ["  " + line[4:] for line in tail if line.startswith(("  # - ", "  #   "))]

@@ -12,7 +12,7 @@ from bulkwatch.notifiers.base import OutgoingEvent
 from bulkwatch.notifiers.templates import PLACEHOLDERS, check_template, placeholders, render
 from helpers.notifier_support import NOW, RESULT_URL, outgoing, store_change, task_change
 
-DOCS = Path(__file__).parent.parent / "docs" / "plugins.md"
+DOCS = Path(__file__).parents[2] / "docs" / "plugins.md"
 
 
 def test_a_completed_task_fills_every_field_it_has() -> None:

@@ -111,7 +111,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_example_config_is_valid(tmp_path: Path) -> None:
-    example = Path(__file__).parent.parent / "config.example.yaml"
+    example = Path(__file__).parents[2] / "config.example.yaml"
     text = example.read_text()
     token = tmp_path / "line-main"
     token.write_text("t")
