@@ -19,7 +19,7 @@ from bulkwatch.model import EndpointKey
 __all__ = ["InflightJobs", "PollJob", "build_scheduler", "scheduler_state"]
 
 # Spread first runs over at most this long, so a big fleet starts polling promptly while
-# 10,000 jobs never fall due on the same instant (that blocks the loop for ~250 ms).
+# 10,000 jobs never fall due on the same instant (that blocks the loop; docs/performance.md).
 MAX_SPREAD_S = 60.0
 
 

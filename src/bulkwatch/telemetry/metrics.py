@@ -69,7 +69,8 @@ class _WithoutCreated(Collector):
 
 
 class Metrics:
-    """Every metric of DESIGN.md. Label values come from config, never from task ids."""
+    """Every metric bulkwatch exports (docs/operations.md lists them). Label values come from
+    config, never from task ids."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry if registry is not None else CollectorRegistry()
