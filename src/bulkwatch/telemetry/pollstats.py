@@ -1,7 +1,8 @@
 """What every poll leaves in the metrics and the log: one `PollStats` per engine.
 
 This runs for every poll of every store, so each store's labelled metric children are looked
-up once (`labels()` costs a dictionary walk per call) and gauges are set only when their value changes.
+up once (`labels()` costs a dictionary walk per call) and gauges are set only when their value
+changes.
 """
 
 from __future__ import annotations
