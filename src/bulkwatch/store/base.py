@@ -114,6 +114,10 @@ class Outbox(Protocol):
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
 
+    async def commit(self) -> None:
+        """Make every outcome marked since the last call durable; raise when any of them
+        cannot be (the caller keeps them and marks them again later)."""
+
     async def mark_retry(
         self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str
     ) -> None: ...
