@@ -56,6 +56,8 @@ class GroupCommit:
         # the transaction, and the last such error: a caller that wrote before can tell.
         self.groups_lost = 0
         self.last_error = ""
+        # The error of the last write or COMMIT when it failed; None once a COMMIT succeeds.
+        self.write_error: str | None = None
 
     def attach(self, conn: sqlite3.Connection) -> None:
         """Write through `conn` (opened on this thread, in autocommit mode) from now on."""
@@ -97,7 +99,8 @@ class GroupCommit:
         conn.execute("SAVEPOINT write")
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
+            self._failed(exc)
             self._undo(conn, "ROLLBACK TO write", "RELEASE write")
             raise
         conn.execute("RELEASE write")
@@ -108,7 +111,8 @@ class GroupCommit:
         conn = self._join_group()
         try:
             conn.execute(sql, params)
-        except BaseException:
+        except BaseException as exc:
+            self._failed(exc)
             self._undo(conn)  # SQLite already undid the statement itself
             raise
         self._wrote(outbox=False)
@@ -172,13 +176,20 @@ class GroupCommit:
             if conn is not None and conn.in_transaction:
                 conn.execute("COMMIT")
                 self._last_commit = time.monotonic()
+                self.write_error = None
         except BaseException as exc:
+            self._failed(exc)
             self._lost(exc)
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         finally:
             self._group_closed()
+
+    def _failed(self, exc: BaseException) -> None:
+        """Note a write that failed for the file's sake (not a constraint: a caller's bug)."""
+        if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+            self.write_error = str(exc)
 
     def _lost(self, exc: BaseException | None) -> None:
         self.groups_lost += 1
