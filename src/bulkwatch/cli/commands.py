@@ -22,8 +22,9 @@ from bulkwatch.daemon.health import liveness
 from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
 from bulkwatch.daemon.web import start_web
 from bulkwatch.model import isoformat, utcnow
-from bulkwatch.store.base import DeliveryStatus, StateStore
+from bulkwatch.store.base import DeliveryStatus, StateStore, StoreCorruptError
 from bulkwatch.store.factory import open_store_from_url
+from bulkwatch.store.sqlite.lock import StateInUseError
 from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = [
@@ -36,6 +37,12 @@ __all__ = [
     "status",
     "summarise",
 ]
+
+
+# `run` and `once` when another process holds the state file, and `run` when the state
+# database fails its integrity check (see docs/operations.md).
+EXIT_STATE_IN_USE = 3
+EXIT_STATE_CORRUPT = 4
 
 
 class StartupError(Exception):
@@ -138,6 +145,12 @@ def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     except StartupError as exc:
         print(f"bulkwatch: {exc}", file=sys.stderr)
         return 1
+    except StateInUseError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_STATE_IN_USE
+    except StoreCorruptError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_STATE_CORRUPT
     return 0
 
 
@@ -151,7 +164,11 @@ def once(settings: Settings) -> int:
             await engine.deliver_due_once()
             return ok
 
-    return 0 if asyncio.run(main()) else 1
+    try:
+        return 0 if asyncio.run(main()) else 1
+    except StateInUseError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_STATE_IN_USE
 
 
 async def _with_store(settings: Settings) -> StateStore:

@@ -36,7 +36,7 @@ from bulkwatch.notifiers.log import LogNotifierConfig
 from bulkwatch.sources.base import Source
 from bulkwatch.sources.factory import make_source
 from bulkwatch.store.base import StateStore
-from bulkwatch.store.factory import open_store_from_url
+from bulkwatch.store.factory import daemon_lock, open_store_from_url
 from bulkwatch.telemetry.metrics import Metrics
 from bulkwatch.telemetry.pollstats import PollStats
 from bulkwatch.tracking.tracker import Policy
@@ -143,6 +143,8 @@ class Engine:
                 headers=headers,
             )
         )
+        # One process per state file, from before the first read until after the last write.
+        self._stack.enter_context(daemon_lock(self.store))
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self.status.ping = self.store.ping
@@ -271,11 +273,14 @@ class Engine:
         """Outbox gauges every few seconds; pruning of old state every hour."""
         next_prune = 0.0
         while True:
-            await self.dispatcher.refresh_gauges()
-            if time.monotonic() >= next_prune:
-                before = self.clock() - timedelta(seconds=self.settings.state.retention)
-                pruned = await self.store.prune(before)
-                if pruned:
-                    log.info("pruned old state", rows=pruned)
-                next_prune = time.monotonic() + 3600
+            try:
+                await self.dispatcher.refresh_gauges()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + 3600
+                    before = self.clock() - timedelta(seconds=self.settings.state.retention)
+                    if pruned := await self.store.prune(before):
+                        log.info("pruned old state", rows=pruned)
+            except Exception as exc:  # noqa: BLE001 - a failing store must not stop the daemon
+                # Readiness reports the store; pruning waits for its next hour.
+                log.warning("housekeeping failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(5)

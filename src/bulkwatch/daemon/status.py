@@ -34,5 +34,7 @@ class DaemonStatus:
     loop_lag: float = 0.0
     # "running", "paused", "stopped" or "not started", asked when a report is made.
     scheduler: Callable[[], str] = _not_started
-    # Raises `StoreUnavailableError` when the state store does not answer.
+    # Raises `StoreUnavailableError` when the state store does not answer, and
+    # `StoreWriteError` when it answers but its last write (poll, delivery outcome, pruning)
+    # failed: readiness follows the last write's outcome.
     ping: Callable[[], Awaitable[None]] | None = None

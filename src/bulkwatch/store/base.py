@@ -24,12 +24,23 @@ __all__ = [
     "PollState",
     "PollWrite",
     "StateStore",
+    "StoreCorruptError",
     "StoreUnavailableError",
+    "StoreWriteError",
 ]
 
 
 class StoreUnavailableError(Exception):
     """The state store did not answer; readiness reports it until it does again."""
+
+
+class StoreWriteError(StoreUnavailableError):
+    """The state store answers reads, but its last write failed (disk full, read-only, I/O
+    error); readiness reports it until a write succeeds again."""
+
+
+class StoreCorruptError(Exception):
+    """The state database failed its integrity check at start: restarting will not help."""
 
 
 class DeliveryStatus(StrEnum):
@@ -114,6 +125,10 @@ class Outbox(Protocol):
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
 
+    async def commit(self) -> None:
+        """Make every outcome marked since the last call durable; raise when any of them
+        cannot be (the caller keeps them and marks them again later)."""
+
     async def mark_retry(
         self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str
     ) -> None: ...
@@ -145,4 +160,5 @@ class StateStore(PollState, Protocol):
     async def close(self) -> None: ...
 
     async def ping(self) -> None:
-        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`."""
+        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`;
+        `StoreWriteError` when it reads but its last write failed."""

@@ -130,6 +130,14 @@ class Metrics:
         self.outbox_dead = gauge(
             "outbox_dead", "Deliveries that gave up (dead letters)", ("notifier",)
         )
+        self.delivery_store_failing = gauge(
+            "delivery_store_failing",
+            "1 while delivery is paused because the state store cannot record outcomes",
+        )
+        self.delivery_store_errors = counter(
+            "delivery_store_errors",
+            "State store errors met by the dispatcher (each pauses delivery a while)",
+        )
         self.scheduler_missed = counter(
             "scheduler_jobs_missed",
             "Poll jobs the scheduler skipped because they ran past their misfire grace time",

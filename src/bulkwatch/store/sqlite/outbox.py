@@ -6,10 +6,11 @@ themselves are written by `SqliteStore.save_poll`, in the same transaction as th
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from bulkwatch.store.base import Delivery, DeliveryStatus
+from bulkwatch.store.base import Delivery, DeliveryStatus, StoreUnavailableError
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.schema import DELIVERY_COLUMNS, delivery_from_row, dt_required, ts
 
@@ -36,6 +37,8 @@ class SqliteOutbox:
 
     def __init__(self, group: GroupCommit) -> None:
         self._group = group
+        # `group.groups_lost` when the first outcome not yet confirmed by `commit` was written.
+        self._lost_before: int | None = None
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         """Pending rows whose next attempt is due, by next_attempt_at then id."""
@@ -56,9 +59,33 @@ class SqliteOutbox:
         )
         return None if row is None else dt_required(row[0])
 
+    async def commit(self) -> None:
+        """Make the outcomes marked since the last call durable now; raise
+        `StoreUnavailableError` when they cannot be, or when a commit since the first of them
+        failed (their group was rolled back, so they must be marked again)."""
+        lost_before, self._lost_before = self._lost_before, None
+        try:
+            self._group.flush()
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"{self._group.name}: {exc}") from exc
+        if lost_before is not None and self._group.groups_lost != lost_before:
+            raise StoreUnavailableError(
+                f"{self._group.name}: delivery outcomes were rolled back: {self._group.last_error}"
+            )
+
+    def _mark(self, sql: str, params: Sequence[object]) -> None:
+        if self._lost_before is None:
+            self._lost_before = self._group.groups_lost
+        try:
+            self._group.statement(sql, params)
+        except BaseException:
+            # The caller learns of this failure here and marks the whole round again.
+            self._lost_before = None
+            raise
+
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
         """Record a successful delivery."""
-        self._group.statement(
+        self._mark(
             "UPDATE outbox SET status = 'delivered', delivered_at = ? WHERE id = ?",
             (ts(now), delivery_id),
         )
@@ -67,7 +94,7 @@ class SqliteOutbox:
         self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str
     ) -> None:
         """Keep the row pending and push its next attempt to `next_attempt_at`."""
-        self._group.statement(
+        self._mark(
             "UPDATE outbox SET status = 'pending', attempts = ?, next_attempt_at = ?, "
             "last_error = ? WHERE id = ?",
             (attempts, ts(next_attempt_at), error, delivery_id),
@@ -75,7 +102,7 @@ class SqliteOutbox:
 
     async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None:
         """Stop trying a row; it stays listed until requeued."""
-        self._group.statement(
+        self._mark(
             "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?",
             (attempts, error, delivery_id),
         )
