@@ -19,6 +19,10 @@ def _not_started() -> str:
     return "not started"
 
 
+def _unknown(_: str) -> datetime | None:
+    return None
+
+
 @dataclass(slots=True)
 class DaemonStatus:
     """The daemon's self-knowledge: configuration, polls, the loop's heartbeat, the scheduler."""
@@ -36,3 +40,7 @@ class DaemonStatus:
     scheduler: Callable[[], str] = _not_started
     # Raises `StoreUnavailableError` when the state store does not answer.
     ping: Callable[[], Awaitable[None]] | None = None
+    # When the scheduler runs an endpoint's job next, by `str(EndpointKey)` (None: no job).
+    next_run: Callable[[str], datetime | None] = _unknown
+    # Until when a failing store's polls are skipped, by store name (None: not backing off).
+    backoff_until: Callable[[str], datetime | None] = _unknown
