@@ -3,10 +3,11 @@ with them, and the OpenAPI document is generated from them, so the two cannot dr
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.store.base import DeliveryStatus
@@ -35,6 +36,17 @@ __all__ = [
 ]
 
 StoreState = Literal["up", "failing", "down", "pending"]
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d")
+
+
+def _rfc3339(value: object) -> object:
+    # pydantic would also read a number as seconds since 1970; a query gives only text.
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset (2026-11-23T10:00:00Z)")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 Cursor = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+={0,2}$")]
 
 
@@ -156,7 +168,7 @@ class TaskQueryParams(_Query):
     store: str | None = Field(default=None, min_length=1, max_length=64)
     status: TaskStatus | None = None
     platform: Platform | None = None
-    since: AwareDatetime | None = Field(
+    since: Timestamp | None = Field(
         default=None, description="Only tasks first seen at or after (RFC 3339, with offset)"
     )
     limit: int = Field(default=50, ge=1, le=500)
