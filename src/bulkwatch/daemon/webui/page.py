@@ -103,16 +103,32 @@ def _store_row(s: StoreOut, now: datetime) -> str:
     )
 
 
-def _stores(page: StoreList, query: StoreQuery, now: datetime) -> str:
+def _href(cursor: str | None, refresh: bool) -> str:
+    params = [f"stores={cursor}"] if cursor else []
+    if not refresh:
+        params.append("refresh=off")
+    return "/?" + "&amp;".join(params) if params else "/"
+
+
+def _refresh_note(refresh: bool, query: StoreQuery) -> str:
+    if refresh:
+        link = _href(query.cursor, refresh=False)
+        return f'Refreshes every {REFRESH_S} s (<a href="{link}">stop refreshing</a>).'
+    link = _href(query.cursor, refresh=True)
+    return f'Not refreshing (<a href="{link}">refresh every {REFRESH_S} s</a>).'
+
+
+def _stores(page: StoreList, query: StoreQuery, now: datetime, refresh: bool) -> str:
     rows = "".join(_store_row(s, now) for s in page.stores)
     shown = f"{len(page.stores):,} of {page.total:,}"
     nav = ""
     if page.next_cursor:
         nav = (
             '<nav class="pages" aria-label="More stores">'
-            f'<a href="/?stores={page.next_cursor}">Next {STORES_PER_PAGE} stores</a></nav>'
+            f'<a href="{_href(page.next_cursor, refresh)}">Next {STORES_PER_PAGE} stores</a>'
+            "</nav>"
         )
-    first = ' · <a href="/">first page</a>' if query.cursor else ""
+    first = f' · <a href="{_href(None, refresh)}">first page</a>' if query.cursor else ""
     return (
         '<section aria-labelledby="stores"><h2 id="stores">Stores</h2>'
         f"<table><caption>{shown} stores, by name{first}</caption>"
@@ -158,8 +174,9 @@ def _tasks(tasks: list[TaskOut], now: datetime) -> str:
     )
 
 
-async def render(ctx: WebContext, query: StoreQuery) -> str:
-    """The whole page for one page of stores."""
+async def render(ctx: WebContext, query: StoreQuery, *, refresh: bool = True) -> str:
+    """The whole page for one page of stores; `refresh`: reload itself every REFRESH_S s
+    (WCAG 2.2.1: a link on the page turns that off, and back on)."""
     now = ctx.clock()
     summary = await views.summary(ctx)
     stores = await views.stores(ctx, query)
@@ -169,13 +186,13 @@ async def render(ctx: WebContext, query: StoreQuery) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="refresh" content="{REFRESH_S}">'
-        f"<title>bulkwatch {instance}: {title}</title><style>{_CSS}</style></head><body>"
+        + (f'<meta http-equiv="refresh" content="{REFRESH_S}">' if refresh else "")
+        + f"<title>bulkwatch {instance}: {title}</title><style>{_CSS}</style></head><body>"
         '<a class="skip" href="#main">Skip to the status</a>'
         f"<header><h1>bulkwatch <small>{instance}</small></h1></header>"
         f'<main id="main">{_summary(summary, now)}{_attention(summary)}'
-        f"{_stores(stores, query, now)}{_tasks(tasks.tasks, now)}</main>"
-        f"<footer>Refreshes every {REFRESH_S} s. As JSON: "
+        f"{_stores(stores, query, now, refresh)}{_tasks(tasks.tasks, now)}</main>"
+        f"<footer>{_refresh_note(refresh, query)} As JSON: "
         '<a href="/api/v1/summary">summary</a>, <a href="/api/v1/stores">stores</a>, '
         '<a href="/api/v1/tasks">tasks</a>, <a href="/api/v1/events">events</a> '
         '(<a href="/api/v1/openapi.json">OpenAPI</a>); '
@@ -184,8 +201,8 @@ async def render(ctx: WebContext, query: StoreQuery) -> str:
 
 
 def _query(request: web.Request) -> StoreQuery:
-    """`?stores=<cursor>` (the next page of stores) is the page's one parameter."""
-    unknown = sorted(set(request.query) - {"stores"})
+    """`?stores=<cursor>`: the next page of stores (and `refresh=off`, see `_refresh`)."""
+    unknown = sorted(set(request.query) - {"stores", "refresh"})
     if unknown:
         params = [InvalidParam(name=k, reason="unknown parameter") for k in unknown]
         raise ProblemError(400, f"invalid {', '.join(unknown)}", params=params)
@@ -207,8 +224,13 @@ def add_page_routes(app: web.Application, ctx: WebContext) -> None:
 
     async def page(request: web.Request) -> web.Response:
         query = _query(request)
+        refresh = request.query.get("refresh", "on")
+        if refresh not in ("on", "off"):
+            reason = "must be on or off"
+            params = [InvalidParam(name="refresh", reason=reason)]
+            raise ProblemError(400, f"refresh: {reason}", params=params)
         try:
-            html = await render(ctx, query)
+            html = await render(ctx, query, refresh=refresh == "on")
         except BadParamError:
             raise _bad_cursor() from None
         return web.Response(
