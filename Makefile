@@ -7,7 +7,7 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: demo test soak lint format bench clean verify-deploy image-test
+.PHONY: demo test soak lint format bench clean verify-deploy image-test browser-tools
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -19,6 +19,12 @@ $(UV):
 
 demo: .venv/.synced  ## watch the built-in simulator: transitions within seconds
 	$(UV) run --frozen bulkwatch demo
+
+# Debian's chromium and axe-core (npm, from tests/browser/package-lock.json): without
+# chromium the status page's browser tests skip, saying so.
+browser-tools:  ## chromium + axe-core for the status page's browser tests
+	scripts/install-deploy-tools.sh browser
+	npm ci --prefix tests/browser --no-audit --no-fund --silent
 
 test: .venv/.synced  ## the whole test suite
 	$(UV) run --frozen pytest
@@ -36,14 +42,15 @@ format: .venv/.synced
 	$(UV) run --frozen ruff check --fix src tests deploy benchmarks
 
 # `make bench STORES=1000 DURATION=30` for a quicker run; LATENCY is the simulated API delay;
-# CREATE_EVERY the mean seconds between new tasks per store (300: the stress lifecycle).
+# CREATE_EVERY the mean seconds between new tasks per store (300: the stress lifecycle);
+# PAGE=1 serves the status page and API in the daemon phase, with a client reading them.
 STORES ?= 10000
 DURATION ?= 90
 LATENCY ?= 0.15
 CREATE_EVERY ?= 3600
 bench: .venv/.synced  ## simulator + bare aiohttp + bulkwatch + requests: the table, latest.json
 	$(UV) run --frozen python -m benchmarks --stores $(STORES) --duration $(DURATION) \
-		--latency $(LATENCY) --create-every $(CREATE_EVERY)
+		--latency $(LATENCY) --create-every $(CREATE_EVERY) $(if $(PAGE),--page-client)
 
 verify-deploy: .venv/.synced  ## promtool, Prometheus, systemd-analyze, hadolint, k8s, shellcheck, yamllint
 	scripts/install-deploy-tools.sh
@@ -53,4 +60,4 @@ image-test: .venv/.synced  ## build the image with buildah (debootstrap base) an
 	scripts/image-test.sh $(UV) run --frozen pytest -m image
 
 clean:
-	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache tests/browser/node_modules

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bulkwatch.common.durations import Duration
+from bulkwatch.common.secret_file import read_secret_file
 from bulkwatch.config.errors import ConfigError, validation_problems
 from bulkwatch.config.notifiers import validate_notifiers
 from bulkwatch.config.tokens import resolve_tokens
@@ -176,10 +177,40 @@ class StateSettings(_Model):
         return value
 
 
+_MIN_TOKEN = 16  # a guessable token is worse than none: it suggests a protection
+
+
 class ServerSettings(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
+    # The bearer token that unlocks the API's writes (re-queueing dead deliveries); without
+    # one the status page and the API are read-only. Never logged, never shown.
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_TOKEN:
+            raise ValueError(f"must be at least {_MIN_TOKEN} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> ServerSettings:
+        if self.api_token_file is None:
+            return self
+        if self.api_token is not None:
+            raise ValueError("give api_token or api_token_file, not both")
+        token = read_secret_file("api_token_file", self.api_token_file)
+        if len(token) < _MIN_TOKEN:
+            raise ValueError(
+                f"api_token_file: the token in {self.api_token_file} must be at least "
+                f"{_MIN_TOKEN} characters"
+            )
+        # The model is frozen; this runs once, during validation, before anyone sees it.
+        object.__setattr__(self, "api_token", SecretStr(token))
+        return self
 
 
 class RetrySettings(_Model):

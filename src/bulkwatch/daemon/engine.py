@@ -25,7 +25,13 @@ from bulkwatch.common.useragent import USER_AGENT
 from bulkwatch.config import Settings, resolve_stores
 from bulkwatch.daemon.backoff import Backoff
 from bulkwatch.daemon.poller import Poller
-from bulkwatch.daemon.scheduler import InflightJobs, PollJob, build_scheduler, scheduler_state
+from bulkwatch.daemon.scheduler import (
+    InflightJobs,
+    PollJob,
+    build_scheduler,
+    next_run_time,
+    scheduler_state,
+)
 from bulkwatch.daemon.status import DaemonStatus
 from bulkwatch.delivery.dispatcher import Dispatcher
 from bulkwatch.delivery.routing import Router
@@ -100,6 +106,7 @@ class Engine:
             last_poll=self.status.last_poll,
             on_events=self._wake_dispatcher,
         )
+        self.status.backoff_until = self._backoff_until
         self._inflight = InflightJobs()  # scheduled polls running now
         self._stack = AsyncExitStack()
         self._dispatcher: Dispatcher | None = None
@@ -173,6 +180,14 @@ class Engine:
     ) -> None:
         await self._stack.aclose()
 
+    def _backoff_until(self, store: str) -> datetime | None:
+        state = self.poller.backoff.get(store)
+        return None if state is None else state.not_before
+
+    def wake_dispatcher(self) -> None:
+        """Look for due deliveries now (rows were just re-queued), not at the next idle tick."""
+        self._wake_dispatcher()
+
     def _wake_dispatcher(self) -> None:
         if self._dispatcher is not None:
             self._dispatcher.wake()
@@ -225,6 +240,7 @@ class Engine:
             on_error=self._job_failed,
         )
         self.status.scheduler = partial(scheduler_state, scheduler)
+        self.status.next_run = partial(next_run_time, scheduler)
         async with asyncio.TaskGroup() as tg:
             dispatcher = tg.create_task(self.dispatcher.run())
             housekeeping = tg.create_task(self._housekeeping())

@@ -19,6 +19,10 @@ def _not_started() -> str:
     return "not started"
 
 
+def _unknown(_: str) -> datetime | None:
+    return None
+
+
 @dataclass(slots=True)
 class DaemonStatus:
     """The daemon's self-knowledge: configuration, polls, the loop's heartbeat, the scheduler."""
@@ -38,3 +42,7 @@ class DaemonStatus:
     # `StoreWriteError` when it answers but its last write (poll, delivery outcome, pruning)
     # failed: readiness follows the last write's outcome.
     ping: Callable[[], Awaitable[None]] | None = None
+    # When the scheduler runs an endpoint's job next, by `str(EndpointKey)` (None: no job).
+    next_run: Callable[[str], datetime | None] = _unknown
+    # Until when a failing store's polls are skipped, by store name (None: not backing off).
+    backoff_until: Callable[[str], datetime | None] = _unknown

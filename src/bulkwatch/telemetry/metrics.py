@@ -40,6 +40,7 @@ EVENT_TYPES = (
 # "skipped": a scheduled poll not sent because the store is backing off after failures.
 POLL_OUTCOMES = ("ok", "error", "skipped")
 DELIVERY_OUTCOMES = ("delivered", "retry", "dead")
+API_REJECTIONS = ("400", "401", "403", "404", "405")
 
 # (platform, store, poll interval in seconds) of one configured store.
 StoreLabels = tuple[str, str, float]
@@ -146,6 +147,11 @@ class Metrics:
             "scheduler_jobs_failed",
             "Poll jobs that raised out of the scheduler (a bug: polls catch their own errors)",
         )
+        self.api_rejected = counter(
+            "api_rejected_requests",
+            "Status page and API requests refused, by HTTP status (400, 401, 403, 404, 405)",
+            ("status",),
+        )
         self.build_info = gauge("build_info", "Build information", ("version",))
         self.build_info.labels(version=__version__).set(1)
 
@@ -159,6 +165,8 @@ class Metrics:
                 self.polls.labels(platform, store, outcome)
         for event_type in EVENT_TYPES:
             self.events.labels(event_type)
+        for status in API_REJECTIONS:
+            self.api_rejected.labels(status)
         for name in notifiers:
             for outcome in DELIVERY_OUTCOMES:
                 self.deliveries.labels(name, outcome)

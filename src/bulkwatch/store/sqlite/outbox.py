@@ -16,15 +16,25 @@ from bulkwatch.store.sqlite.schema import DELIVERY_COLUMNS, delivery_from_row, d
 
 __all__ = ["SqliteOutbox"]
 
+
+def _by_id(delivery: Delivery) -> int:
+    return delivery.id
+
+
 _SELECT_DUE = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
     "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
 )
 _SELECT_DELIVERIES = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
-    "WHERE status = :status AND (:notifier IS NULL OR notifier = :notifier) "
+    "WHERE status = :status AND (:notifier IS NULL OR notifier = :notifier) AND id > :after "
     "ORDER BY id LIMIT :limit"
 )
+# Newest rows first by id (the rowid: no index needed), a batch at a time, until enough
+# distinct events are seen; then every row of those events through UNIQUE (event_id, ...).
+_RECENT_IDS = "SELECT id, event_id FROM outbox WHERE id < ? ORDER BY id DESC LIMIT ?"
+_RECENT_BATCH = 256
+_NO_ID = 2**63 - 1
 _REQUEUE = (
     "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = :now "
     "WHERE status = 'dead' AND (:notifier IS NULL OR notifier = :notifier)"
@@ -108,12 +118,47 @@ class SqliteOutbox:
         )
 
     async def list_deliveries(
-        self, status: DeliveryStatus, *, notifier: str | None = None, limit: int = 1000
+        self,
+        status: DeliveryStatus,
+        *,
+        notifier: str | None = None,
+        limit: int = 1000,
+        after: int | None = None,
     ) -> list[Delivery]:
-        """Rows in one status (optionally of one notifier), oldest id first."""
-        params = {"status": status.value, "notifier": notifier, "limit": limit}
+        """Rows in one status (optionally of one notifier), oldest id first; `after`: only
+        ids above it (the last id of the page before)."""
+        params = {
+            "status": status.value,
+            "notifier": notifier,
+            "limit": limit,
+            "after": -1 if after is None else after,
+        }
         rows = self._group.connection().execute(_SELECT_DELIVERIES, params)
         return [delivery_from_row(r) for r in rows]
+
+    async def recent_events(self, limit: int, *, before: int | None = None) -> list[Delivery]:
+        """Every row of the `limit` newest events among rows with ids below `before`, newest
+        event first, each event's rows by id. A poll writes all rows of an event in one
+        statement, so their ids are adjacent and a page never splits an event."""
+        conn = self._group.connection()
+        events: dict[str, None] = {}  # insertion-ordered set, newest first
+        cursor = _NO_ID if before is None else before
+        while len(events) < limit:
+            batch = conn.execute(_RECENT_IDS, (cursor, _RECENT_BATCH)).fetchall()
+            for _, event_id in batch:
+                if len(events) == limit:
+                    break
+                events.setdefault(event_id)
+            if len(batch) < _RECENT_BATCH:
+                break
+            cursor = batch[-1][0]
+        if not events:
+            return []
+        marks = ", ".join("?" * len(events))
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE event_id IN ({marks})"  # noqa: S608
+        rows = sorted(map(delivery_from_row, conn.execute(sql, list(events))), key=_by_id)
+        order = {event_id: i for i, event_id in enumerate(events)}
+        return sorted(rows, key=lambda d: order[d.event_id])  # stable: ids within an event
 
     async def requeue_dead(
         self, now: datetime, *, ids: Sequence[int] | None = None, notifier: str | None = None

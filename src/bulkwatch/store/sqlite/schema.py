@@ -338,6 +338,19 @@ _V2 = (
     """,
 )
 
+# The status page and the API read a page of rows at a time, newest first, and each of their
+# reads must stay a bounded index walk at any number of tasks: one index per way in (all
+# tasks, one store's, one status's), each ending in the whole sort key so a page continues
+# where the last one ended; and the few troubled stores in a partial index of their own.
+_V3 = (
+    "CREATE INDEX tasks_recent ON tasks (first_seen_at, store, platform, task_id)",
+    "CREATE INDEX tasks_recent_by_store ON tasks (store, first_seen_at, platform, task_id)",
+    "CREATE INDEX tasks_recent_by_status "
+    "ON tasks (status, first_seen_at, store, platform, task_id)",
+    "CREATE INDEX store_health_troubled ON store_health (store) "
+    "WHERE down OR failing_endpoints != '[]'",
+)
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
@@ -351,8 +364,13 @@ def _v2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    for statement in _V3:
+        conn.execute(statement)
+
+
 # MIGRATIONS[n] takes a database from user_version n to n + 1. Append; never edit a released one.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -31,6 +31,7 @@ from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteErr
 from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
+from bulkwatch.store.sqlite.reads import SqliteReads
 from bulkwatch.store.sqlite.schema import (
     TASK_COLUMNS,
     endpoint_from_row,
@@ -146,11 +147,17 @@ class SqliteStore:
             repr(self), self.path, commit_delay=commit_delay, commit_batch=commit_batch
         )
         self._outbox = SqliteOutbox(self._group)
+        self._reads = SqliteReads(self._group)
 
     @property
     def outbox(self) -> SqliteOutbox:
         """The deliveries, on the same group-committed connection as the poll state."""
         return self._outbox
+
+    @property
+    def reads(self) -> SqliteReads:
+        """The status page's and the API's bounded reads, on the same connection."""
+        return self._reads
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
