@@ -163,6 +163,17 @@ def test_register_adds_a_type_next_to_the_builtins() -> None:
     assert reg.get("log") is log.TYPE
 
 
+async def test_build_accepts_only_a_config_of_the_types_own_model() -> None:
+    kind = registry_of().get("webhook")
+    assert kind is not None
+    config = log.LogNotifierConfig(name="console")
+    async with aiohttp.ClientSession() as session:
+        context = NotifierContext(session=session, instance="test-1")
+        with pytest.raises(TypeError, match="webhook notifier needs a WebhookNotifierConfig"):
+            kind.build(config, context)
+        assert log.TYPE.build(config, context).name == "console"
+
+
 async def test_a_plugins_failures_are_retried_by_the_dispatcher_like_any_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,7 +185,7 @@ async def test_a_plugins_failures_are_retried_by_the_dispatcher_like_any_other(
         {"name": "archive", "type": "jsonl-file", "path": str(folder / "events.jsonl")}
     )
     async with aiohttp.ClientSession() as session, delivery_harness(tmp_path) as h:
-        plugin = kind.factory(config, NotifierContext(session=session, instance="test-1"))
+        plugin = kind.build(config, NotifierContext(session=session, instance="test-1"))
         await h.enqueue(task_change(), "archive")
         dispatcher = h.dispatcher(plugin)
 

@@ -318,7 +318,7 @@ async def test_registry_builds_a_webhook_notifier_from_config(
     config = kind.config_model.model_validate(
         {"name": "hook", "type": "webhook", "url": receiver.url, "secret": SECRET}
     )
-    hook = kind.factory(config, NotifierContext(session=session, instance="test-1"))
+    hook = kind.build(config, NotifierContext(session=session, instance="test-1"))
     await hook.send(outgoing())
     await hook.aclose()
     assert hook.name == "hook"

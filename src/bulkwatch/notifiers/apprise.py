@@ -27,9 +27,9 @@ from bulkwatch.notifiers.base import (
     Notifier,
     NotifierConfig,
     NotifierContext,
+    NotifierType,
     OutgoingEvent,
 )
-from bulkwatch.notifiers.registry import NotifierType
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
 if TYPE_CHECKING:
@@ -139,11 +139,7 @@ def _describe(result: object, total: int) -> str:
     return f"Apprise: {len(failed)} of {total} service(s) failed: {', '.join(failed)}"
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, AppriseNotifierConfig):
-        raise TypeError(
-            f"apprise notifier needs an AppriseNotifierConfig, got {type(config).__name__}"
-        )
+def _factory(config: AppriseNotifierConfig, context: NotifierContext) -> Notifier:
     return AppriseNotifier(config)
 
 

@@ -35,9 +35,9 @@ from bulkwatch.notifiers.base import (
     Notifier,
     NotifierConfig,
     NotifierContext,
+    NotifierType,
     OutgoingEvent,
 )
-from bulkwatch.notifiers.registry import NotifierType
 from bulkwatch.notifiers.templates import placeholders
 
 __all__ = ["ENV_PREFIX", "TYPE", "CommandNotifier", "CommandNotifierConfig", "event_environment"]
@@ -202,11 +202,7 @@ def _judge(code: int, stderr: bytes) -> None:
     raise DeliveryError(what)
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, CommandNotifierConfig):
-        raise TypeError(
-            f"command notifier needs a CommandNotifierConfig, got {type(config).__name__}"
-        )
+def _factory(config: CommandNotifierConfig, context: NotifierContext) -> Notifier:
     # The child inherits the daemon's environment, as any program started from a shell would.
     return CommandNotifier(config, os.environ)
 

@@ -33,9 +33,9 @@ from bulkwatch.notifiers.base import (
     Notifier,
     NotifierConfig,
     NotifierContext,
+    NotifierType,
     OutgoingEvent,
 )
-from bulkwatch.notifiers.registry import NotifierType
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
 __all__ = ["TYPE", "EmailNotifier", "EmailNotifierConfig", "build_email"]
@@ -254,9 +254,7 @@ def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {_one_line(exc.message)}"
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, EmailNotifierConfig):
-        raise TypeError(f"email notifier needs an EmailNotifierConfig, got {type(config).__name__}")
+def _factory(config: EmailNotifierConfig, context: NotifierContext) -> Notifier:
     return EmailNotifier(config)
 
 

@@ -11,8 +11,13 @@ from typing import Any, Literal
 
 import structlog
 
-from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext, OutgoingEvent
-from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.notifiers.base import (
+    Notifier,
+    NotifierConfig,
+    NotifierContext,
+    NotifierType,
+    OutgoingEvent,
+)
 
 __all__ = ["TYPE", "LogNotifier", "LogNotifierConfig", "format_line"]
 
@@ -119,9 +124,7 @@ def _error(data: Mapping[str, Any]) -> str | None:
     return code or reason
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, LogNotifierConfig):
-        raise TypeError(f"log notifier needs a LogNotifierConfig, got {type(config).__name__}")
+def _factory(config: LogNotifierConfig, context: NotifierContext) -> Notifier:
     return LogNotifier(config)
 
 

@@ -81,7 +81,7 @@ async def send_sample(
     if kind is None:
         raise LookupError(f"notifier type {config.type!r} is not registered")
     async with aiohttp.ClientSession() as session:
-        notifier = kind.factory(config, NotifierContext(session=session, instance=instance))
+        notifier = kind.build(config, NotifierContext(session=session, instance=instance))
         try:
             await notifier.send(event)
         except DeliveryError as exc:

@@ -31,10 +31,10 @@ from bulkwatch.notifiers.base import (
     Notifier,
     NotifierConfig,
     NotifierContext,
+    NotifierType,
     OutgoingEvent,
 )
 from bulkwatch.notifiers.http import post
-from bulkwatch.notifiers.registry import NotifierType
 from bulkwatch.notifiers.templates import MessageTemplate, placeholders, render
 
 __all__ = ["TYPE", "SlackNotifier", "SlackNotifierConfig", "build_message"]
@@ -197,9 +197,7 @@ def _judge(status: int, retry_after: str | None, answer: str) -> None:
     raise DeliveryError(message, permanent=True)
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, SlackNotifierConfig):
-        raise TypeError(f"slack notifier needs a SlackNotifierConfig, got {type(config).__name__}")
+def _factory(config: SlackNotifierConfig, context: NotifierContext) -> Notifier:
     return SlackNotifier(config, context.session)
 
 

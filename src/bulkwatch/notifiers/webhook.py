@@ -28,10 +28,10 @@ from bulkwatch.notifiers.base import (
     Notifier,
     NotifierConfig,
     NotifierContext,
+    NotifierType,
     OutgoingEvent,
 )
 from bulkwatch.notifiers.http import post
-from bulkwatch.notifiers.registry import NotifierType
 
 __all__ = [
     "CONTENT_TYPE",
@@ -182,11 +182,7 @@ def _judge(status: int, retry_after_header: str | None) -> None:
     raise DeliveryError(message, permanent=True)
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, WebhookNotifierConfig):
-        raise TypeError(
-            f"webhook notifier needs a WebhookNotifierConfig, got {type(config).__name__}"
-        )
+def _factory(config: WebhookNotifierConfig, context: NotifierContext) -> Notifier:
     return WebhookNotifier(config, context.session)
 
 

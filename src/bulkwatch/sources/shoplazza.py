@@ -31,8 +31,9 @@ from bulkwatch.sources.fields import (
     short,
     type_name,
 )
-from bulkwatch.sources.http.client import Fingerprint, HttpResponse, decode_json
+from bulkwatch.sources.http.client import decode_json
 from bulkwatch.sources.http.failures import envelope_error, invalid, looks_like_auth, status_error
+from bulkwatch.sources.http.response import Fingerprint, HttpResponse
 
 __all__ = ["OPERATION_TYPE", "ShoplazzaSource"]
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bulkwatch.model import EndpointKey, FailureKind, PollError
-
-if TYPE_CHECKING:
-    from bulkwatch.sources.http.client import HttpResponse
+from bulkwatch.sources.http.response import HttpResponse
 
 __all__ = [
     "envelope_error",
