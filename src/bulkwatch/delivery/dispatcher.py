@@ -8,11 +8,9 @@ Ordering is not guaranteed: the rows of one batch are sent concurrently (up to
 `delivery.concurrency` at a time, several to the same notifier in parallel), and a retried row
 falls behind newer events. Receivers order events by their `time` and the task's status.
 
-Backoff uses "equal jitter": before attempt n+1 the wait is uniform in [d/2, d] with
-d = min(max_delay, initial * 2**n), n = attempts so far. Half the delay stays fixed, so a
-failing receiver gets real breathing room; the random half spreads out the retries of many
-events that failed together. A `Retry-After` from the receiver (capped at max_delay) is a
-lower bound.
+Backoff uses "equal jitter" (`common.backoff`): after n failed attempts the wait is uniform
+in [d/2, d] with d = min(max_delay, initial * 2**(n-1)). A `Retry-After` from the receiver
+(capped at max_delay) is a lower bound.
 """
 
 from __future__ import annotations
@@ -22,12 +20,14 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
+from bulkwatch.common.backoff import equal_jitter
 from bulkwatch.config import DeliverySettings, RetrySettings
+from bulkwatch.model import as_utc, utcnow
 from bulkwatch.notifiers.base import DeliveryError, Notifier, OutgoingEvent
 from bulkwatch.store.base import Delivery, DeliveryStatus, Outbox
 from bulkwatch.telemetry.metrics import Metrics
@@ -39,12 +39,6 @@ _log = structlog.get_logger("bulkwatch.delivery.dispatcher")
 # A floor for the idle wait: should a row fail to be marked (store error), it stays due, and
 # without a floor run() would spin on it.
 _MIN_WAIT = 0.05
-# 2**60 times any sane initial delay is far past max_delay; the cap avoids float overflow.
-_MAX_EXPONENT = 60
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def backoff_delay(
@@ -54,8 +48,7 @@ def backoff_delay(
     retry_after: float | None = None,
 ) -> float:
     """Seconds to wait before the next attempt, after `attempts` failed ones (>= 1)."""
-    ceiling = min(retry.max_delay, retry.initial * 2.0 ** min(max(attempts - 1, 0), _MAX_EXPONENT))
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    delay = equal_jitter(retry.initial, retry.max_delay, attempts, rng)
     if retry_after is not None:
         delay = max(delay, min(retry_after, retry.max_delay))
     return delay
@@ -72,7 +65,7 @@ class Dispatcher:
         delivery: DeliverySettings,
         metrics: Metrics,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
         self._store = outbox
@@ -183,7 +176,7 @@ class Dispatcher:
             _log.exception("could not read the next due delivery")
             return wait
         if next_due is not None:
-            wait = min(wait, (_aware(next_due) - self._clock()).total_seconds())
+            wait = min(wait, (as_utc(next_due) - self._clock()).total_seconds())
         return max(wait, _MIN_WAIT)
 
     async def _wait(self, seconds: float) -> None:
@@ -265,7 +258,7 @@ class Dispatcher:
         if error.permanent:
             await self._dead(row, attempt, message)
             return
-        age = (now - _aware(row.created_at)).total_seconds()
+        age = (now - as_utc(row.created_at)).total_seconds()
         if attempt >= self._retry.max_attempts:
             await self._dead(row, attempt, f"{message} (gave up after {attempt} attempts)")
             return
@@ -297,8 +290,3 @@ class Dispatcher:
 
 def _fields(row: Delivery) -> dict[str, Any]:
     return {"notifier": row.notifier, "event_id": row.event_id, "event_type": row.event_type}
-
-
-def _aware(value: datetime) -> datetime:
-    # Stores hand back UTC; a naive value from a store that dropped the offset is UTC too.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

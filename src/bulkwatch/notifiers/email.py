@@ -28,14 +28,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from bulkwatch.common.durations import Duration
 from bulkwatch.common.secret_file import read_secret_file
-from bulkwatch.notifiers.base import (
-    DeliveryError,
-    Notifier,
-    NotifierConfig,
-    NotifierContext,
-    NotifierType,
-    OutgoingEvent,
-)
+from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierType, OutgoingEvent
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
 __all__ = ["TYPE", "EmailNotifier", "EmailNotifierConfig", "build_email"]
@@ -254,8 +247,4 @@ def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {_one_line(exc.message)}"
 
 
-def _factory(config: EmailNotifierConfig, context: NotifierContext) -> Notifier:
-    return EmailNotifier(config)
-
-
-TYPE = NotifierType("email", EmailNotifierConfig, _factory)
+TYPE = NotifierType("email", EmailNotifierConfig, lambda config, _: EmailNotifier(config))

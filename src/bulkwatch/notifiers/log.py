@@ -11,13 +11,7 @@ from typing import Any, Literal
 
 import structlog
 
-from bulkwatch.notifiers.base import (
-    Notifier,
-    NotifierConfig,
-    NotifierContext,
-    NotifierType,
-    OutgoingEvent,
-)
+from bulkwatch.notifiers.base import NotifierConfig, NotifierType, OutgoingEvent
 
 __all__ = ["TYPE", "LogNotifier", "LogNotifierConfig", "format_line"]
 
@@ -124,8 +118,4 @@ def _error(data: Mapping[str, Any]) -> str | None:
     return code or reason
 
 
-def _factory(config: LogNotifierConfig, context: NotifierContext) -> Notifier:
-    return LogNotifier(config)
-
-
-TYPE = NotifierType("log", LogNotifierConfig, _factory)
+TYPE = NotifierType("log", LogNotifierConfig, lambda config, _: LogNotifier(config))

@@ -15,7 +15,13 @@ from yarl import URL
 
 from bulkwatch.common.retry_after import parse_retry_after
 from bulkwatch.model import EndpointKey, FailureKind, PollError
-from bulkwatch.sources.http.failures import error_text, html_title, invalid, one_line
+from bulkwatch.sources.http.failures import (
+    error_text,
+    html_title,
+    invalid,
+    invalid_answer,
+    one_line,
+)
 from bulkwatch.sources.http.ratelimit import RateLimiter
 from bulkwatch.sources.http.response import HttpResponse
 
@@ -151,4 +157,4 @@ def decode_json(resp: HttpResponse, key: EndpointKey, *, where: str = "") -> Any
             reason = f"body is not valid JSON ({exc.msg} at byte {exc.pos})"
     except UnicodeDecodeError:
         reason = "body is not valid UTF-8 JSON"
-    raise invalid(f"{where}{reason}", key=key, http_status=resp.status, request_id=resp.request_id)
+    raise invalid_answer(resp, key, f"{where}{reason}")

@@ -18,6 +18,7 @@ __all__ = [
     "error_text",
     "html_title",
     "invalid",
+    "invalid_answer",
     "kind_for_status",
     "looks_like_auth",
     "one_line",
@@ -94,6 +95,11 @@ def invalid(
         http_status=http_status,
         request_id=request_id,
     )
+
+
+def invalid_answer(resp: HttpResponse, key: EndpointKey, message: str) -> PollError:
+    """An INVALID_RESPONSE error about `resp`, with its status and request id."""
+    return invalid(message, key=key, http_status=resp.status, request_id=resp.request_id)
 
 
 def envelope_error(body: dict[str, Any], resp: HttpResponse, key: EndpointKey) -> PollError | None:

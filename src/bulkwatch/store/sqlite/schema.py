@@ -22,6 +22,7 @@ from bulkwatch.model import (
     TaskSnapshot,
     TaskStatus,
     TrackedTask,
+    as_utc,
 )
 from bulkwatch.store.base import Delivery, DeliveryStatus
 
@@ -138,11 +139,8 @@ DELIVERY_COLUMNS = (
 
 def ts(value: datetime) -> str:
     """The stored form of a datetime: fixed-width UTC ISO 8601, microseconds included."""
-    # Naive datetimes are UTC throughout bulkwatch (as in events.isoformat). The fixed-width
-    # form is what makes text comparison in SQL agree with time order.
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    # The fixed-width form is what makes text comparison in SQL agree with time order.
+    return as_utc(value).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def ts_or_none(value: datetime | None) -> str | None:
