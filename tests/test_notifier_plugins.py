@@ -33,7 +33,6 @@ from bulkwatch.notifiers.base import NotifierContext
 from bulkwatch.notifiers.registry import (
     ENTRY_POINT_GROUP,
     NotifierRegistry,
-    NotifierType,
     PluginError,
 )
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
@@ -154,13 +153,6 @@ def test_a_plugin_cannot_replace_a_builtin_or_another_plugin(
             "notifier plugin 'chime' (bw_chime_impostor:TYPE)",
         ),
     ]
-
-
-def test_register_adds_a_type_next_to_the_builtins() -> None:
-    reg = registry_of()
-    reg.register(NotifierType("bell", log.LogNotifierConfig, log.TYPE.factory))
-    assert reg.get("bell") is not None
-    assert reg.get("log") is log.TYPE
 
 
 async def test_build_accepts_only_a_config_of_the_types_own_model() -> None:

@@ -35,7 +35,7 @@ from bulkwatch.common.backoff import equal_jitter
 from bulkwatch.config import Defaults
 from bulkwatch.model import FailureKind, PollError
 
-__all__ = ["Backoff", "StoreBackoff"]
+__all__ = ["Backoff"]
 
 _SLOW = frozenset({FailureKind.AUTH, FailureKind.FROZEN})
 
@@ -60,13 +60,6 @@ class Backoff:
         self._stores: dict[str, StoreBackoff] = {}
         longest = max(defaults.backoff_max, defaults.auth_retry, defaults.blocked_retry)
         self._longest = timedelta(seconds=longest * 1.1)  # jitter adds at most 10 %
-
-    def __len__(self) -> int:
-        return len(self._stores)
-
-    def get(self, store: str) -> StoreBackoff | None:
-        """The backoff state of one store, None when it is not failing."""
-        return self._stores.get(store)
 
     def waiting(
         self, store: str, now: datetime, credentials: Callable[[], int] | None = None
@@ -109,9 +102,9 @@ class Backoff:
         self._stores[store] = StoreBackoff(failures, not_before, now, error.kind, credentials)
         return max(0.0, (not_before - now).total_seconds())
 
-    def succeeded(self, store: str) -> StoreBackoff | None:
-        """Forget a store's failures; return the state it had (None: it was not failing)."""
-        return self._stores.pop(store, None)
+    def succeeded(self, store: str) -> None:
+        """Forget a store's failures."""
+        self._stores.pop(store, None)
 
     def delay(self, error: PollError, failures: int, interval: float) -> float:
         """Seconds to wait after the `failures`-th failed round ending with `error`."""

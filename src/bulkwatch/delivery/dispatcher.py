@@ -34,7 +34,7 @@ from bulkwatch.telemetry.metrics import Metrics
 
 __all__ = ["Dispatcher", "backoff_delay"]
 
-_log = structlog.get_logger("bulkwatch.delivery.dispatcher")
+_log = structlog.get_logger("bulkwatch")
 
 # A floor for the idle wait: should a row fail to be marked (store error), it stays due, and
 # without a floor run() would spin on it.

@@ -46,11 +46,6 @@ class EventType(StrEnum):
         return cls(f"bulkwatch.task.{status.value.lower()}")
 
     @property
-    def about_store(self) -> bool:
-        """A store event (its subject is the store), not a task event."""
-        return self in (EventType.STORE_DOWN, EventType.STORE_UP)
-
-    @property
     def status(self) -> TaskStatus | None:
         """The status a status-change event announces; None for the others."""
         return _STATUS_OF.get(self)

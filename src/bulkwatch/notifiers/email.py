@@ -33,7 +33,7 @@ from bulkwatch.notifiers.templates import MessageTemplate, render
 
 __all__ = ["TYPE", "EmailNotifier", "EmailNotifierConfig", "build_email"]
 
-_log = structlog.get_logger("bulkwatch.notify")
+_log = structlog.get_logger("bulkwatch")
 
 Security = Literal["none", "starttls", "ssl"]
 _DEFAULT_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "ssl": 465}

@@ -15,7 +15,7 @@ from bulkwatch.notifiers.base import NotifierConfig, NotifierType, OutgoingEvent
 
 __all__ = ["TYPE", "LogNotifier", "LogNotifierConfig", "format_line"]
 
-_logger = structlog.get_logger("bulkwatch.notify")
+_logger = structlog.get_logger("bulkwatch")
 
 _TASK_PREFIX = "bulkwatch.task."
 _STORE_PREFIX = "bulkwatch.store."

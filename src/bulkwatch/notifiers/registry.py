@@ -29,12 +29,11 @@ __all__ = [
     "PluginError",
     "get",
     "known_types",
-    "register",
 ]
 
 ENTRY_POINT_GROUP = "bulkwatch.notifiers"
 
-_log = structlog.get_logger("bulkwatch.notifiers")
+_log = structlog.get_logger("bulkwatch")
 
 
 class PluginError(Exception):
@@ -68,11 +67,6 @@ class NotifierRegistry:
         self._types: dict[str, NotifierType[Any]] = {}
         self._plugins: dict[str, EntryPoint] | None = None
         self._broken: dict[str, str] = {}
-
-    def register(self, kind: NotifierType[Any]) -> None:
-        """Make a type available under `kind.name`, replacing any type of that name."""
-        self._entry_points()
-        self._types[kind.name] = kind
 
     def get(self, name: str) -> NotifierType[Any] | None:
         """The type called `name`, or None when nothing provides it.
@@ -150,11 +144,6 @@ def _load(entry: EntryPoint) -> NotifierType[Any]:
 
 
 _default = NotifierRegistry()
-
-
-def register(kind: NotifierType[Any]) -> None:
-    """Make a notifier type available to config validation and the app."""
-    _default.register(kind)
 
 
 def get(name: str) -> NotifierType[Any] | None:
