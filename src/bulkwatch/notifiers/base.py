@@ -82,11 +82,11 @@ class Notifier(Protocol):
     async def aclose(self) -> None: ...
 
 
-C = TypeVar("C", bound=NotifierConfig)
+ConfigT = TypeVar("ConfigT", bound=NotifierConfig)
 
 
 @dataclass(frozen=True, slots=True)
-class NotifierType(Generic[C]):
+class NotifierType(Generic[ConfigT]):
     """One kind of notifier: its `type` name, its config model and how to build it.
 
     `factory` receives a config of its own `config_model`; `build` is the one place where a
@@ -94,8 +94,8 @@ class NotifierType(Generic[C]):
     """
 
     name: str
-    config_model: type[C]
-    factory: Callable[[C, NotifierContext], Notifier]
+    config_model: type[ConfigT]
+    factory: Callable[[ConfigT, NotifierContext], Notifier]
 
     def build(self, config: NotifierConfig, context: NotifierContext) -> Notifier:
         """The notifier for `config`; TypeError when it is not a `config_model`."""

@@ -5,12 +5,11 @@ database (`status`, `deliveries`) and the simulator (`simulate`, `demo`)."""
 from __future__ import annotations
 
 from bulkwatch.cli.commands.checks import notify_test, summarise
-from bulkwatch.cli.commands.daemon import StartupError, once, run, serve_daemon
+from bulkwatch.cli.commands.daemon import once, run, serve_daemon
 from bulkwatch.cli.commands.simulation import demo, simulate
 from bulkwatch.cli.commands.state import deliveries_list, deliveries_retry, status
 
 __all__ = [
-    "StartupError",
     "deliveries_list",
     "deliveries_retry",
     "demo",
