@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 
 from bulkwatch.config import DeliverySettings, RetrySettings
 from bulkwatch.daemon.engine import Engine
-from bulkwatch.daemon.web import bound_port, start_web
+from bulkwatch.daemon.web import start_web
 from bulkwatch.delivery.dispatcher import Dispatcher
 from bulkwatch.model import Event, EventType, Platform, TaskSnapshot, TaskStatus, task_event
 from bulkwatch.notifiers.webhook import WebhookNotifier, WebhookNotifierConfig
@@ -34,7 +34,7 @@ from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
 from disk_faults import read_only_files
 from reliability_support import ManualClock
-from support import settings_for, write_events
+from support import bound_port, settings_for, write_events
 from webhook_receiver import Receiver, running_receiver
 
 RETRY = RetrySettings(initial=0.05, max_delay=0.2)

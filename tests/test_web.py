@@ -18,12 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import HEARTBEAT_STALE_S, liveness
-from bulkwatch.daemon.web import bound_port, start_web
+from bulkwatch.daemon.web import start_web
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import EVENT_TYPES, Metrics
 from reliability_support import ManualClock
-from support import settings_for
+from support import bound_port, settings_for
 
 # Every metric family of the documented contract, plus the scheduler counters (name without
 # `_total`).

@@ -13,12 +13,12 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.daemon.engine import Engine
-from bulkwatch.daemon.web import bound_port, start_web
+from bulkwatch.daemon.web import start_web
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
 from platform_stub import closed_port_url
 from reliability_support import ManualClock
-from support import settings_for
+from support import bound_port, settings_for
 
 TOKEN = "test-api-token-0123456789"
 INTERVAL = 30.0

@@ -161,7 +161,7 @@ class Engine:
             kind = registry.get(cfg.type)
             if kind is None:  # pragma: no cover - the settings validated every type
                 raise RuntimeError(f"notifier type {cfg.type!r} is not registered")
-            notifier = kind.factory(cfg, nctx)
+            notifier = kind.build(cfg, nctx)
             self.notifiers[cfg.name] = notifier
             self._stack.push_async_callback(notifier.aclose)
         self._dispatcher = Dispatcher(
@@ -181,8 +181,7 @@ class Engine:
         await self._stack.aclose()
 
     def _backoff_until(self, store: str) -> datetime | None:
-        state = self.poller.backoff.get(store)
-        return None if state is None else state.not_before
+        return self.poller.backoff.until(store)
 
     def wake_dispatcher(self) -> None:
         """Look for due deliveries now (rows were just re-queued), not at the next idle tick."""

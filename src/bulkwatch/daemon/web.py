@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from bulkwatch.daemon.engine import Engine
 
-__all__ = ["bound_port", "start_web"]
+__all__ = ["start_web"]
 
 
 def _json(report: Report) -> web.Response:
@@ -61,8 +61,8 @@ def _app(engine: Engine, started: datetime) -> web.Application:
 
 
 async def start_web(engine: Engine, host: str, port: int) -> web.AppRunner:
-    """Start the server on `host:port` (0: any free port, see `bound_port`); the caller owns
-    the runner and calls `cleanup()`."""
+    """Start the server on `host:port` (0: any free port, named in `runner.addresses`); the
+    caller owns the runner and calls `cleanup()`."""
     runner = web.AppRunner(_app(engine, engine.clock()), access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -71,10 +71,3 @@ async def start_web(engine: Engine, host: str, port: int) -> web.AppRunner:
         await runner.cleanup()
         raise
     return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The TCP port a started runner listens on (the real one when it was asked for 0)."""
-    address = runner.addresses[0]
-    port: int = address[1]
-    return port

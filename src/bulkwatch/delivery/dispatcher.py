@@ -12,11 +12,9 @@ Ordering is not guaranteed: the rows of one batch are sent concurrently (up to
 `delivery.concurrency` at a time, several to the same notifier in parallel), and a retried row
 falls behind newer events. Receivers order events by their `time` and the task's status.
 
-Backoff uses "equal jitter": before attempt n+1 the wait is uniform in [d/2, d] with
-d = min(max_delay, initial * 2**n), n = attempts so far. Half the delay stays fixed, so a
-failing receiver gets real breathing room; the random half spreads out the retries of many
-events that failed together. A `Retry-After` from the receiver (capped at max_delay) is a
-lower bound.
+Backoff uses "equal jitter" (`common.backoff`): after n failed attempts the wait is uniform
+in [d/2, d] with d = min(max_delay, initial * 2**(n-1)). A `Retry-After` from the receiver
+(capped at max_delay) is a lower bound.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -36,20 +34,17 @@ import structlog
 from bulkwatch.config import DeliverySettings, RetrySettings
 from bulkwatch.delivery.backoff import backoff_delay
 from bulkwatch.delivery.pause import StorePause
+from bulkwatch.model import as_utc, utcnow
 from bulkwatch.notifiers.base import DeliveryError, Notifier, OutgoingEvent
 from bulkwatch.store.base import Delivery, DeliveryStatus, Outbox
 from bulkwatch.telemetry.metrics import Metrics
 
 __all__ = ["Dispatcher", "backoff_delay"]
 
-_log = structlog.get_logger("bulkwatch.delivery.dispatcher")
+_log = structlog.get_logger("bulkwatch")
 
 # A floor for the idle wait, so that run() never spins on a row that stays due.
 _MIN_WAIT = 0.05
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +70,7 @@ class Dispatcher:
         delivery: DeliverySettings,
         metrics: Metrics,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
         self._store = outbox
@@ -235,7 +230,7 @@ class Dispatcher:
             _log.exception("could not read the next due delivery")
             return wait
         if next_due is not None:
-            wait = min(wait, (_aware(next_due) - self._clock()).total_seconds())
+            wait = min(wait, (as_utc(next_due) - self._clock()).total_seconds())
         return max(wait, _MIN_WAIT)
 
     async def _wait(self, seconds: float) -> None:
@@ -313,7 +308,7 @@ class Dispatcher:
         message = str(error) or type(error).__name__
         if error.permanent:
             return self._dead(row, attempt, message)
-        age = (now - _aware(row.created_at)).total_seconds()
+        age = (now - as_utc(row.created_at)).total_seconds()
         if attempt >= self._retry.max_attempts:
             return self._dead(row, attempt, f"{message} (gave up after {attempt} attempts)")
         if age >= self._retry.max_age:
@@ -352,8 +347,3 @@ class Dispatcher:
 
 def _fields(row: Delivery) -> dict[str, Any]:
     return {"notifier": row.notifier, "event_id": row.event_id, "event_type": row.event_type}
-
-
-def _aware(value: datetime) -> datetime:
-    # Stores hand back UTC; a naive value from a store that dropped the offset is UTC too.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -27,7 +27,7 @@ import structlog
 
 __all__ = ["GroupCommit"]
 
-_log = structlog.get_logger("bulkwatch.store")
+_log = structlog.get_logger("bulkwatch")
 
 
 class GroupCommit:
