@@ -26,14 +26,15 @@ test: .venv/.synced  ## the whole test suite
 soak: .venv/.synced  ## minutes of random faults and restarts (BULKWATCH_SOAK_SECONDS, default 90)
 	$(UV) run --frozen pytest -m soak -s
 
-lint: .venv/.synced  ## ruff + mypy --strict
-	$(UV) run --frozen ruff check src tests deploy benchmarks
-	$(UV) run --frozen ruff format --check src tests deploy benchmarks
+lint: .venv/.synced  ## ruff + mypy --strict + import-linter (layers, no cycles: docs/architecture.md)
+	$(UV) run --frozen ruff check src tests deploy benchmarks scripts
+	$(UV) run --frozen ruff format --check src tests deploy benchmarks scripts
 	$(UV) run --frozen mypy
+	$(UV) run --frozen lint-imports --no-logo
 
 format: .venv/.synced
-	$(UV) run --frozen ruff format src tests deploy benchmarks
-	$(UV) run --frozen ruff check --fix src tests deploy benchmarks
+	$(UV) run --frozen ruff format src tests deploy benchmarks scripts
+	$(UV) run --frozen ruff check --fix src tests deploy benchmarks scripts
 
 # `make bench STORES=1000 DURATION=30` for a quicker run; LATENCY is the simulated API delay;
 # CREATE_EVERY the mean seconds between new tasks per store (300: the stress lifecycle).
@@ -53,4 +54,4 @@ image-test: .venv/.synced  ## build the image with buildah (debootstrap base) an
 	scripts/image-test.sh $(UV) run --frozen pytest -m image
 
 clean:
-	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
