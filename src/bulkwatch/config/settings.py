@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bulkwatch.common.durations import Duration
-from bulkwatch.common.secret_file import read_secret_file
+from bulkwatch.common.secret_file import fill_secret_from_file
 from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers.base import NotifierConfig
 
@@ -189,19 +189,13 @@ class ServerSettings(_Model):
 
     @model_validator(mode="after")
     def _read_token_file(self) -> ServerSettings:
-        if self.api_token_file is None:
-            return self
-        if self.api_token is not None:
-            raise ValueError("give api_token or api_token_file, not both")
-        token = read_secret_file("api_token_file", self.api_token_file)
-        if len(token) < _MIN_TOKEN:
-            raise ValueError(
-                f"api_token_file: the token in {self.api_token_file} must be at least "
-                f"{_MIN_TOKEN} characters"
-            )
-        # The model is frozen; this runs once, during validation, before anyone sees it.
-        object.__setattr__(self, "api_token", SecretStr(token))
+        fill_secret_from_file(self, "api_token", _check_token_length)
         return self
+
+
+def _check_token_length(token: str) -> None:
+    if len(token) < _MIN_TOKEN:
+        raise ValueError(f"must be at least {_MIN_TOKEN} characters")
 
 
 class RetrySettings(_Model):
