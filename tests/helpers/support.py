@@ -1,5 +1,5 @@
-"""Shared test helpers: settings built from plain dicts, and outbox rows written as a poll
-writes them."""
+"""Shared test helpers: settings built from plain dicts, outbox rows written as a poll writes
+them, and the port a started aiohttp runner listens on."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from aiohttp import web
 
 from bulkwatch.config import Settings, load_settings
 from bulkwatch.model import EndpointKey, Event, Platform, encode_cloudevent
@@ -69,3 +70,10 @@ async def write_events(
             for name in notifiers
         ]
         await store.save_poll(PollWrite(view.endpoint, outbox=rows))
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port a started runner listens on (the real one when it was asked for 0)."""
+    address = runner.addresses[0]
+    port: int = address[1]
+    return port

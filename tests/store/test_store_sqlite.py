@@ -27,7 +27,8 @@ from bulkwatch.model import (
 )
 from bulkwatch.store.base import OutboxRow, PollWrite, StateStore
 from bulkwatch.store.factory import open_store_from_url
-from bulkwatch.store.sqlite.schema import SCHEMA_VERSION, SchemaTooNewError
+from bulkwatch.store.sqlite.migrations import SCHEMA_VERSION
+from bulkwatch.store.sqlite.schema import SchemaTooNewError
 from bulkwatch.store.sqlite.store import SqliteStore
 from helpers.store_support import (
     DEAD,

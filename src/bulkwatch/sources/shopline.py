@@ -12,26 +12,12 @@ from typing import Any
 import aiohttp
 
 from bulkwatch.config import ResolvedStore, ShoplineStore
-from bulkwatch.model import (
-    EndpointKey,
-    Platform,
-    PollError,
-    PollResult,
-    TaskSnapshot,
-    TaskStatus,
-    Unchanged,
-)
+from bulkwatch.model import EndpointKey, Platform, PollResult, TaskSnapshot, TaskStatus, Unchanged
 from bulkwatch.sources.common import HttpSource
-from bulkwatch.sources.fields import (
-    as_id,
-    read_datetime,
-    read_int,
-    read_text,
-    short,
-    type_name,
-)
-from bulkwatch.sources.http.client import Fingerprint, HttpResponse, decode_json
-from bulkwatch.sources.http.failures import envelope_error, invalid, status_error
+from bulkwatch.sources.fields import as_id, read_datetime, read_int, read_text, short, type_name
+from bulkwatch.sources.http.client import decode_json
+from bulkwatch.sources.http.failures import envelope_error, invalid_answer, status_error
+from bulkwatch.sources.http.response import Fingerprint, HttpResponse
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
 
@@ -94,22 +80,18 @@ class ShoplineSource(HttpSource):
         task_id = as_id(body.get("id"))
         if task_id is None:
             keys = ", ".join(short(k, 20) for k in list(body)[:5])
-            raise invalid(
+            raise invalid_answer(
+                resp,
+                key,
                 f"bulk operation without a usable id (id {short(body.get('id'))}; keys: {keys})",
-                key=key,
-                http_status=resp.status,
-                request_id=resp.request_id,
             )
         raw_status = body.get("status")
         if not isinstance(raw_status, str):
             # Only one task is shown: reading it as UNKNOWN would invent a transition (or a
             # superseded task) from a garbled body, so the whole poll is refused instead.
             what = "missing" if raw_status is None else f"{type_name(raw_status)}, not a string"
-            raise invalid(
-                f"bulk operation {short(task_id)} has a status that is {what}",
-                key=key,
-                http_status=resp.status,
-                request_id=resp.request_id,
+            raise invalid_answer(
+                resp, key, f"bulk operation {short(task_id)} has a status that is {what}"
             )
         status = _STATUSES.get(raw_status.strip().upper(), TaskStatus.UNKNOWN)
         return TaskSnapshot(
@@ -144,14 +126,12 @@ def _operation_type(value: Any, polled: str, problems: list[str]) -> str:
 
 def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, Any] | None:
     """The task object inside the body, None when the body says there is no current task."""
-
-    def bad(message: str) -> PollError:
-        return invalid(message, key=key, http_status=resp.status, request_id=resp.request_id)
-
     if body is None:
         return None
     if not isinstance(body, dict):
-        raise bad(f"body is {type_name(body)}; expected a bulk operation object")
+        raise invalid_answer(
+            resp, key, f"body is {type_name(body)}; expected a bulk operation object"
+        )
     # The documented body is the task itself; a wrapper is told apart by having no id.
     if "id" not in body and ("data" in body or "code" in body):
         error = envelope_error(body, resp, key)
@@ -161,7 +141,9 @@ def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, A
         if body is None:
             return None
         if not isinstance(body, dict):
-            raise bad(f"data is {type_name(body)}; expected a bulk operation object")
+            raise invalid_answer(
+                resp, key, f"data is {type_name(body)}; expected a bulk operation object"
+            )
     return body or None
 
 
