@@ -13,6 +13,7 @@ import functools
 from collections.abc import Sequence
 
 from bulkwatch.simulator.runner import serve, until_signalled
+from bulkwatch.simulator.variants import add_variant_arguments, variants_from_arguments
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--manual", action="store_true", help="no automatic driver")
     parser.add_argument("--config-out", default=None, help="write a bulkwatch config here")
+    add_variant_arguments(parser)
     args = parser.parse_args(argv)
     run = serve(
         args.host,
@@ -46,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         latency=args.latency,
         auto=not args.manual,
         config_path=args.config_out,
+        variants=variants_from_arguments(args),
         announce=functools.partial(print, flush=True),
     )
     code = 0

@@ -6,6 +6,7 @@ docstring for the route list). Unknown store or task: 404; invalid input: 400 `{
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal, TypeVar, cast
 
@@ -21,6 +22,7 @@ from bulkwatch.simulator.model import (
     StoreSpec,
     TaskFields,
 )
+from bulkwatch.simulator.variants import AuthFailure, ListOrder, PastEnd, Redirect, with_changes
 
 __all__ = ["SIMULATOR_KEY", "control_app"]
 
@@ -89,6 +91,15 @@ class _StorePatch(_Body):
     require_content_type: bool | None = None
 
 
+class _VariantsPatch(_Body):
+    list_order: ListOrder | None = None
+    past_end: PastEnd | None = None
+    no_task: EmptyStyle | None = None
+    failed_code: int | None = None
+    auth_failure: AuthFailure | None = None
+    redirect: Redirect | None = None
+
+
 class _Latency(_Body):
     seconds: float = Field(ge=0)
 
@@ -139,6 +150,17 @@ async def _latency(request: web.Request) -> web.Response:
     body = await _read(request, _Latency)
     _sim(request).latency = body.seconds
     return web.json_response({"latency": body.seconds})
+
+
+async def _variants(request: web.Request) -> web.Response:
+    return web.json_response(dataclasses.asdict(_sim(request).variants))
+
+
+async def _patch_variants(request: web.Request) -> web.Response:
+    b = await _read(request, _VariantsPatch)
+    sim = _sim(request)
+    sim.variants = with_changes(sim.variants, **b.model_dump(exclude_unset=True))
+    return web.json_response(dataclasses.asdict(sim.variants))
 
 
 async def _faults(request: web.Request) -> web.Response:
@@ -268,6 +290,8 @@ def control_app(sim: Simulator) -> web.Application:
         ("GET", "/stats", _stats),
         ("DELETE", "/stats", _reset_stats),
         ("PUT", "/latency", _latency),
+        ("GET", "/variants", _variants),
+        ("PATCH", "/variants", _patch_variants),
         ("GET", "/faults", _faults),
         ("POST", "/faults", _add_fault),
         ("DELETE", "/faults", _clear_faults),

@@ -22,6 +22,7 @@ from bulkwatch.simulator.model import (
     collect,
     make_rng,
 )
+from bulkwatch.simulator.variants import Variants, shoplazza_failed
 
 if TYPE_CHECKING:
     from bulkwatch.simulator.driver import Driver
@@ -36,7 +37,8 @@ class Simulator:
 
     `seed` makes ids, fault probabilities and the automatic driver reproducible; `clock`
     (epoch seconds) stamps task times; `latency` seconds are added to every API response;
-    `expire_after` is how long a COMPLETED Shopline result lives (`expiredAt`).
+    `expire_after` is how long a COMPLETED Shopline result lives (`expiredAt`); `variants`
+    how the platforms behave where their documentation is silent (`simulator.variants`).
     """
 
     def __init__(
@@ -47,7 +49,11 @@ class Simulator:
         clock: Callable[[], float] | None = None,
         latency: float = 0.0,
         expire_after: float = DEFAULT_EXPIRE_AFTER,
+        variants: Variants | None = None,
     ) -> None:
+        self.variants = variants or Variants()
+        # Requests that followed a cross-host redirect carrying a token: a client must never.
+        self.leaked_tokens = 0
         self.stores: dict[str, SimStore] = collect(stores)
         self.seed = seed
         self.clock: Callable[[], float] = clock or time.time
@@ -245,6 +251,7 @@ class Simulator:
         self, st: SimStore, task: SimTask, status: Status | None, at: float, fields: TaskFields
     ) -> None:
         """Set a status and fields, deriving what the platform would fill in."""
+        status = shoplazza_failed(st.platform, status, self.variants)
         apply_change(st, task, status, at, fields, expire_after=self.expire_after, rng=self._ids)
 
     # -- faults -------------------------------------------------------------------------
