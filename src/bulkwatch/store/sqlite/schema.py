@@ -24,6 +24,7 @@ from bulkwatch.model import (
     TrackedTask,
 )
 from bulkwatch.store.base import Delivery, DeliveryStatus
+from bulkwatch.store.sqlite.notes import V3 as NOTES_V3
 
 __all__ = [
     "DELIVERY_COLUMNS",
@@ -351,8 +352,13 @@ def _v2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    for statement in NOTES_V3:
+        conn.execute(statement)
+
+
 # MIGRATIONS[n] takes a database from user_version n to n + 1. Append; never edit a released one.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
