@@ -180,4 +180,11 @@ def render(s: dict[str, Any]) -> str:
         f"detection to delivery p99: {_fmt(lat.get('daemon', {}).get('p99_s'), '.3f')} s "
         f"(target < 1 s: {t['latency_p99']})",
     ]
+    if "page" in c:
+        lines.append(f"status page and API read beside the daemon ({c['page']['errors']} errors):")
+        lines.extend(
+            f"  {path}: {f['requests']:,} requests, p50 {_fmt(f['p50_ms'], '.1f')} ms, "
+            f"max {_fmt(f['max_ms'], '.1f')} ms, {_fmt(f['bytes'], ',')} bytes"
+            for path, f in c["page"]["paths"].items()
+        )
     return "\n".join(lines)

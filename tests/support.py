@@ -137,3 +137,10 @@ async def write_events(
             for name in notifiers
         ]
         await store.save_poll(PollWrite(view.endpoint, outbox=rows))
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port a started runner listens on (the real one when it was asked for 0)."""
+    address = runner.addresses[0]
+    port: int = address[1]
+    return port

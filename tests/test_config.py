@@ -272,3 +272,35 @@ def test_missing_file_and_missing_token(tmp_path: Path) -> None:
     assert problems(
         tmp_path, {"stores": [{**lazza, "access_token_file": str(tmp_path / "t")}]}
     ) == [f"stores[0].access_token_file: cannot read {tmp_path / 't'}: No such file or directory"]
+
+
+def test_api_token_inline_or_from_a_file_never_shown(tmp_path: Path) -> None:
+    token_file = tmp_path / "api-token"
+    token_file.write_text("file-token-0123456789abcdef\n", encoding="utf-8")
+    settings = load_settings(
+        write(tmp_path, {"server": {"api_token_file": str(token_file)}}), environ={}
+    )
+    token = settings.server.api_token
+    assert token is not None
+    assert token.get_secret_value() == "file-token-0123456789abcdef"
+    assert "file-token" not in repr(settings) + str(settings)
+    assert load_settings(write(tmp_path, {}), environ={}).server.api_token is None
+
+
+@pytest.mark.parametrize(
+    ("server", "expected"),
+    [
+        ({"api_token": "short"}, "server.api_token: must be at least 16 characters"),
+        ({"api_token_file": "/nonexistent/token"}, "api_token_file: cannot read"),
+        (
+            {"api_token": "x" * 20, "api_token_file": "/nonexistent/token"},
+            "server: give api_token or api_token_file, not both",
+        ),
+    ],
+)
+def test_api_token_problems_name_the_field(
+    tmp_path: Path, server: dict[str, Any], expected: str
+) -> None:
+    (line,) = problems(tmp_path, {"server": server})
+    assert expected in line
+    assert "x" * 20 not in line

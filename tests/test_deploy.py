@@ -26,12 +26,12 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.daemon.engine import Engine
-from bulkwatch.daemon.web import bound_port, start_web
+from bulkwatch.daemon.web import start_web
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
 from deploy_support import DEPLOY, REPO, load_yaml, repo_files, run, tool
-from support import settings_for
+from support import bound_port, settings_for
 
 pytestmark = pytest.mark.deploy
 

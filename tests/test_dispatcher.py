@@ -447,7 +447,7 @@ async def test_notifier_bug_is_retried_and_the_dispatcher_survives(
     assert [e.attempt for e in notifier.sent] == [2]
 
 
-async def test_store_error_while_marking_leaves_the_row_pending_for_another_try(
+async def test_store_error_while_marking_keeps_the_outcome_and_records_it_without_resending(
     tmp_path: Path, registry: CollectorRegistry
 ) -> None:
     store = FailingMarkStore(tmp_path / "state.db")
@@ -459,11 +459,15 @@ async def test_store_error_while_marking_leaves_the_row_pending_for_another_try(
 
         with capture_logs() as logs:
             assert await d.run_once() == 1
-        assert any(e["event"].startswith("could not record") for e in logs)
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+            "delivery paused: cannot record outcomes"
+        ]
+        assert d.paused
         assert (await only_row(store, DeliveryStatus.PENDING)).attempts == 0
 
-        assert await d.run_once() == 1  # sent again: at least once
-        assert len(notifier.sent) == 2
+        assert await d.run_once() == 0  # records the held outcome; sends nothing again
+        assert not d.paused
+        assert len(notifier.sent) == 1
         await only_row(store, DeliveryStatus.DELIVERED)
     finally:
         await store.close()

@@ -237,7 +237,7 @@ async def test_registry_factory_builds_a_working_log_notifier() -> None:
     assert kind is not None
     config = kind.config_model.model_validate({"name": "console", "type": "log"})
     async with aiohttp.ClientSession() as session:
-        notifier = kind.factory(config, NotifierContext(session=session, instance="test-1"))
+        notifier = kind.build(config, NotifierContext(session=session, instance="test-1"))
         with capture_logs() as logs:
             await notifier.send(status_event(TaskStatus.RUNNING, None))
     assert notifier.name == "console"

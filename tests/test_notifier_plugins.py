@@ -33,7 +33,6 @@ from bulkwatch.notifiers.base import NotifierContext
 from bulkwatch.notifiers.registry import (
     ENTRY_POINT_GROUP,
     NotifierRegistry,
-    NotifierType,
     PluginError,
 )
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
@@ -156,11 +155,15 @@ def test_a_plugin_cannot_replace_a_builtin_or_another_plugin(
     ]
 
 
-def test_register_adds_a_type_next_to_the_builtins() -> None:
-    reg = registry_of()
-    reg.register(NotifierType("bell", log.LogNotifierConfig, log.TYPE.factory))
-    assert reg.get("bell") is not None
-    assert reg.get("log") is log.TYPE
+async def test_build_accepts_only_a_config_of_the_types_own_model() -> None:
+    kind = registry_of().get("webhook")
+    assert kind is not None
+    config = log.LogNotifierConfig(name="console")
+    async with aiohttp.ClientSession() as session:
+        context = NotifierContext(session=session, instance="test-1")
+        with pytest.raises(TypeError, match="webhook notifier needs a WebhookNotifierConfig"):
+            kind.build(config, context)
+        assert log.TYPE.build(config, context).name == "console"
 
 
 async def test_a_plugins_failures_are_retried_by_the_dispatcher_like_any_other(
@@ -174,7 +177,7 @@ async def test_a_plugins_failures_are_retried_by_the_dispatcher_like_any_other(
         {"name": "archive", "type": "jsonl-file", "path": str(folder / "events.jsonl")}
     )
     async with aiohttp.ClientSession() as session, delivery_harness(tmp_path) as h:
-        plugin = kind.factory(config, NotifierContext(session=session, instance="test-1"))
+        plugin = kind.build(config, NotifierContext(session=session, instance="test-1"))
         await h.enqueue(task_change(), "archive")
         dispatcher = h.dispatcher(plugin)
 

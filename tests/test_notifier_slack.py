@@ -272,7 +272,7 @@ async def test_registry_builds_it_from_a_webhook_url_file(tmp_path: Path, slack:
     )
     assert "s3cr3t" not in repr(config)
     async with aiohttp.ClientSession() as session:
-        hook = kind.factory(config, NotifierContext(session=session, instance="test-1"))
+        hook = kind.build(config, NotifierContext(session=session, instance="test-1"))
         await hook.send(outgoing())
     assert len(slack.messages) == 1
 

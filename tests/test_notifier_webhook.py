@@ -29,6 +29,7 @@ from bulkwatch.model import (
 )
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierContext, OutgoingEvent
+from bulkwatch.notifiers.sample import sample_event, send_sample
 from bulkwatch.notifiers.webhook import CONTENT_TYPE, WebhookNotifier, WebhookNotifierConfig
 from webhook_receiver import Receiver, Reply, running_receiver
 
@@ -87,7 +88,6 @@ async def test_signed_delivery_verifies_with_standard_webhooks_and_parses_as_clo
     (request,) = receiver.requests
     assert request.body == event.body
     assert request.headers["content-type"] == CONTENT_TYPE
-    assert request.headers["user-agent"] == f"bulkwatch/{__version__}"
     assert request.headers["webhook-id"] == event.id
     assert Webhook(SECRET).verify(request.body, request.headers) == json.loads(event.body)
 
@@ -318,8 +318,18 @@ async def test_registry_builds_a_webhook_notifier_from_config(
     config = kind.config_model.model_validate(
         {"name": "hook", "type": "webhook", "url": receiver.url, "secret": SECRET}
     )
-    hook = kind.factory(config, NotifierContext(session=session, instance="test-1"))
+    hook = kind.build(config, NotifierContext(session=session, instance="test-1"))
     await hook.send(outgoing())
     await hook.aclose()
     assert hook.name == "hook"
     assert Webhook(SECRET).verify(receiver.requests[0].body, receiver.requests[0].headers)
+
+
+async def test_notify_test_sends_the_user_agent_of_every_bulkwatch_request(
+    receiver: Receiver,
+) -> None:
+    config = WebhookNotifierConfig(name="hook", url=receiver.url)
+    event = sample_event("test-1", "lazza-main", Platform.SHOPLAZZA)
+    assert await send_sample(config, event, "test-1") is None
+    (request,) = receiver.requests
+    assert request.headers["user-agent"] == f"bulkwatch/{__version__}"

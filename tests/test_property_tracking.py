@@ -81,7 +81,7 @@ def status_of(raw: int | str) -> TaskStatus:
 
 @dataclass
 class Observer:
-    """One endpoint seen by a perfect observer: DESIGN.md's tracker rules, written plainly."""
+    """One endpoint seen by a perfect observer: the tracker's rules, written plainly."""
 
     store: str
     exclusive: bool

@@ -82,31 +82,30 @@ def test_a_store_waits_until_not_before_and_a_success_resets_it() -> None:
         "s", error(FailureKind.SERVER), interval=60, started=at(wait), now=at(wait)
     )
     assert 60 <= second <= 120
-    state = backoff.succeeded("s")
-    assert state is not None
-    assert state.failures == 2
+    backoff.succeeded("s")
     assert not backoff.waiting("s", at(wait))
-    assert len(backoff) == 0  # a healthy store costs nothing
+    later = at(wait + 1)
+    third = backoff.failed("s", error(FailureKind.SERVER), interval=60, started=later, now=later)
+    assert 30 <= third <= 60  # the count started again
 
 
 def test_failures_of_polls_already_in_flight_count_as_the_same_round() -> None:
     backoff = Backoff(DEFAULTS, random.Random(5))
     backoff.failed("s", error(FailureKind.SERVER), interval=60, started=T0, now=at(1))
     # MUTATION started at T0 too, before QUERY's failure was recorded at +1 s.
-    backoff.failed("s", error(FailureKind.SERVER), interval=60, started=T0, now=at(2))
-    state = backoff.get("s")
-    assert state is not None
-    assert state.failures == 1
+    second = backoff.failed("s", error(FailureKind.SERVER), interval=60, started=T0, now=at(2))
+    assert second < 60  # a first round's wait (a second round's is 60 to 120 s)
+    later = at(2 + second)
+    third = backoff.failed("s", error(FailureKind.SERVER), interval=60, started=later, now=later)
+    assert 60 <= third <= 120  # the next round is the second
 
 
 def test_a_shorter_failure_in_the_same_round_keeps_the_longer_wait_and_its_kind() -> None:
     backoff = Backoff(DEFAULTS, random.Random(8))
     backoff.failed("s", error(FailureKind.AUTH), interval=60, started=T0, now=at(1))
     wait = backoff.failed("s", error(FailureKind.SERVER), interval=60, started=T0, now=at(2))
-    state = backoff.get("s")
-    assert state is not None
-    assert state.kind is FailureKind.AUTH
     assert wait >= 0.75 * 600 - 2
+    assert not backoff.waiting("s", at(60), lambda: 1)  # still an auth wait: a new token ends it
 
 
 def test_a_new_token_ends_the_wait_after_an_auth_failure() -> None:

@@ -146,11 +146,11 @@ async def test_a_simulated_fault_is_logged_counted_and_changes_no_task_state(
         downs = [e for e in receiver.events if e["type"] == "bulkwatch.store.down"]
         assert len(downs) == (1 if case.down_now else 0)
         assert sample(engine, "bulkwatch_store_up", **labels) == (0 if case.down_now else 1)
-        assert engine.backoff.get(name) is not None  # the store now waits before its next poll
+        assert engine.backoff.waiting(name, engine.clock())  # the store waits before its next poll
 
         assert await cycle(engine)  # the fault is over: the change comes through, once
         assert task_types(receiver) == ["bulkwatch.task.running", "bulkwatch.task.completed"]
-        assert engine.backoff.get(name) is None
+        assert not engine.backoff.waiting(name, engine.clock())
 
 
 async def test_a_rejected_token_takes_the_store_down_at_once_naming_it(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """No secret ever shows: the real CLI with tokens, webhook and Slack secrets and an SMTP
-password, every one of them used and failing, and its output, logs, /metrics, health reports,
-`status`, `deliveries list` and the objects' `repr` searched for each secret."""
+password and an API token, every one of them used and failing, and its output, logs, /metrics,
+health reports, the status page and API, `status`, `deliveries list` and the objects' `repr`
+searched for each secret."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"webhook-SECRET-5e-signing-key").d
 HEADER = "Bearer hdr-SECRET-6f"
 SLACK_PATH = "/services/T0000/B0000/slack-SECRET-7g"
 SMTP_PASSWORD = "smtp-SECRET-8h"
+API_TOKEN = "api-SECRET-9i-0123456789"
 SECRETS = [
     TOKEN_INLINE,
     TOKEN_FILE,
@@ -42,6 +44,7 @@ SECRETS = [
     "hdr-SECRET-6f",
     "slack-SECRET-7g",
     SMTP_PASSWORD,
+    API_TOKEN,
 ]
 
 
@@ -143,7 +146,7 @@ def write_config(tmp_path: Path, stores: list[dict[str, Any]], failing: str, por
     data = {
         "instance": "secrets-test",
         "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-        "server": {"enabled": True, "host": "127.0.0.1", "port": port},
+        "server": {"enabled": True, "host": "127.0.0.1", "port": port, "api_token": API_TOKEN},
         "defaults": {"interval": 0.2, "rate_limit": 1000, "burst": 40, "down_after": 1},
         "retry": {"initial": 0.05, "max_delay": 0.1},
         "delivery": {"idle_interval": 0.05},
@@ -203,7 +206,19 @@ async def scrape(session: aiohttp.ClientSession, base: str) -> dict[str, str]:
                 break
             await asyncio.sleep(0.1)  # another process: nothing to wait on but its answers
     pages = {"/metrics": metrics}
-    for path in ("/healthz", "/readyz"):
+    for path in ("/healthz", "/readyz", "/", "/api/v1/stores", "/api/v1/events"):
         async with session.get(f"{base}{path}") as resp:
             pages[path] = await resp.text()
+    # A wrong token and the right one: neither answer, nor the log, may show it.
+    for token in ("not-the-token", API_TOKEN):
+        async with session.post(
+            f"{base}/api/v1/deliveries/dead/requeue",
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp:
+            pages[f"requeue ({resp.status})"] = await resp.text()
+    assert sorted(p for p in pages if p.startswith("requeue")) == [
+        "requeue (200)",
+        "requeue (401)",
+    ]
     return pages

@@ -30,7 +30,8 @@ from bulkwatch.model import (
 )
 from bulkwatch.store.base import DeliveryStatus, OutboxRow, PollWrite, StateStore
 from bulkwatch.store.factory import open_store_from_url
-from bulkwatch.store.sqlite.schema import SCHEMA_VERSION, SchemaTooNewError
+from bulkwatch.store.sqlite.migrations import SCHEMA_VERSION
+from bulkwatch.store.sqlite.schema import SchemaTooNewError
 from bulkwatch.store.sqlite.store import SqliteStore
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bulkwatch.store.base import OutboxRow, PollWrite
-from bulkwatch.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from bulkwatch.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 from bulkwatch.store.sqlite.store import SqliteStore
 from test_store_sqlite import (
     DEAD,

@@ -1,4 +1,4 @@
-"""The tracker rules of DESIGN.md, on plain values with a fixed clock."""
+"""The tracker's rules, on plain values with a fixed clock."""
 
 from __future__ import annotations
 

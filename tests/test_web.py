@@ -18,15 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import HEARTBEAT_STALE_S, liveness
-from bulkwatch.daemon.web import bound_port, start_web
+from bulkwatch.daemon.web import start_web
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import EVENT_TYPES, Metrics
 from reliability_support import ManualClock
-from support import settings_for
+from support import bound_port, settings_for
 
-# Every family DESIGN.md promises, plus the scheduler counters (name without `_total`).
-DESIGN_FAMILIES = {
+# Every metric family of the documented contract, plus the scheduler counters (name without
+# `_total`).
+DOCUMENTED_FAMILIES = {
     "bulkwatch_polls": "counter",
     "bulkwatch_poll_duration_seconds": "histogram",
     "bulkwatch_api_errors": "counter",
@@ -118,7 +119,7 @@ async def test_metrics_exposes_every_design_family_in_the_text_format(tmp_path: 
     assert status == 200
     assert content_type.startswith("text/plain; version=0.0.4")
     found = families(text)
-    for name, kind in DESIGN_FAMILIES.items():
+    for name, kind in DOCUMENTED_FAMILIES.items():
         assert name in found, name
         assert found[name].type == kind, name
     assert "process_resident_memory_bytes" in found

@@ -1,5 +1,5 @@
 """The model: what bulkwatch knows of tasks, polls and events. Pure data; imports nothing else
-of bulkwatch, and everything else may import it."""
+of bulkwatch but `common`, and everything else may import it."""
 
 from __future__ import annotations
 

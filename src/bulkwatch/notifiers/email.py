@@ -28,19 +28,12 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from bulkwatch.common.durations import Duration
 from bulkwatch.common.secret_file import read_secret_file
-from bulkwatch.notifiers.base import (
-    DeliveryError,
-    Notifier,
-    NotifierConfig,
-    NotifierContext,
-    OutgoingEvent,
-)
-from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierType, OutgoingEvent
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
 __all__ = ["TYPE", "EmailNotifier", "EmailNotifierConfig", "build_email"]
 
-_log = structlog.get_logger("bulkwatch.notify")
+_log = structlog.get_logger("bulkwatch")
 
 Security = Literal["none", "starttls", "ssl"]
 _DEFAULT_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "ssl": 465}
@@ -254,10 +247,4 @@ def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {_one_line(exc.message)}"
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, EmailNotifierConfig):
-        raise TypeError(f"email notifier needs an EmailNotifierConfig, got {type(config).__name__}")
-    return EmailNotifier(config)
-
-
-TYPE = NotifierType("email", EmailNotifierConfig, _factory)
+TYPE = NotifierType("email", EmailNotifierConfig, lambda config, _: EmailNotifier(config))

@@ -51,7 +51,7 @@ COMPLETED), Shopline a string. Fault kinds (`FaultKind`): `status` (with `status
 from __future__ import annotations
 
 from bulkwatch.simulator.api import make_app
-from bulkwatch.simulator.core import DEFAULT_EXPIRE_AFTER, Simulator
+from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.driver import Driver, DriverConfig
 from bulkwatch.simulator.faults import Fault, FaultKind, FaultRule
 from bulkwatch.simulator.lifecycle import next_status
@@ -64,6 +64,7 @@ from bulkwatch.simulator.model import (
     make_stores,
 )
 from bulkwatch.simulator.runner import run_simulator, serve, write_config
+from bulkwatch.simulator.state import DEFAULT_EXPIRE_AFTER
 from bulkwatch.simulator.variants import SINGLE_VARIANTS, Variants
 
 __all__ = [

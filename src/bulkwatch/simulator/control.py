@@ -62,6 +62,8 @@ class _Advance(_Body):
 
 
 class _FaultBody(_Body):
+    """The parameters of `Simulator.inject`."""
+
     kind: str | int
     store: str | None = None
     endpoint: str | None = None
@@ -168,18 +170,7 @@ async def _faults(request: web.Request) -> web.Response:
 
 
 async def _add_fault(request: web.Request) -> web.Response:
-    b = await _read(request, _FaultBody)
-    rule = _sim(request).inject(
-        b.kind,
-        store=b.store,
-        endpoint=b.endpoint,
-        times=b.times,
-        probability=b.probability,
-        status=b.status,
-        retry_after=b.retry_after,
-        delay=b.delay,
-        size=b.size,
-    )
+    rule = _sim(request).inject(**(await _read(request, _FaultBody)).model_dump())
     return web.json_response(rule.as_dict(), status=201)
 
 

@@ -15,9 +15,10 @@ import yaml
 from aiohttp import web
 
 from bulkwatch.simulator.api import make_app
-from bulkwatch.simulator.core import DEFAULT_EXPIRE_AFTER, Simulator
+from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.driver import Driver, DriverConfig
 from bulkwatch.simulator.model import StoreSpec, make_stores
+from bulkwatch.simulator.state import DEFAULT_EXPIRE_AFTER
 from bulkwatch.simulator.variants import Variants
 
 __all__ = ["run_simulator", "serve", "until_signalled", "write_config"]

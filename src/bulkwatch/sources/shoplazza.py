@@ -24,16 +24,16 @@ from bulkwatch.model import (
     Unchanged,
 )
 from bulkwatch.sources.common import HttpSource
-from bulkwatch.sources.fields import (
-    as_id,
-    as_int,
-    read_datetime,
-    read_text,
-    short,
-    type_name,
+from bulkwatch.sources.fields import as_id, as_int, read_datetime, read_text, short, type_name
+from bulkwatch.sources.http.client import decode_json
+from bulkwatch.sources.http.failures import (
+    envelope_error,
+    invalid,
+    invalid_answer,
+    looks_like_auth,
+    status_error,
 )
-from bulkwatch.sources.http.client import Fingerprint, HttpResponse, decode_json
-from bulkwatch.sources.http.failures import envelope_error, invalid, looks_like_auth, status_error
+from bulkwatch.sources.http.response import Fingerprint, HttpResponse
 from bulkwatch.sources.listing import ListMemory, ListReader, Page
 
 __all__ = ["OPERATION_TYPE", "ShoplazzaSource"]
@@ -232,9 +232,7 @@ def _task_list(
         raise status_error(resp, key, kind=FailureKind.AUTH if auth else None, where=where)
 
     def bad(message: str) -> PollError:
-        return invalid(
-            f"{where}{message}", key=key, http_status=resp.status, request_id=resp.request_id
-        )
+        return invalid_answer(resp, key, where + message)
 
     if not resp.body.strip():
         raise bad("empty body; expected an object with a 'tasks' list")

@@ -12,26 +12,12 @@ from typing import Any
 import aiohttp
 
 from bulkwatch.config import ResolvedStore, ShoplineStore
-from bulkwatch.model import (
-    EndpointKey,
-    Platform,
-    PollError,
-    PollResult,
-    TaskSnapshot,
-    TaskStatus,
-    Unchanged,
-)
+from bulkwatch.model import EndpointKey, Platform, PollResult, TaskSnapshot, TaskStatus, Unchanged
 from bulkwatch.sources.common import HttpSource
-from bulkwatch.sources.fields import (
-    as_id,
-    read_datetime,
-    read_int,
-    read_text,
-    short,
-    type_name,
-)
-from bulkwatch.sources.http.client import Fingerprint, HttpResponse, decode_json
-from bulkwatch.sources.http.failures import envelope_error, invalid, status_error
+from bulkwatch.sources.fields import as_id, read_datetime, read_int, read_text, short, type_name
+from bulkwatch.sources.http.client import decode_json
+from bulkwatch.sources.http.failures import envelope_error, invalid_answer, status_error
+from bulkwatch.sources.http.response import Fingerprint, HttpResponse
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
 
@@ -98,22 +84,18 @@ class ShoplineSource(HttpSource):
         task_id = as_id(body.get("id"))
         if task_id is None:
             keys = ", ".join(short(k, 20) for k in list(body)[:5])
-            raise invalid(
+            raise invalid_answer(
+                resp,
+                key,
                 f"bulk operation without a usable id (id {short(body.get('id'))}; keys: {keys})",
-                key=key,
-                http_status=resp.status,
-                request_id=resp.request_id,
             )
         raw_status = body.get("status")
         if not isinstance(raw_status, str):
             # Only one task is shown: reading it as UNKNOWN would invent a transition (or a
             # superseded task) from a garbled body, so the whole poll is refused instead.
             what = "missing" if raw_status is None else f"{type_name(raw_status)}, not a string"
-            raise invalid(
-                f"bulk operation {short(task_id)} has a status that is {what}",
-                key=key,
-                http_status=resp.status,
-                request_id=resp.request_id,
+            raise invalid_answer(
+                resp, key, f"bulk operation {short(task_id)} has a status that is {what}"
             )
         status = _STATUSES.get(raw_status.strip().upper(), TaskStatus.UNKNOWN)
         return TaskSnapshot(
@@ -151,14 +133,12 @@ def _task_object(
 ) -> tuple[dict[str, Any] | None, str]:
     """The task object inside the body, or None and how the body said there is no current
     task: `null`, `{}`, `data null`, `id null`, `id ""`."""
-
-    def bad(message: str) -> PollError:
-        return invalid(message, key=key, http_status=resp.status, request_id=resp.request_id)
-
     if body is None:
         return None, "null"
     if not isinstance(body, dict):
-        raise bad(f"body is {type_name(body)}; expected a bulk operation object")
+        raise invalid_answer(
+            resp, key, f"body is {type_name(body)}; expected a bulk operation object"
+        )
     # The documented body is the task itself; a wrapper is told apart by having no id.
     if "id" not in body and ("data" in body or "code" in body):
         error = envelope_error(body, resp, key)
@@ -168,7 +148,9 @@ def _task_object(
         if body is None:
             return None, "data null"
         if not isinstance(body, dict):
-            raise bad(f"data is {type_name(body)}; expected a bulk operation object")
+            raise invalid_answer(
+                resp, key, f"data is {type_name(body)}; expected a bulk operation object"
+            )
     if not body:
         return None, "{}"
     # An object with an empty id (and its other fields empty too, as Go servers send a zero

@@ -14,7 +14,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from bulkwatch.model import EndpointKey, EndpointState, EndpointView, StoreHealth, TrackedTask
+from bulkwatch.model import (
+    EndpointKey,
+    EndpointState,
+    EndpointView,
+    Platform,
+    StoreHealth,
+    TaskStatus,
+    TrackedTask,
+)
 
 __all__ = [
     "Delivery",
@@ -24,12 +32,27 @@ __all__ = [
     "PollState",
     "PollWrite",
     "StateStore",
+    "StatusReads",
+    "StoreCorruptError",
     "StoreUnavailableError",
+    "StoreWriteError",
+    "TaskCursor",
+    "TaskQuery",
+    "Troubled",
 ]
 
 
 class StoreUnavailableError(Exception):
     """The state store did not answer; readiness reports it until it does again."""
+
+
+class StoreWriteError(StoreUnavailableError):
+    """The state store answers reads, but its last write failed (disk full, read-only, I/O
+    error); readiness reports it until a write succeeds again."""
+
+
+class StoreCorruptError(Exception):
+    """The state database failed its integrity check at start: restarting will not help."""
 
 
 class DeliveryStatus(StrEnum):
@@ -82,6 +105,60 @@ class Delivery:
     delivered_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskCursor:
+    """Where a page of recent tasks ended: the last task's sort key (newest first)."""
+
+    first_seen_at: datetime
+    store: str
+    platform: Platform
+    task_id: str
+
+    @classmethod
+    def of(cls, task: TrackedTask) -> TaskCursor:
+        s = task.snapshot
+        return cls(task.first_seen_at, s.store, s.platform, s.task_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """Which recent tasks to read: each filter narrows, `after` continues a page."""
+
+    limit: int
+    store: str | None = None
+    platform: Platform | None = None
+    status: TaskStatus | None = None
+    since: datetime | None = None  # first seen at or after
+    after: TaskCursor | None = None  # only tasks that sort after it (are older)
+
+
+@dataclass(frozen=True, slots=True)
+class Troubled:
+    """Stores down or with a failing endpoint: how many, and the first by name."""
+
+    down: int
+    failing: int  # up, but with at least one failing endpoint
+    stores: list[StoreHealth]
+
+
+class StatusReads(Protocol):
+    """Bounded reads for the status page and the API: each reads at most a page of rows
+    through an index, however many stores and tasks are kept."""
+
+    async def recent_tasks(self, query: TaskQuery) -> list[TrackedTask]:
+        """At most `query.limit` tasks, newest first (first seen, then store, platform, id,
+        all descending)."""
+
+    async def health_of(self, stores: Collection[str]) -> list[StoreHealth]:
+        """The stored health of these stores (those polled at least once), by name."""
+
+    async def endpoints_of(self, stores: Collection[str]) -> list[EndpointState]:
+        """The stored endpoints of these stores, by store and endpoint."""
+
+    async def troubled_stores(self, limit: int) -> Troubled:
+        """Counts of down and failing stores, and the first `limit` of them by name."""
+
+
 class PollState(Protocol):
     """What polling reads and writes: endpoints, their tasks, store health."""
 
@@ -119,6 +196,10 @@ class Outbox(Protocol):
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
 
+    async def commit(self) -> None:
+        """Make every outcome marked since the last call durable; raise when any of them
+        cannot be (the caller keeps them and marks them again later)."""
+
     async def mark_retry(
         self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str
     ) -> None: ...
@@ -126,8 +207,18 @@ class Outbox(Protocol):
     async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None: ...
 
     async def list_deliveries(
-        self, status: DeliveryStatus, *, notifier: str | None = None, limit: int = 1000
-    ) -> list[Delivery]: ...
+        self,
+        status: DeliveryStatus,
+        *,
+        notifier: str | None = None,
+        limit: int = 1000,
+        after: int | None = None,
+    ) -> list[Delivery]:
+        """Rows in one status, oldest id first; `after`: only ids above it."""
+
+    async def recent_events(self, limit: int, *, before: int | None = None) -> list[Delivery]:
+        """Every row of the `limit` newest events (whose rows have ids below `before`),
+        newest event first, each event's rows by id."""
 
     async def requeue_dead(
         self, now: datetime, *, ids: Sequence[int] | None = None, notifier: str | None = None
@@ -144,10 +235,15 @@ class StateStore(PollState, Protocol):
     @property
     def outbox(self) -> Outbox: ...
 
+    @property
+    def reads(self) -> StatusReads:
+        """The bounded reads of the status page and the API."""
+
     async def open(self) -> None:
         """Create or migrate the schema."""
 
     async def close(self) -> None: ...
 
     async def ping(self) -> None:
-        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`."""
+        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`;
+        `StoreWriteError` when it reads but its last write failed."""

@@ -5,12 +5,14 @@ Error messages name the scheme, never the URL: a database URL may carry a passwo
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from bulkwatch.store.base import StateStore
+from bulkwatch.store.sqlite.lock import state_file_lock
 from bulkwatch.store.sqlite.store import SqliteStore
 
-__all__ = ["open_store_from_url"]
+__all__ = ["daemon_lock", "open_store_from_url"]
 
 _SQLITE_PREFIX = "sqlite:///"
 # RFC 3986 scheme syntax: anything else before "://" might be a mangled credential.
@@ -39,3 +41,11 @@ def open_store_from_url(url: str) -> StateStore:
         return _sqlite(url)
     shown = repr(scheme) if sep and _SCHEME.fullmatch(scheme) else "(none)"
     raise ValueError(f"unsupported state URL scheme {shown}; use sqlite://")
+
+
+def daemon_lock(store: StateStore) -> contextlib.AbstractContextManager[None]:
+    """The lock a daemon holds on its state for its whole life: a SQLite file's lock
+    (`StateInUseError` when another process holds it); nothing for an in-memory database."""
+    if isinstance(store, SqliteStore) and store.path != ":memory:":
+        return state_file_lock(store.path)
+    return contextlib.nullcontext()

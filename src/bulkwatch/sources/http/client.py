@@ -1,14 +1,12 @@
-"""One bounded GET against a store's API, and reading what it returned.
+"""One bounded GET against a store's API, and reading the JSON it returned.
 
 Every way the request itself can fail ends as one `PollError` with a `FailureKind`;
-`sources.failures` turns an answer the platform gave into one.
+`failures` turns an answer the platform gave into one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,61 +15,22 @@ from yarl import URL
 
 from bulkwatch.common.retry_after import parse_retry_after
 from bulkwatch.model import EndpointKey, FailureKind, PollError
-from bulkwatch.sources.http.failures import error_text, html_title, invalid, one_line
+from bulkwatch.sources.http.failures import (
+    error_text,
+    html_title,
+    invalid,
+    invalid_answer,
+    one_line,
+)
 from bulkwatch.sources.http.ratelimit import RateLimiter
+from bulkwatch.sources.http.response import HttpResponse
 
-__all__ = [
-    "MAX_REDIRECTS",
-    "ApiClient",
-    "Fingerprint",
-    "HttpResponse",
-    "decode_json",
-]
+__all__ = ["MAX_REDIRECTS", "ApiClient", "decode_json"]
 
 _CHUNK = 64 * 1024
 MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PROBED = frozenset({"date", "content-type", "retry-after"})
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """A complete response: status, body (at most the cap), request id, parsed Retry-After."""
-
-    status: int
-    body: bytes
-    request_id: str | None
-    retry_after: float | None
-    error_text: str | None  # the platform's own error text (non-2xx only), already redacted
-    headers: dict[str, str] | None = None  # a few headers, for clients that `keep_headers`
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-class Fingerprint:
-    """A digest of the responses one poll read: the status and body of each page, in order.
-
-    BLAKE2b with 128 bits: two different responses would need a collision to look the same,
-    so a match means the same bytes. Each page is framed by its length, so one page never
-    matches the start of a longer poll.
-    """
-
-    __slots__ = ("_hash",)
-
-    def __init__(self) -> None:
-        self._hash = hashlib.blake2b(digest_size=16)
-
-    def add(self, resp: HttpResponse) -> bytes:
-        """Add one response; return the digest of all responses added so far."""
-        self._hash.update(b"%d %d\n" % (resp.status, len(resp.body)))
-        self._hash.update(resp.body)
-        return self._hash.digest()
-
-    def add_nothing(self) -> bytes:
-        """The digest of the responses added so far."""
-        return self._hash.digest()
 
 
 class ApiClient:
@@ -131,12 +90,7 @@ class ApiClient:
             if location is None:
                 return resp
             target = self._redirect_target(key, target, location, resp)
-        raise invalid(
-            f"more than {MAX_REDIRECTS} redirects; check base_url",
-            key=key,
-            http_status=resp.status,
-            request_id=resp.request_id,
-        )
+        raise invalid_answer(resp, key, f"more than {MAX_REDIRECTS} redirects; check base_url")
 
     def _redirect_target(
         self, key: EndpointKey, current: URL, location: str, resp: HttpResponse
@@ -147,20 +101,18 @@ class ApiClient:
         except ValueError:
             target = None
         if target is None or not target.is_absolute():
-            raise invalid(
+            raise invalid_answer(
+                resp,
+                key,
                 f"redirect without a usable Location ({one_line(location, 100) or 'none'})",
-                key=key,
-                http_status=resp.status,
-                request_id=resp.request_id,
             )
         if target.origin() != current.origin():
             elsewhere = one_line(str(target.origin()), 100)
-            raise invalid(
+            raise invalid_answer(
+                resp,
+                key,
                 f"redirected to another host ({elsewhere}); not followed, and the token was "
                 "not sent there: check the store's domain/handle and base_url",
-                key=key,
-                http_status=resp.status,
-                request_id=resp.request_id,
             )
         return target
 
@@ -259,4 +211,4 @@ def decode_json(resp: HttpResponse, key: EndpointKey, *, where: str = "") -> Any
             reason = f"body is not valid JSON ({exc.msg} at byte {exc.pos})"
     except UnicodeDecodeError:
         reason = "body is not valid UTF-8 JSON"
-    raise invalid(f"{where}{reason}", key=key, http_status=resp.status, request_id=resp.request_id)
+    raise invalid_answer(resp, key, f"{where}{reason}")

@@ -1,8 +1,9 @@
 """Endpoint notes: what the daemon learnt of each endpoint that an operator should see in
 `bulkwatch status` (a list longer than a poll reads, an endpoint that never showed a task).
 
-One row per (store, platform, endpoint, name); written with the poll that learnt it, in the
-same transaction, and only when it changed. An empty value removes the note.
+One row per (store, platform, endpoint, name) in `endpoint_notes` (schema v4); written with the
+poll that learnt it, in the same transaction, and only when it changed. An empty value removes
+the note.
 """
 
 from __future__ import annotations
@@ -12,20 +13,8 @@ from collections.abc import Iterable
 
 from bulkwatch.model import EndpointKey
 
-__all__ = ["V3", "list_notes", "save_notes"]
+__all__ = ["list_notes", "save_notes"]
 
-V3 = (
-    """
-    CREATE TABLE endpoint_notes (
-        store TEXT NOT NULL,
-        platform TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        name TEXT NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (store, platform, endpoint, name)
-    ) WITHOUT ROWID
-    """,
-)
 _UPSERT = (
     "INSERT INTO endpoint_notes (store, platform, endpoint, name, value) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (store, platform, endpoint, name) DO UPDATE SET value = excluded.value"

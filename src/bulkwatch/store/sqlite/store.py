@@ -27,10 +27,12 @@ from bulkwatch.model import (
     StoreHealth,
     TrackedTask,
 )
-from bulkwatch.store.base import PollWrite, StoreUnavailableError
+from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
+from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.notes import list_notes, save_notes
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
+from bulkwatch.store.sqlite.reads import SqliteReads
 from bulkwatch.store.sqlite.schema import (
     TASK_COLUMNS,
     endpoint_from_row,
@@ -124,6 +126,7 @@ def _configure(conn: sqlite3.Connection, busy_timeout: float, *, wal_required: b
 class SqliteStore:
     """A `StateStore` in one SQLite file (or `":memory:"` for tests).
 
+    `check_timeout` bounds the integrity check at `open()` (seconds; see `quick_check`).
     `busy_timeout` is how long, in seconds, a write waits for another connection (another
     process on the same file) to finish its transaction before failing. `commit_delay` and
     `commit_batch` bound how long and how many writes share one COMMIT (`GroupCommit`).
@@ -136,24 +139,33 @@ class SqliteStore:
         busy_timeout: float = 5.0,
         commit_delay: float = 0.1,
         commit_batch: int = 500,
+        check_timeout: float = 10.0,
     ) -> None:
         self.path = os.fspath(path)
         self.busy_timeout = busy_timeout
+        self.check_timeout = check_timeout
         self._group = GroupCommit(
             repr(self), self.path, commit_delay=commit_delay, commit_batch=commit_batch
         )
         self._outbox = SqliteOutbox(self._group)
+        self._reads = SqliteReads(self._group)
 
     @property
     def outbox(self) -> SqliteOutbox:
         """The deliveries, on the same group-committed connection as the poll state."""
         return self._outbox
 
+    @property
+    def reads(self) -> SqliteReads:
+        """The status page's and the API's bounded reads, on the same connection."""
+        return self._reads
+
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
 
     async def open(self) -> None:
-        """Open the file (creating its directory), switch to WAL and migrate the schema."""
+        """Open the file (creating its directory), switch to WAL, check its pages
+        (`StoreCorruptError`) and migrate the schema."""
         if self._group.attached:
             return
         if self.path != _MEMORY:
@@ -162,6 +174,7 @@ class SqliteStore:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
             _configure(conn, self.busy_timeout, wal_required=self.path != _MEMORY)
+            quick_check(conn, self.path, self.check_timeout)
             migrate(conn)
         except BaseException:
             conn.close()
@@ -190,6 +203,8 @@ class SqliteStore:
             conn.execute("SELECT 1 FROM store_health LIMIT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"{self!r}: {exc}") from exc
+        if self._group.write_error is not None:
+            raise StoreWriteError(f"{self!r}: {self._group.write_error}")
 
     def _db(self) -> sqlite3.Connection:
         return self._group.connection()
