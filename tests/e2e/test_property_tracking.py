@@ -93,7 +93,8 @@ class Observer:
 
     def observe(self, visible: list[tuple[str, int | str]], changes: list[Change]) -> None:
         if self.exclusive:
-            now = visible[0][0] if visible else None
+            # Nothing shown: the current task is held, silently, until a successor appears.
+            now = visible[0][0] if visible else self.current
             old = self.current
             if old is not None and old != now and old not in self.gone:
                 self.gone.add(old)
@@ -106,7 +107,7 @@ class Observer:
             before = self.seen.get(task_id)
             self.seen[task_id] = (status, raw)
             if before is None:
-                if self.baselined or status not in TERMINAL_STATUSES:
+                if self.baselined or status not in {*TERMINAL_STATUSES, TaskStatus.UNKNOWN}:
                     changes.append(
                         (self.subject(task_id), EventType.for_status(status), None, status)
                     )

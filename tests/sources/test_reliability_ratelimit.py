@@ -13,7 +13,7 @@ import pytest
 from bulkwatch.config import Settings, resolve_stores
 from bulkwatch.sources.base import Source
 from bulkwatch.sources.http.ratelimit import RateLimiter
-from helpers.platform_stub import PlatformStub, json_reply
+from helpers.platform_stub import PlatformStub, Reply, Seen, json_reply
 from helpers.source_support import build_source, poll
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -122,8 +122,12 @@ def test_each_store_gets_its_own_limit_from_store_defaults_or_platform(
 async def test_every_page_of_a_shoplazza_poll_takes_a_slot(
     platform_stub: PlatformStub, http_session: aiohttp.ClientSession
 ) -> None:
-    full_page = json_reply({"tasks": [{"query_id": "q", "query_status": 1}]})
-    platform_stub.script(full_page)  # every page is full: paging runs to max_pages
+    def respond(seen: Seen) -> Reply:  # four tasks, one a page: paging runs to max_pages
+        page = int(seen.query["page"])
+        tasks = [{"query_id": f"q{page}", "query_status": 1}] if page <= 4 else []
+        return json_reply({"tasks": tasks})
+
+    platform_stub.respond = respond
     lazza = source(
         http_session,
         platform_stub.url,
@@ -135,8 +139,9 @@ async def test_every_page_of_a_shoplazza_poll_takes_a_slot(
     )
     started = time.monotonic()
     await poll(lazza, lazza.endpoints[0], NOW)
-    assert len(platform_stub.seen) == 4
-    assert time.monotonic() - started >= 3 * 0.05 * 0.9  # three waits of 1/20 s after the first
+    # Four pages, and one one-entry page asking whether a fifth task exists.
+    assert len(platform_stub.seen) == 5
+    assert time.monotonic() - started >= 4 * 0.05 * 0.9  # four waits of 1/20 s after the first
 
 
 async def test_the_endpoints_of_one_store_share_its_bucket_and_other_stores_do_not(

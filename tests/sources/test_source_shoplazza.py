@@ -290,16 +290,27 @@ async def test_paging_stops_at_the_first_short_page_and_dedupes_across_pages(
     assert result.request_id == "p1"
 
 
-async def test_paging_stops_at_max_pages_when_every_page_is_full(
+async def test_a_list_longer_than_max_pages_is_read_at_both_ends_while_its_order_is_unknown(
     platform_stub: PlatformStub, http_session: aiohttp.ClientSession
 ) -> None:
-    platform_stub.respond = pages({n: [task(f"a{n}"), task(f"b{n}")] for n in range(1, 10)})
+    ids = [f"t{n}" for n in range(1, 20)]  # 19 tasks, 2 a page: 10 pages
+
+    def respond(seen: Seen) -> Reply:
+        page, limit = int(seen.query["page"]), int(seen.query["limit"])
+        chunk = ids[(page - 1) * limit : page * limit]
+        return json_reply({"tasks": [task(i) for i in chunk]})
+
+    platform_stub.respond = respond
     source = lazza(http_session, platform_stub.url, page_limit=2, max_pages=3)
 
     result = await poll(source, KEY, NOW)
 
-    assert [s.query["page"] for s in platform_stub.seen] == ["1", "2", "3"]
-    assert [t.task_id for t in result.tasks] == ["a1", "b1", "a2", "b2", "a3", "b3"]
+    full_pages = [s.query["page"] for s in platform_stub.seen if s.query["limit"] == "2"]
+    assert full_pages == ["1", "2", "3", "10", "9", "8"]
+    assert [t.task_id for t in result.tasks] == [*ids[:6], *ids[-5:]]
+    assert result.listing is not None
+    assert (result.listing.read, result.listing.length) == (11, 19)
+    assert not result.listing.complete
     assert result.problems == ()
 
 
@@ -509,7 +520,8 @@ async def test_a_redirect_is_refused_so_the_token_never_leaves_the_host(
     error = await poll_error(source)
 
     assert (error.kind, error.http_status) == (FailureKind.INVALID_RESPONSE, 302)
-    assert "redirect to https://elsewhere.example/collect;" in error.message
+    assert "redirected to another host (https://elsewhere.example)" in error.message
+    assert "token was not sent there" in error.message
     assert len(platform_stub.seen) == 1
 
 

@@ -328,6 +328,14 @@ async def test_wrongly_typed_text_fields_are_dropped_and_reported(
         pytest.param(json_reply({"data": None}, headers=TRACE), 200, id="data-null"),
         pytest.param(json_reply({"data": {}}, headers=TRACE), 200, id="data-empty"),
         pytest.param(json_reply({"code": 200, "data": None}, headers=TRACE), 200, id="code"),
+        pytest.param(json_reply({"id": None}, headers=TRACE), 200, id="id-null"),
+        pytest.param(json_reply({"id": "", "status": ""}, headers=TRACE), 200, id="id-empty"),
+        pytest.param(
+            json_reply({"id": "", "status": "RUNNING"}, headers=TRACE), 200, id="id-empty-status"
+        ),
+        pytest.param(
+            Reply(404, b"<html><title>404 Not Found</title></html>", TRACE), 404, id="404-html"
+        ),
     ],
 )
 async def test_every_no_current_task_answer_is_an_empty_successful_poll(
@@ -340,6 +348,7 @@ async def test_every_no_current_task_answer_is_an_empty_successful_poll(
     assert result == PollResult(
         key=QUERY, tasks=(), exclusive=True, request_id="trace-9", http_status=http_status
     )
+    assert result.no_task  # how it said so, for the poller, `status` and `probe`
 
 
 @pytest.mark.parametrize(
@@ -350,8 +359,7 @@ async def test_every_no_current_task_answer_is_an_empty_successful_poll(
         (b'"done"', FailureKind.INVALID_RESPONSE, "body is a string"),
         (b'{"data": []}', FailureKind.INVALID_RESPONSE, "data is a list"),
         (b'{"status": "RUNNING"}', FailureKind.INVALID_RESPONSE, "without a usable id"),
-        (b'{"id": "", "status": "RUNNING"}', FailureKind.INVALID_RESPONSE, "without a usable id"),
-        (b'{"id": null}', FailureKind.INVALID_RESPONSE, "without a usable id (id None"),
+        (b'{"id": "  "}', FailureKind.INVALID_RESPONSE, "without a usable id"),
         (b'{"id": {"a": 1}}', FailureKind.INVALID_RESPONSE, "(id an object"),
         (b'{"data": {"status": "RUNNING"}}', FailureKind.INVALID_RESPONSE, "keys: 'status'"),
         (b"<!DOCTYPE html><title>Blocked</title>", FailureKind.INVALID_RESPONSE, "HTML"),

@@ -174,12 +174,52 @@ def test_shopline_task_replaced_while_live_is_superseded(
         assert superseded[0].data["superseded_by"] == "new"
 
 
-def test_superseded_by_is_null_when_endpoint_shows_no_task() -> None:
+def test_a_task_that_vanishes_is_held_silently_until_a_successor_shows() -> None:
     ep = Endpoint(LINE)
     ep.ok(snap(LINE, "old", TaskStatus.RUNNING))
-    assert ep.ok() == [("bulkwatch.task.superseded", "old", None)]
-    assert ep.last.events[0].data["superseded_by"] is None
+    assert ep.ok() == []  # one odd answer: no event
     assert ep.ok() == []
+    assert ep.state.current_task_id == "old"
+    assert not ep.tasks["old"].gone
+    got = ep.ok(snap(LINE, "new", TaskStatus.CREATED))
+    assert sorted(got) == [
+        ("bulkwatch.task.created", "new", None),
+        ("bulkwatch.task.superseded", "old", None),
+    ]
+    superseded = next(e for e in ep.last.events if e.type == "bulkwatch.task.superseded")
+    assert superseded.data["superseded_by"] == "new"
+
+
+def test_a_held_task_that_comes_back_fires_only_its_own_changes() -> None:
+    ep = Endpoint(LINE)
+    ep.ok(snap(LINE, "a", TaskStatus.RUNNING))
+    assert ep.ok() == []
+    assert ep.ok(snap(LINE, "a", TaskStatus.RUNNING)) == []
+    assert ep.ok() == []
+    assert ep.ok(snap(LINE, "a", TaskStatus.COMPLETED)) == [
+        ("bulkwatch.task.completed", "a", "RUNNING")
+    ]
+
+
+def test_a_held_task_that_stays_away_is_reported_stalled_once() -> None:
+    ep = Endpoint(LINE, Policy(stall_after=timedelta(hours=1)))
+    ep.ok(snap(LINE, "a", TaskStatus.RUNNING, created_at=T0))
+    assert ep.ok(at=T0 + timedelta(minutes=59)) == []
+    assert ep.ok(at=T0 + timedelta(minutes=61)) == [("bulkwatch.task.stalled", "a", None)]
+    assert ep.last.events[0].data["shown"] is False
+    assert ep.ok(at=T0 + timedelta(hours=5)) == []
+
+
+def test_an_unknown_status_at_baseline_is_recorded_silently_and_later_named() -> None:
+    ep = Endpoint(LAZZA)
+    assert ep.ok(snap(LAZZA, "odd", TaskStatus.UNKNOWN, raw_status=7)) == []
+    assert ep.tasks["odd"].silent_baseline
+    assert ep.ok(snap(LAZZA, "new", TaskStatus.UNKNOWN, raw_status=3)) == [
+        ("bulkwatch.task.unknown", "new", None)
+    ]
+    hint = ep.last.events[0].data["hint"]
+    assert "query_status 3" in hint
+    assert "status_map" in hint
 
 
 def test_stalled_once_after_stall_after_from_created_at() -> None:

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Sequence
 
 from bulkwatch.simulator.runner import serve, until_signalled
+from bulkwatch.simulator.variants import add_variant_arguments, pop_variants
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -37,9 +38,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="write a bulkwatch config here",
     )
-    # Every option's `dest` is the name of a `serve` parameter.
+    add_variant_arguments(parser)
+    # Every other option's `dest` is the name of a `serve` parameter.
     args = parser.parse_args(argv)
-    run = serve(**vars(args), announce=functools.partial(print, flush=True))
+    options = vars(args).copy()
+    variants = pop_variants(options)
+    run = serve(**options, variants=variants, announce=functools.partial(print, flush=True))
     code = 0
     # A SIGINT before `until_signalled` installs its handler comes out as KeyboardInterrupt.
     with contextlib.suppress(KeyboardInterrupt):

@@ -20,6 +20,7 @@ from bulkwatch.simulator.model import (
     collect,
     make_rng,
 )
+from bulkwatch.simulator.variants import Variants, shoplazza_failed
 
 __all__ = ["DEFAULT_EXPIRE_AFTER", "SimulatedPlatforms"]
 
@@ -30,7 +31,8 @@ class SimulatedPlatforms:
     """Simulated Shoplazza and Shopline stores and their tasks.
 
     `seed` makes ids reproducible; `clock` (epoch seconds) stamps task times; `expire_after`
-    is how long a COMPLETED Shopline result lives (`expiredAt`).
+    is how long a COMPLETED Shopline result lives (`expiredAt`); `variants` how the platforms
+    behave where their documentation is silent (`simulator.variants`).
     """
 
     def __init__(
@@ -40,7 +42,9 @@ class SimulatedPlatforms:
         seed: int | None = None,
         clock: Callable[[], float] | None = None,
         expire_after: float = DEFAULT_EXPIRE_AFTER,
+        variants: Variants | None = None,
     ) -> None:
+        self.variants = variants or Variants()
         self.stores: dict[str, SimStore] = collect(stores)
         self.seed = seed
         self.clock: Callable[[], float] = clock or time.time
@@ -211,4 +215,5 @@ class SimulatedPlatforms:
         self, st: SimStore, task: SimTask, status: Status | None, at: float, fields: TaskFields
     ) -> None:
         """Set a status and fields, deriving what the platform would fill in."""
+        status = shoplazza_failed(st.platform, status, self.variants)
         apply_change(st, task, status, at, fields, expire_after=self.expire_after, rng=self._ids)

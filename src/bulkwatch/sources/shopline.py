@@ -54,17 +54,21 @@ class ShoplineSource(HttpSource):
         resp = await self._client.get(
             key, self._url, params={"type": key.endpoint}, headers=headers, secret=token, now=now
         )
-        # "No current task" is undocumented; a 404 is one of the ways it has been seen.
+        # "No current task" is undocumented; a 404 is one of the ways it has been seen. (One
+        # on an endpoint that never showed a task may be a wrong path: the poller says so.)
         if not resp.ok and resp.status != 404:
             raise status_error(resp, key)
         fingerprint = Fingerprint().add(resp)
         if fingerprint == known:
             return Unchanged(key, fingerprint, resp.request_id)
-        if resp.status == 404 or not resp.body.strip():
-            return _result(key, resp, fingerprint)
-        body = _task_object(decode_json(resp, key), resp, key)
+        if resp.status == 404:
+            html = resp.body.lstrip()[:1] == b"<"
+            return _result(key, resp, fingerprint, no_task="404 html" if html else "404")
+        if not resp.body.strip():
+            return _result(key, resp, fingerprint, no_task="empty body")
+        body, shape = _task_object(decode_json(resp, key), resp, key)
         if body is None:
-            return _result(key, resp, fingerprint)
+            return _result(key, resp, fingerprint, no_task=shape)
         problems: list[str] = []
         snapshot = self._snapshot(body, key, now, problems, resp)
         return _result(key, resp, fingerprint, snapshot, problems)
@@ -124,10 +128,13 @@ def _operation_type(value: Any, polled: str, problems: list[str]) -> str:
     return upper if upper in OPERATION_TYPES else value
 
 
-def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, Any] | None:
-    """The task object inside the body, None when the body says there is no current task."""
+def _task_object(
+    body: Any, resp: HttpResponse, key: EndpointKey
+) -> tuple[dict[str, Any] | None, str]:
+    """The task object inside the body, or None and how the body said there is no current
+    task: `null`, `{}`, `data null`, `id null`, `id ""`."""
     if body is None:
-        return None
+        return None, "null"
     if not isinstance(body, dict):
         raise invalid_answer(
             resp, key, f"body is {type_name(body)}; expected a bulk operation object"
@@ -139,12 +146,18 @@ def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, A
             raise error
         body = body.get("data")
         if body is None:
-            return None
+            return None, "data null"
         if not isinstance(body, dict):
             raise invalid_answer(
                 resp, key, f"data is {type_name(body)}; expected a bulk operation object"
             )
-    return body or None
+    if not body:
+        return None, "{}"
+    # An object with an empty id (and its other fields empty too, as Go servers send a zero
+    # struct) says "no task" as plainly as no object.
+    if "id" in body and body["id"] in (None, ""):
+        return None, "id null" if body["id"] is None else 'id ""'
+    return body, ""
 
 
 def _result(
@@ -153,6 +166,8 @@ def _result(
     fingerprint: bytes,
     snapshot: TaskSnapshot | None = None,
     problems: list[str] | None = None,
+    *,
+    no_task: str | None = None,
 ) -> PollResult:
     return PollResult(
         key=key,
@@ -162,4 +177,5 @@ def _result(
         http_status=resp.status,
         problems=tuple(problems or ()),
         fingerprint=fingerprint,
+        no_task=no_task,
     )

@@ -83,6 +83,8 @@ class PollWrite:
     # A row whose (event id, notifier) is already stored is left alone: a poll judged again
     # after a failed write produces the same ids.
     outbox: Sequence[OutboxRow] = ()
+    # Endpoint notes that changed, (name, value); an empty value removes the note.
+    notes: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,9 @@ class PollState(Protocol):
 
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store, by store and name."""
+
+    async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(store, endpoint, name, value) of every endpoint note (`PollWrite.notes`)."""
 
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store polled at least once, by store name."""

@@ -18,6 +18,7 @@ __all__ = ["demo", "simulate"]
 async def simulate(args: argparse.Namespace) -> int:
     """`bulkwatch simulate`: serve the simulator until SIGINT/SIGTERM, then exit 0."""
     from bulkwatch.simulator.runner import serve, until_signalled  # noqa: PLC0415 - only here
+    from bulkwatch.simulator.variants import variants_from_arguments  # noqa: PLC0415
 
     run = serve(
         args.host,
@@ -28,6 +29,7 @@ async def simulate(args: argparse.Namespace) -> int:
         latency=args.latency,
         seed=args.seed,
         config_path=args.write_config,
+        variants=variants_from_arguments(args),
         announce=lambda line: print(line, flush=True),
     )
     return await until_signalled(run, args.host, args.port)

@@ -31,6 +31,7 @@ async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
     async with open_state(settings) as store:
         tasks = await store.list_tasks(only)
         health = {h.store: h for h in await store.list_health()}
+        notes = await store.list_notes(only)
     rows = [
         {
             "store": t.snapshot.store,
@@ -46,7 +47,9 @@ async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
         for t in tasks
     ]
     if as_json:
-        print(json.dumps({"tasks": rows, "down": sorted(h for h in health if health[h].down)}))
+        down = sorted(h for h in health if health[h].down)
+        found = [{"store": n[0], "endpoint": n[1], "note": n[2], "detail": n[3]} for n in notes]
+        print(json.dumps({"tasks": rows, "down": down, "notes": found}))
         return 0
     names = [s.name for s in settings.stores if only in (None, s.name)]
     for name in names:
@@ -54,6 +57,8 @@ async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
         mark = "DOWN" if h is not None and h.down else "up"
         mine = [r for r in rows if r["store"] == name]
         print(f"{name} ({mark}): {len(mine)} tracked task(s)")
+        for _store, endpoint, note, detail in (n for n in notes if n[0] == name):
+            print(f"  ! {endpoint} {note}: {detail}")
         for r in mine:
             gone = " (superseded)" if r["superseded"] else ""
             print(

@@ -142,6 +142,21 @@ _V3 = (
     "WHERE down OR failing_endpoints != '[]'",
 )
 
+# Endpoint notes: what the daemon learnt of an endpoint that an operator should see in
+# `bulkwatch status` (a list longer than a poll reads, an endpoint that never showed a task).
+_V4 = (
+    """
+    CREATE TABLE endpoint_notes (
+        store TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (store, platform, endpoint, name)
+    ) WITHOUT ROWID
+    """,
+)
+
 
 def _execute(statements: Sequence[str]) -> Migration:
     """The migration that runs `statements` in order."""
@@ -154,5 +169,10 @@ def _execute(statements: Sequence[str]) -> Migration:
 
 
 # MIGRATIONS[n] takes a database from user_version n to n + 1.
-MIGRATIONS: tuple[Migration, ...] = (_execute(_V1), _execute(_V2), _execute(_V3))
+MIGRATIONS: tuple[Migration, ...] = (
+    _execute(_V1),
+    _execute(_V2),
+    _execute(_V3),
+    _execute(_V4),
+)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,6 +30,7 @@ from bulkwatch.model import (
 from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
 from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
+from bulkwatch.store.sqlite.notes import list_notes, save_notes
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.reads import SqliteReads
 from bulkwatch.store.sqlite.schema import (
@@ -248,6 +249,8 @@ class SqliteStore:
             conn.execute(_UPSERT_ENDPOINT, endpoint_params(write.endpoint))
             if write.upserts:
                 conn.executemany(_UPSERT_TASK, map(task_params, write.upserts))
+            if write.notes:
+                save_notes(conn, write.endpoint.key, write.notes)
             if write.outbox:
                 conn.executemany(
                     _INSERT_OUTBOX,
@@ -278,6 +281,10 @@ class SqliteStore:
             sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE store = ?" + order  # noqa: S608
             rows = conn.execute(sql, (store,))
         return [task_from_row(r) for r in rows]
+
+    async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(store, endpoint, name, value) of every endpoint note, optionally of one store."""
+        return list_notes(self._db(), store)
 
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store that has been polled, by store name."""
