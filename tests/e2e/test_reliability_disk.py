@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -171,9 +172,16 @@ async def test_readyz_fails_while_writes_fail_and_recovers_with_the_next_write(
 
 
 def _corrupt_a_page(db: Path) -> None:
-    """Overwrite the middle of a b-tree page inside the file, as a bad sector would."""
+    """Overwrite the middle of a b-tree page inside the file, as a bad sector would: the
+    outbox's root page, wherever the schema's history put it."""
+    with sqlite3.connect(db) as conn:
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'outbox'"
+        ).fetchone()
+        (size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.close()
     with db.open("r+b") as f:
-        f.seek(4096 * 20 + 100)
+        f.seek(size * (root - 1) + 100)
         f.write(random.Random(7).randbytes(2000))
 
 

@@ -210,6 +210,8 @@ OPTIONS = [
     "same-host",
     "--created-times",
     "present",
+    "--token-lifetime",
+    "36000",
 ]
 
 
@@ -246,6 +248,7 @@ async def test_both_command_lines_take_the_same_variant_options(
         "auth_failure": "400",
         "redirect": "same-host",
         "created_times": "present",
+        "token_lifetime": 36000.0,
     }
     assert described.strip() == "platform variants: " + " ".join(OPTIONS)
 

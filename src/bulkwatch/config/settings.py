@@ -134,12 +134,38 @@ class ShoplineStore(_StoreBase):
         default_factory=lambda: list(_ALL_OPERATION_TYPES), min_length=1
     )
 
+    # A custom or public app's credentials: with them bulkwatch refreshes the access token
+    # (which lasts 10 hours) before it expires. Never logged, never shown.
+    app_key: str | None = Field(default=None, min_length=1, max_length=256)
+    app_secret: SecretStr | None = None
+    app_secret_file: Path | None = None
+
     @field_validator("operation_types")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("operation types must not repeat")
         return value
+
+    @model_validator(mode="after")
+    def _app_credentials(self) -> ShoplineStore:
+        fill_secret_from_file(self, "app_secret")
+        if (self.app_key is None) != (self.app_secret is None):
+            given, missing = (
+                ("app_key", "app_secret (or app_secret_file)")
+                if self.app_secret is None
+                else ("app_secret", "app_key")
+            )
+            raise ValueError(f"{given} needs {missing}: give both to refresh the token, or none")
+        if self.app_secret is not None and not self.app_secret.get_secret_value().strip():
+            raise ValueError("app_secret is empty")
+        return self
+
+    def app_credentials(self) -> tuple[str, str] | None:
+        """(app key, app secret) when the token is to be refreshed, else None."""
+        if self.app_key is None or self.app_secret is None:
+            return None
+        return self.app_key, self.app_secret.get_secret_value()
 
     def url_base(self) -> str:
         return self.base_url or f"https://{self.handle}.myshopline.com"

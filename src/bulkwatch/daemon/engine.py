@@ -155,7 +155,7 @@ class Engine:
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self.status.ping = self.store.ping
-        self.sources = [make_source(store, session) for store in self.stores]
+        self.sources = [make_source(store, session, self.store) for store in self.stores]
         nctx = NotifierContext(session=delivery_session, instance=s.instance)
         for cfg in self.notifier_configs:
             kind = registry.get(cfg.type)

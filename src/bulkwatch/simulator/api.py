@@ -17,6 +17,7 @@ from bulkwatch.simulator.control import SIMULATOR_KEY, control_app
 from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.faults import FaultKind, error_body, fault_response, reason_phrase
 from bulkwatch.simulator.model import SimStore, SimTask
+from bulkwatch.simulator.oauth import REFRESH_PATH, authorised, refresh
 from bulkwatch.simulator.variants import (
     MOVED_PREFIX,
     arrived_elsewhere,
@@ -129,10 +130,13 @@ def _shopline(st: SimStore, endpoint: str) -> tuple[int, bytes] | None:
     return 200, _json({"data": body} if st.body_style == "wrapped" else body)
 
 
-def _authorised(st: SimStore, request: web.Request) -> bool:
+def _authorised(sim: Simulator, st: SimStore, request: web.Request) -> bool:
     if st.platform is Platform.SHOPLAZZA:
         return request.headers.get("Access-Token") == st.token
-    return request.headers.get("Authorization") == st.bearer
+    header = request.headers.get("Authorization")
+    if header == st.bearer and sim.variants.token_lifetime is None:
+        return True  # the common case, without a look at the clock
+    return authorised(st, header, sim.clock(), sim.variants.token_lifetime)
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
@@ -153,6 +157,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         tail = tail.removeprefix(MOVED_PREFIX)
         if arrived_elsewhere(request) and _carries_token(request):
             sim.leaked_tokens += 1  # a client followed a redirect to another host, token and all
+    if tail == REFRESH_PATH:
+        return await refresh(st, request, sim.clock(), sim.variants.token_lifetime, headers)
     endpoint = _endpoint(st, tail, request.query)
     if endpoint is None:
         return _response(404, error_body(st.platform, 404), headers)
@@ -167,7 +173,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         else:
             _status, normal = _answer(sim, st, endpoint, request) or (200, b"{}")
             return fault_response(fault, st.platform, normal, headers)
-    if not _authorised(st, request):
+    if not _authorised(sim, st, request):
         st.stats.unauthorized += 1
         return auth_failure(st.platform, sim.variants, headers)
     if st.require_content_type and not request.headers.get("Content-Type", "").startswith(

@@ -95,6 +95,7 @@ class VariantsPatch(Body):
     auth_failure: AuthFailure | None = None
     redirect: Redirect | None = None
     created_times: CreatedTimes | None = None
+    token_lifetime: float | None = Field(default=None, gt=0)  # null: tokens never expire
 
 
 class Latency(Body):

@@ -138,6 +138,9 @@ class StoreSpec:
     store_id: str | None = None
     require_content_type: bool = False
     max_tasks: int = 1000
+    # A Shopline app's credentials (secret derived from the key unless given): `oauth`.
+    app_key: str | None = None
+    app_secret: str | None = None
 
 
 @dataclass(slots=True)
@@ -185,6 +188,13 @@ class SimStore:
     stats: StoreStats = field(default_factory=StoreStats)
     superseded: int = 0
     bearer: str = ""
+    # Renewal (`oauth`): tokens accepted besides the current one (-> until), counters.
+    app_key: str | None = None
+    app_secret: str = ""
+    issued: dict[str, float] = field(default_factory=dict)
+    refreshes: int = 0
+    refused_refreshes: int = 0
+    revoked: bool = False
 
     @classmethod
     def from_spec(cls, spec: StoreSpec) -> SimStore:
@@ -217,10 +227,17 @@ class SimStore:
             require_content_type=spec.require_content_type,
             max_tasks=spec.max_tasks,
             bearer=f"Bearer {token}",
+            app_key=spec.app_key,
+            app_secret=spec.app_secret or f"{spec.app_key}-secret",
         )
 
     def set_token(self, token: str) -> None:
         """Change the token the store accepts (a test simulating an expired token)."""
+        self.set_token_keeping_issued(token)
+        self.issued.clear()
+
+    def set_token_keeping_issued(self, token: str) -> None:
+        """Change the current token, previous ones still accepted as `issued` says."""
         self.token = token
         self.bearer = f"Bearer {token}"
 
@@ -252,6 +269,8 @@ class SimStore:
         conf["base_url"] = base_url
         if self.platform is Platform.SHOPLINE:
             conf["operation_types"] = list(self.operation_types)
+            if self.app_key is not None:
+                conf.update(app_key=self.app_key, app_secret=self.app_secret)
         return conf
 
 

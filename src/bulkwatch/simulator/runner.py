@@ -8,12 +8,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 
+from bulkwatch.model import Platform
 from bulkwatch.simulator.api import make_app
 from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.driver import Driver, DriverConfig
@@ -21,7 +23,9 @@ from bulkwatch.simulator.model import StoreSpec, make_stores
 from bulkwatch.simulator.state import DEFAULT_EXPIRE_AFTER
 from bulkwatch.simulator.variants import Variants
 
-__all__ = ["run_simulator", "serve", "until_signalled", "write_config"]
+__all__ = ["SIM_APP_KEY", "run_simulator", "serve", "until_signalled", "write_config"]
+
+SIM_APP_KEY = "sim-app"  # the app `serve` installs on its Shopline stores under expiring tokens
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -167,10 +171,16 @@ async def serve(
         history=history,
         tick_seconds=min(1.0, step / 4),
     )
+    specs = make_stores(n_lazza, n_line)
+    if variants is not None and variants.token_lifetime is not None:
+        # Expiring tokens need renewing: every Shopline store has the app installed.
+        specs = [
+            replace(s, app_key=SIM_APP_KEY) if s.platform is Platform.SHOPLINE else s for s in specs
+        ]
     async with run_simulator(
         host,
         port,
-        stores=make_stores(n_lazza, n_line),
+        stores=specs,
         seed=seed,
         latency=latency,
         expire_after=30 * step if expire_after is None else expire_after,

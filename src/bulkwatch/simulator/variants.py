@@ -79,6 +79,9 @@ class Variants:
     - `auth_failure`: what Shoplazza answers to a wrong token: 401, or a bare 400 "Bad Request".
     - `redirect`: every API request is first redirected (301), to the same host or to another.
     - `created_times`: whether Shoplazza list entries carry a `created_at` (undocumented).
+    - `token_lifetime`: seconds a Shopline access token lasts (the platform's is 10 hours);
+      None: tokens never expire, as the simulator always did. Documented, not open, but a
+      choice all the same: renewal is only needed when tokens expire (`simulator.oauth`).
     """
 
     list_order: ListOrder = "newest"
@@ -88,16 +91,21 @@ class Variants:
     auth_failure: AuthFailure = "401"
     redirect: Redirect = "none"
     created_times: CreatedTimes = "absent"
+    token_lifetime: float | None = None
 
     def describe(self) -> str:
         """The choices that differ from the defaults, as command-line options."""
         default = Variants()
         parts = [
-            f"--{f.name.replace('_', '-')} {getattr(self, f.name)}"
+            f"--{f.name.replace('_', '-')} {_option(getattr(self, f.name))}"
             for f in fields(self)
             if getattr(self, f.name) != getattr(default, f.name)
         ]
         return " ".join(parts) or "defaults"
+
+
+def _option(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _singles() -> dict[str, Variants]:
@@ -170,6 +178,23 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
         default="absent",
         help="whether Shoplazza list entries carry created_at (default: absent)",
     )
+    group.add_argument(
+        "--token-lifetime",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="Shopline access tokens expire after SECONDS (the platform's: 36000) and are "
+        "renewed with POST /admin/oauth/token/refresh, signed with the app secret; the "
+        "Shopline stores get app credentials, in the written config too (default: tokens "
+        "never expire)",
+    )
+
+
+def _positive_seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value}")
+    return seconds
 
 
 def variants_from_arguments(args: argparse.Namespace) -> Variants:

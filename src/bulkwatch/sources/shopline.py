@@ -18,7 +18,10 @@ from bulkwatch.sources.fields import as_id, read_datetime, read_int, read_text, 
 from bulkwatch.sources.http.client import decode_json
 from bulkwatch.sources.http.failures import envelope_error, invalid_answer, status_error
 from bulkwatch.sources.http.recording import Recording
+from bulkwatch.sources.http.refresh import REFRESH_AHEAD, AppCredentials, RefreshingTokenProvider
 from bulkwatch.sources.http.response import Fingerprint, HttpResponse
+from bulkwatch.sources.http.tokens import TokenProvider
+from bulkwatch.store.base import TokenState
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
 
@@ -27,7 +30,13 @@ _STATUSES = {status.value: status for status in TaskStatus if status is not Task
 
 
 class ShoplineSource(HttpSource):
-    """Polls one Shopline store's `current_bulk_operation.json`, once per operation type."""
+    """Polls one Shopline store's `current_bulk_operation.json`, once per operation type.
+
+    With the app's credentials (`app_key`, `app_secret`) and a `tokens` state to keep them
+    in, the access token is renewed before it expires (`RefreshingTokenProvider`); without
+    either, the configured token is sent as it is (the probe never renews a token: a renewal
+    retires the token the daemon uses).
+    """
 
     request_id_header = "traceId"
 
@@ -37,11 +46,24 @@ class ShoplineSource(HttpSource):
         store: ResolvedStore,
         session: aiohttp.ClientSession,
         recording: Recording | None = None,
+        tokens: TokenState | None = None,
     ) -> None:
         super().__init__(store, session, recording)
         self._url = (
             f"{config.url_base()}/admin/openapi/{config.api_version}/current_bulk_operation.json"
         )
+        app = config.app_credentials()
+        if app is not None and tokens is not None:
+            self._tokens = RefreshingTokenProvider(
+                TokenProvider(config.token(), config.access_token_file),
+                store=store.name,
+                app=AppCredentials(f"{config.url_base()}/admin/oauth/token/refresh", *app),
+                state=tokens,
+                session=session,
+                timeout=store.timeout,
+                ahead=max(REFRESH_AHEAD, 3 * store.interval),
+                limiter=self.limiter,
+            )
 
     def auth_headers(self, token: str) -> dict[str, str]:
         return {
@@ -54,7 +76,7 @@ class ShoplineSource(HttpSource):
     ) -> PollResult | Unchanged:
         """The current task of `key`'s operation type (none is a valid answer); `Unchanged`
         when the response is the one fingerprinted `known`; or `PollError`."""
-        token = self._token_for(key)
+        token = await self._fresh_token(key, now)
         headers = self._headers(token)
         resp = await self._client.get(
             key, self._url, params={"type": key.endpoint}, headers=headers, secret=token, now=now

@@ -9,7 +9,7 @@ of the poll's events) commits in one transaction, or none of it does.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -36,8 +36,10 @@ __all__ = [
     "StoreCorruptError",
     "StoreUnavailableError",
     "StoreWriteError",
+    "StoredToken",
     "TaskCursor",
     "TaskQuery",
+    "TokenState",
     "Troubled",
 ]
 
@@ -229,7 +231,34 @@ class Outbox(Protocol):
         """(notifier, status) -> rows, for the outbox gauges."""
 
 
-class StateStore(PollState, Protocol):
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """A store's access token as bulkwatch last refreshed it (Shopline apps with credentials).
+
+    `seed` is a digest of the configured token the chain of refreshes started from: when the
+    configured token changes (the app was authorised again), the stored one is forgotten.
+    The token is a live credential: never logged, never shown, not in the repr.
+    """
+
+    store: str
+    token: str = field(repr=False)
+    expires_at: datetime | None
+    seed: str
+    refreshed_at: datetime
+
+
+class TokenState(Protocol):
+    """Where refreshed access tokens are kept, so that a restart goes on with the current one."""
+
+    async def load_token(self, store: str) -> StoredToken | None:
+        """The stored token of `store`, or None when none was ever refreshed."""
+
+    async def save_token(self, token: StoredToken) -> None:
+        """Keep `token` as its store's current one, durably before returning (the platform
+        retires the previous token minutes after a refresh)."""
+
+
+class StateStore(PollState, TokenState, Protocol):
     """A whole backend: its poll state, its `outbox`, and a lifecycle."""
 
     @property

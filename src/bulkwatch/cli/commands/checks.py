@@ -31,6 +31,8 @@ def summarise(settings: Settings, path: Path | None) -> str:
         store = resolved.config
         host = urlsplit(store.url_base()).netloc
         token = "file " + str(store.access_token_file) if store.access_token_file else "inline"
+        if getattr(store, "app_key", None) is not None:
+            token += ", refreshed with the app's credentials"
         state = "" if store.enabled else " (disabled)"
         lines.append(
             f"  - {store.name}: {store.platform} {host} endpoints={','.join(store.endpoints)} "

@@ -157,6 +157,20 @@ _V4 = (
     """,
 )
 
+# Refreshed access tokens (Shopline apps with credentials), one row per store: a restart goes
+# on with the current token instead of the configured one, which the platform has retired.
+_V5 = (
+    """
+    CREATE TABLE access_tokens (
+        store TEXT NOT NULL PRIMARY KEY,
+        token TEXT NOT NULL,
+        expires_at TEXT,
+        seed TEXT NOT NULL,
+        refreshed_at TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
 
 def _execute(statements: Sequence[str]) -> Migration:
     """The migration that runs `statements` in order."""
@@ -174,5 +188,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _execute(_V2),
     _execute(_V3),
     _execute(_V4),
+    _execute(_V5),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

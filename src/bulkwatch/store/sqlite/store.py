@@ -44,6 +44,7 @@ from bulkwatch.store.sqlite.schema import (
     task_params,
     ts,
 )
+from bulkwatch.store.sqlite.tokens import SqliteTokens
 
 __all__ = ["SqliteStore"]
 
@@ -123,7 +124,7 @@ def _configure(conn: sqlite3.Connection, busy_timeout: float, *, wal_required: b
     conn.execute("PRAGMA foreign_keys = ON")
 
 
-class SqliteStore:
+class SqliteStore(SqliteTokens):
     """A `StateStore` in one SQLite file (or `":memory:"` for tests).
 
     `check_timeout` bounds the integrity check at `open()` (seconds; see `quick_check`).
