@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bulkwatch import __version__
 from bulkwatch.config import ConfigError, Settings, load_settings
+from bulkwatch.config.discovery import ConfigFile, find_config, nothing_to_watch
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_POLL_FAILED, EXIT_CONFIG = 0, 1, 2
+# The commands that poll stores or report on them: a config that watches none is an error.
+_NEED_STORES = frozenset({"run", "once", "check-config", "status"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
             "-c",
             type=Path,
             default=None,
-            help="YAML config file (default: $BULKWATCH_CONFIG)",
+            help="YAML config file (default: $BULKWATCH_CONFIG, else ./bulkwatch.yaml, "
+            "else /etc/bulkwatch/config.yaml)",
         )
         return p
 
@@ -71,13 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path | None) -> Settings | None:
+def _load(config: ConfigFile, command: str) -> Settings | None:
+    """The settings, or None after one `config error:` line per problem on stderr."""
     try:
-        return load_settings(path)
+        settings = load_settings(config.path)
     except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config error: {line}", file=sys.stderr)
-        return None
+        problems = exc.problems
+    else:
+        empty = nothing_to_watch(settings, config) if command in _NEED_STORES else None
+        if empty is None:
+            return settings
+        problems = [empty]
+    for line in problems:
+        print(f"config error: {line}", file=sys.stderr)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,19 +101,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(commands.simulate(args))
     if args.command == "demo":
         return commands.demo(args)
-    settings = _load(args.config)
+    config = find_config(args.config, os.environ)
+    settings = _load(config, args.command)
     if settings is None:
         return EXIT_CONFIG
+    if config.searched and args.command not in {"run", "once", "check-config"}:
+        # run and once log it, check-config prints it; the others say it here.
+        print(f"bulkwatch: using {config.describe()}", file=sys.stderr)
     try:
         if args.command == "check-config":
-            print(commands.summarise(settings, args.config))
+            print(commands.summarise(settings, config))
             return EXIT_OK
         if args.command == "notify-test":
             return asyncio.run(commands.notify_test(settings, args.name))
         if args.command == "run":
-            return commands.run(settings)
+            return commands.run(settings, config)
         if args.command == "once":
-            return commands.once(settings)
+            return commands.once(settings, config)
         if args.command == "status":
             return asyncio.run(commands.status(settings, args.store, as_json=args.json))
         if args.command == "deliveries" and args.action == "list":
@@ -110,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "deliveries" and args.action == "retry":
             return asyncio.run(commands.deliveries_retry(settings, args.ids, args.notifier))
+    except commands.NoStateError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_POLL_FAILED
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover

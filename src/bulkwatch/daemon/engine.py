@@ -228,10 +228,15 @@ class Engine:
         return jobs
 
     async def serve(
-        self, stop: asyncio.Event, *, grace: float = 10.0, ready: Callable[[], None] | None = None
+        self,
+        stop: asyncio.Event,
+        *,
+        grace: float = 10.0,
+        ready: Callable[[], None] | None = None,
+        config: str | None = None,
     ) -> None:
         """Run until `stop` is set; then stop polling, finish in-flight work, and return.
-        `ready` is called once everything runs."""
+        `ready` is called once everything runs; `config` (the file read) goes in the log."""
         scheduler = self.scheduler = build_scheduler(
             self._jobs(),
             self.clock(),
@@ -251,6 +256,7 @@ class Engine:
                 endpoints=len(self.endpoints),
                 notifiers=sorted(self.notifiers),
                 version=__version__,
+                **({"config": config} if config is not None else {}),
             )
             if ready is not None:
                 ready()

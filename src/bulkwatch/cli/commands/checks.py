@@ -4,19 +4,19 @@ notifier it names can deliver."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from bulkwatch.config import Settings, resolve_stores
+from bulkwatch.config.discovery import ConfigFile
 from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = ["notify_test", "summarise"]
 
 
-def summarise(settings: Settings, path: Path | None) -> str:
+def summarise(settings: Settings, config: ConfigFile) -> str:
     """A readable summary of valid settings, without any secret."""
     lines = [
-        f"config OK: {path}" if path else "config OK",
+        f"config OK: {config.describe()}" if config.path else "config OK (no config file)",
         f"instance: {settings.instance}",
         f"state: {settings.state.url}",
         "server: "

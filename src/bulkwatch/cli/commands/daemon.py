@@ -10,7 +10,10 @@ import sqlite3
 import sys
 from collections.abc import Callable, Mapping
 
+import structlog
+
 from bulkwatch.config import Settings
+from bulkwatch.config.discovery import ConfigFile
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import liveness
@@ -36,6 +39,9 @@ EXIT_STATE_IN_USE = 3
 EXIT_STATE_CORRUPT = 4
 
 
+_log = structlog.get_logger("bulkwatch")
+
+
 class StartupError(Exception):
     """The daemon could not start (port taken, state database unreadable): one clear line."""
 
@@ -55,6 +61,7 @@ async def serve_daemon(
     *,
     ready: Callable[[], None] | None = None,
     systemd: SystemdNotifier | None = None,
+    config: str | None = None,
 ) -> None:
     """The daemon: the engine, its scheduler and the metrics server, until `stop` is set.
     With `systemd`: READY=1 once the first schedule is armed, watchdog pings while alive,
@@ -83,13 +90,17 @@ async def serve_daemon(
                     if ready is not None:
                         ready()
 
-                await engine.serve(stop, grace=settings.shutdown_grace, ready=on_ready)
+                await engine.serve(
+                    stop, grace=settings.shutdown_grace, ready=on_ready, config=config
+                )
         finally:
             if runner is not None:
                 await runner.cleanup()
 
 
-def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+def run(
+    settings: Settings, config: ConfigFile | None = None, environ: Mapping[str, str] | None = None
+) -> int:
     """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0. `environ` (default: the
     process's) is read once here, for systemd's `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`."""
     configure_logging(settings.log.level, settings.log.format)
@@ -99,7 +110,13 @@ def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     async def main() -> None:
         stop = stop_on_signals()
         with tuned_collector():
-            await serve_daemon(settings, stop, systemd=systemd, ready=freeze_startup_objects)
+            await serve_daemon(
+                settings,
+                stop,
+                systemd=systemd,
+                ready=freeze_startup_objects,
+                config=None if config is None else config.describe(),
+            )
 
     try:
         asyncio.run(main())
@@ -115,9 +132,11 @@ def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     return 0
 
 
-def once(settings: Settings) -> int:
+def once(settings: Settings, config: ConfigFile | None = None) -> int:
     """`bulkwatch once`: 0 when every poll succeeded, 1 when any failed."""
     configure_logging(settings.log.level, settings.log.format)
+    if config is not None and config.searched:
+        _log.info("using config", file=config.describe())
 
     async def main() -> bool:
         async with Engine(settings) as engine:

@@ -1,0 +1,199 @@
+"""A new operator's first mistakes, through the real `bulkwatch` command (a subprocess): no
+config, a config that watches nothing, reading commands before any state exists.
+
+Every command runs in its own empty working directory, so `./bulkwatch.yaml` and the default
+`./bulkwatch.db` are the test's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bulkwatch.config.discovery import SEARCHED
+from bulkwatch.store.sqlite.store import SqliteStore
+
+CLI = (sys.executable, "-m", "bulkwatch")
+STORE = {
+    "name": "lazza-main",
+    "platform": "shoplazza",
+    "domain": "mystore",
+    "access_token": "tok-first-contact",
+    "base_url": "http://127.0.0.1:9",  # nobody answers: these tests never need a poll to work
+}
+
+
+@dataclass(frozen=True)
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def bulkwatch(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> Finished:
+    """Run `bulkwatch ARGS` in `cwd` with no BULKWATCH_* variable but those in `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BULKWATCH_")}
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        *map(str, args),
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**base, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    try:
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return Finished(proc.returncode, out.decode(), err.decode())
+
+
+def write(path: Path, **fields: Any) -> Path:
+    path.write_text(yaml.safe_dump(fields, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.fixture
+def nowhere(tmp_path: Path) -> Path:
+    """An empty working directory; no config in the system-wide place either."""
+    system_wide = SEARCHED[-1]
+    assert system_wide.is_absolute()
+    assert not system_wide.exists(), f"this machine has a {system_wide}: the test needs none"
+    work = tmp_path / "work"
+    work.mkdir()
+    return work
+
+
+WATCHING = ("run", "once", "check-config", "status")  # the commands that need a store
+
+
+async def test_without_any_config_file_a_command_that_watches_stores_exits_2_with_one_line(
+    nowhere: Path,
+) -> None:
+    results = await asyncio.gather(*(bulkwatch(command, cwd=nowhere) for command in WATCHING))
+
+    for result in results:
+        assert result.code == 2, result
+        [line] = result.stderr.splitlines()
+        assert line.startswith("config error: no config file: give --config FILE")
+        assert "$BULKWATCH_CONFIG" in line
+        assert "./bulkwatch.yaml" in line
+        assert "/etc/bulkwatch/config.yaml" in line
+        assert result.stdout == ""
+    assert names(nowhere) == []  # no ./bulkwatch.db, nothing else
+
+
+async def test_a_bulkwatch_yaml_in_the_working_directory_is_found_and_named(
+    nowhere: Path,
+) -> None:
+    write(nowhere / "bulkwatch.yaml", stores=[STORE], server={"enabled": False})
+
+    result = await bulkwatch("check-config", cwd=nowhere)
+
+    assert result.code == 0, result
+    assert result.stdout.splitlines()[0] == (
+        "config OK: bulkwatch.yaml (found in the working directory)"
+    )
+    assert "lazza-main" in result.stdout
+
+
+async def test_the_config_flag_and_variable_come_before_the_working_directory(
+    nowhere: Path, tmp_path: Path
+) -> None:
+    write(nowhere / "bulkwatch.yaml", stores=[])  # would fail: must not be read
+    named = write(tmp_path / "named.yaml", stores=[STORE])
+
+    by_flag, by_variable = await asyncio.gather(
+        bulkwatch("check-config", "--config", named, cwd=nowhere),
+        bulkwatch("check-config", cwd=nowhere, env={"BULKWATCH_CONFIG": str(named)}),
+    )
+
+    assert by_flag.code == 0, by_flag
+    assert by_flag.stdout.splitlines()[0] == f"config OK: {named} (from --config)"
+    assert by_variable.code == 0, by_variable
+    assert by_variable.stdout.splitlines()[0] == f"config OK: {named} (from $BULKWATCH_CONFIG)"
+
+
+@pytest.mark.parametrize(
+    ("stores", "message", "commands"),
+    [
+        pytest.param([], "configures no store", WATCHING, id="no-store"),
+        pytest.param(
+            [{**STORE, "enabled": False}], "every store", ("check-config", "run"), id="all-disabled"
+        ),
+    ],
+)
+async def test_a_config_that_watches_nothing_exits_2_with_one_line_and_creates_nothing(
+    nowhere: Path, stores: list[dict[str, Any]], message: str, commands: tuple[str, ...]
+) -> None:
+    write(nowhere / "bulkwatch.yaml", stores=stores, server={"enabled": True, "port": 0})
+
+    results = await asyncio.gather(*(bulkwatch(command, cwd=nowhere) for command in commands))
+
+    for result in results:
+        assert result.code == 2, result
+        [line] = result.stderr.splitlines()
+        assert line.startswith("config error: stores: ")
+        assert message in line
+        assert "bulkwatch.yaml" in line
+    assert names(nowhere) == ["bulkwatch.yaml"]
+
+
+async def test_reading_commands_never_create_the_state_database(nowhere: Path) -> None:
+    write(nowhere / "bulkwatch.yaml", stores=[STORE])
+    reading = [("status",), ("status", "--json"), ("deliveries", "list"), ("deliveries", "retry")]
+
+    results = await asyncio.gather(*(bulkwatch(*args, cwd=nowhere) for args in reading))
+
+    for result in results:
+        assert result.code == 1, result
+        assert result.stdout == ""
+        note, line = result.stderr.splitlines()
+        assert note == "bulkwatch: using bulkwatch.yaml (found in the working directory)"
+        assert line == (
+            f"bulkwatch: state.url: no state database at {nowhere / 'bulkwatch.db'} yet "
+            "(`bulkwatch run` or `bulkwatch once` with this config creates it)"
+        )
+    assert names(nowhere) == ["bulkwatch.yaml"]
+
+
+async def test_commands_that_need_no_store_work_with_a_config_that_watches_nothing(
+    nowhere: Path,
+) -> None:
+    db = nowhere / "kept.db"
+    store = SqliteStore(db)  # a state database left from when the stores were configured
+    await store.open()
+    await store.close()
+    config = write(
+        nowhere / "c.yaml",
+        stores=[],
+        state={"url": f"sqlite:///{db}"},
+        notifiers=[{"name": "console", "type": "log"}],
+    )
+
+    dead, retried, sample = await asyncio.gather(
+        bulkwatch("deliveries", "list", "-c", config, cwd=nowhere),
+        bulkwatch("deliveries", "retry", "-c", config, cwd=nowhere),
+        bulkwatch("notify-test", "console", "-c", config, cwd=nowhere),
+    )
+
+    assert (dead.code, dead.stdout) == (0, "no dead deliveries\n"), dead
+    assert (retried.code, retried.stdout) == (0, "queued 0 dead deliveries again\n"), retried
+    assert sample.code == 0, sample
+    assert sample.stdout.startswith("delivered (event ")
