@@ -197,3 +197,36 @@ async def test_commands_that_need_no_store_work_with_a_config_that_watches_nothi
     assert (retried.code, retried.stdout) == (0, "queued 0 dead deliveries again\n"), retried
     assert sample.code == 0, sample
     assert sample.stdout.startswith("delivered (event ")
+
+
+async def test_notifier_filters_that_can_never_match_are_errors_with_a_suggestion(
+    nowhere: Path,
+) -> None:
+    hook = {"name": "ops", "type": "webhook", "url": "https://hooks.example.com/bulkwatch"}
+    config = write(
+        nowhere / "c.yaml",
+        stores=[STORE, {**STORE, "name": "lazza-2"}],
+        notifiers=[
+            {**hook, "events": ["bulkwatch.task.complete", "bulkwatch.store.*"]},
+            {**hook, "name": "other", "stores": ["lazza-9"], "events": ["bulkwatch.tasks.*"]},
+            {**hook, "name": "fine", "stores": ["lazza-*"], "events": ["*.failed"]},
+            {**hook, "name": "far", "stores": ["zz"], "events": ["xyz"]},
+        ],
+    )
+
+    result = await bulkwatch("check-config", "--config", config, cwd=nowhere)
+
+    assert result.code == 2, result
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "config error: notifiers[0].events[0]: 'bulkwatch.task.complete' matches no event type, "
+        "so notifier 'ops' would never get it (did you mean 'bulkwatch.task.completed'?)",
+        "config error: notifiers[1].events[0]: 'bulkwatch.tasks.*' matches no event type, "
+        "so notifier 'other' would never get it (did you mean 'bulkwatch.task.*'?)",
+        "config error: notifiers[1].stores[0]: 'lazza-9' matches no configured store, "
+        "so notifier 'other' would never hear of it (did you mean 'lazza-2'?)",
+        "config error: notifiers[3].events[0]: 'xyz' matches no event type, so notifier 'far' "
+        "would never get it (known: bulkwatch.store.*, bulkwatch.task.*)",
+        "config error: notifiers[3].stores[0]: 'zz' matches no configured store, so notifier "
+        "'far' would never hear of it (configured: lazza-main, lazza-2)",
+    ]
