@@ -774,3 +774,4 @@ async def test_run_with_a_taken_metrics_port_exits_1_with_one_line(tmp_path: Pat
     assert proc.returncode == 1
     assert f"bulkwatch: server: cannot listen on 127.0.0.1:{port}" in err.decode()
     assert "Traceback" not in err.decode()
+    assert not (tmp_path / "s.db").exists()  # found before the state database was created

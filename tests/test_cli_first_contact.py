@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,3 +231,137 @@ async def test_notifier_filters_that_can_never_match_are_errors_with_a_suggestio
         "config error: notifiers[3].stores[0]: 'zz' matches no configured store, so notifier "
         "'far' would never hear of it (configured: lazza-main, lazza-2)",
     ]
+
+
+# --- what the config needs from this machine ---------------------------------------------------
+
+
+async def test_a_state_directory_that_cannot_exist_stops_run_and_once_with_exit_2(
+    nowhere: Path,
+) -> None:
+    blocker = nowhere / "a-file"
+    blocker.write_text("not a directory\n", encoding="utf-8")
+    db = blocker / "state" / "bulkwatch.db"
+    config = write(nowhere / "c.yaml", stores=[STORE], state={"url": f"sqlite:///{db}"})
+
+    results = await asyncio.gather(
+        bulkwatch("run", "-c", config, cwd=nowhere),
+        bulkwatch("once", "-c", config, cwd=nowhere),
+        bulkwatch("check-config", "--machine", "-c", config, cwd=nowhere),
+    )
+
+    for result in results:
+        assert result.code == 2, result
+        assert result.stderr.splitlines() == [
+            f"config error: state.url: cannot create {db}: {blocker} is not a directory"
+        ]
+    assert names(nowhere) == ["a-file", "c.yaml"]
+
+
+async def test_a_command_notifier_whose_program_cannot_run_stops_run_with_exit_2(
+    nowhere: Path,
+) -> None:
+    not_executable = nowhere / "hook.sh"
+    not_executable.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    not_executable.chmod(0o644)
+    config = write(
+        nowhere / "c.yaml",
+        stores=[STORE],
+        server={"enabled": False},
+        notifiers=[
+            {"name": "gone", "type": "command", "argv": [str(nowhere / "missing"), "--x"]},
+            {"name": "plain", "type": "command", "argv": [str(not_executable)]},
+            {"name": "unknown", "type": "command", "argv": ["bw-no-such-program"]},
+            {"name": "fine", "type": "command", "argv": ["true"]},
+        ],
+    )
+
+    run, machine, plain = await asyncio.gather(
+        bulkwatch("run", "-c", config, cwd=nowhere),
+        bulkwatch("check-config", "--machine", "-c", config, cwd=nowhere),
+        bulkwatch("check-config", "-c", config, cwd=nowhere),
+    )
+
+    for result in (run, machine):
+        assert result.code == 2, result
+        lines = result.stderr.splitlines()
+        assert lines[:2] == [
+            f"config error: notifiers[0].argv[0]: {nowhere / 'missing'} does not exist",
+            f"config error: notifiers[1].argv[0]: {not_executable} is not an executable file",
+        ]
+        assert lines[2].startswith(
+            "config error: notifiers[2].argv[0]: program 'bw-no-such-program' not found on PATH"
+        )
+        assert len(lines) == 3
+    # Without --machine, check-config judges the file only, and says so.
+    assert plain.code == 0, plain
+    assert plain.stdout.splitlines()[-1].startswith("machine: not checked (--machine checks")
+    assert names(nowhere) == ["c.yaml", "hook.sh"]
+
+
+async def test_a_taken_server_port_is_found_before_anything_is_created(nowhere: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write(
+            nowhere / "c.yaml", stores=[STORE], server={"host": "127.0.0.1", "port": port}
+        )
+        run, machine = await asyncio.gather(
+            bulkwatch("run", "-c", config, cwd=nowhere),
+            bulkwatch("check-config", "--machine", "-c", config, cwd=nowhere),
+        )
+
+    assert run.code == 1, run  # the port may be free again soon: a restart may help
+    assert run.stderr.splitlines() == [
+        f"bulkwatch: server: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert machine.code == 2, machine
+    assert machine.stderr.splitlines() == [
+        f"config error: server: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert names(nowhere) == ["c.yaml"]  # no bulkwatch.db, no lock file
+
+
+async def test_a_running_daemon_is_named_as_the_holder_not_as_a_taken_port(
+    nowhere: Path,
+) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    config = write(
+        nowhere / "c.yaml",
+        stores=[STORE],
+        server={"host": "127.0.0.1", "port": port},
+        log={"format": "json"},
+    )
+    first = await asyncio.create_subprocess_exec(
+        *CLI, "run", "-c", str(config),
+        cwd=nowhere,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert first.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"bulkwatch started" not in (line := await first.stderr.readline()):
+                assert line, "the first daemon exited before it started"
+        second, machine = await asyncio.gather(
+            bulkwatch("run", "-c", config, cwd=nowhere),
+            bulkwatch("check-config", "--machine", "-c", config, cwd=nowhere),
+        )
+    finally:
+        first.terminate()
+        await first.wait()
+
+    held = f"is in use by another bulkwatch (pid {first.pid} on {socket.gethostname()})"
+    assert second.code == 3, second
+    [refusal] = second.stderr.splitlines()
+    assert refusal.startswith("bulkwatch: state.url: ")
+    assert held in refusal
+    assert machine.code == 0, machine
+    assert machine.stdout.splitlines()[-1].startswith(
+        "machine: OK (state directory writable; port not checked: state.url: "
+    )
+    assert held in machine.stdout

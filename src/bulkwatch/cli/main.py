@@ -41,7 +41,13 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("run", help="run the daemon until SIGINT/SIGTERM"))
     with_config(sub.add_parser("once", help="poll every store once and attempt due deliveries"))
-    with_config(sub.add_parser("check-config", help="validate the config and summarise it"))
+    check = with_config(sub.add_parser("check-config", help="validate the config and summarise it"))
+    check.add_argument(
+        "--machine",
+        action="store_true",
+        help="also check this machine: the state directory is writable, the server port is "
+        "free (unless this config's daemon runs) and command notifiers' programs exist",
+    )
     notify_test = with_config(
         sub.add_parser("notify-test", help="send a sample event through one notifier")
     )
@@ -110,8 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bulkwatch: using {config.describe()}", file=sys.stderr)
     try:
         if args.command == "check-config":
-            print(commands.summarise(settings, config))
-            return EXIT_OK
+            return commands.check_config(settings, config, machine=args.machine)
         if args.command == "notify-test":
             return asyncio.run(commands.notify_test(settings, args.name))
         if args.command == "run":

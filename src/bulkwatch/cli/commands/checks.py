@@ -6,11 +6,36 @@ from __future__ import annotations
 import sys
 from urllib.parse import urlsplit
 
+from bulkwatch.cli.commands.preflight import check_machine
 from bulkwatch.config import Settings, resolve_stores
 from bulkwatch.config.discovery import ConfigFile
 from bulkwatch.telemetry.logs import configure_logging
 
-__all__ = ["notify_test", "summarise"]
+__all__ = ["check_config", "notify_test", "summarise"]
+
+
+def check_config(settings: Settings, config: ConfigFile, *, machine: bool) -> int:
+    """`bulkwatch check-config [--machine]`: the summary and exit 0, or exit 2 after one
+    `config error:` line per problem; `machine` adds the checks against this machine."""
+    if not machine:
+        print(summarise(settings, config))
+        print(
+            "machine: not checked (--machine checks the state directory, the server port "
+            "and command programs on this machine)"
+        )
+        return 0
+    report = check_machine(settings, server=True)
+    problems = report.problems + ([report.port] if report.port else [])
+    for line in problems:
+        print(f"config error: {line}", file=sys.stderr)
+    if problems:
+        return 2
+    print(summarise(settings, config))
+    checked = ", ".join(report.checked) or "nothing to check"
+    if report.in_use is not None:
+        checked += f"; port not checked: {report.in_use}"
+    print(f"machine: OK ({checked})")
+    return 0
 
 
 def summarise(settings: Settings, config: ConfigFile) -> str:
