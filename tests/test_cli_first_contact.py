@@ -8,9 +8,11 @@ Every command runs in its own empty working directory, so `./bulkwatch.yaml` and
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,10 @@ import pytest
 import yaml
 
 from bulkwatch.config.discovery import SEARCHED
+from bulkwatch.model import TaskStatus
+from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.store.sqlite.store import SqliteStore
+from webhook_receiver import Receiver, Reply, running_receiver
 
 CLI = (sys.executable, "-m", "bulkwatch")
 STORE = {
@@ -365,3 +370,80 @@ async def test_a_running_daemon_is_named_as_the_holder_not_as_a_taken_port(
         "machine: OK (state directory writable; port not checked: state.url: "
     )
     assert held in machine.stdout
+
+
+# --- a console that shows the daemon working ---------------------------------------------------
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with run_simulator(stores=make_stores(1, 1), seed=7) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with running_receiver() as rec:
+        rec.default = Reply(204)
+        yield rec
+
+
+def console_config(tmp_path: Path, sim: Simulator, receiver: Receiver, **log: Any) -> Path:
+    return write(
+        tmp_path / "console.yaml",
+        state={"url": f"sqlite:///{tmp_path / 'state.db'}"},
+        server={"enabled": False},
+        log={"format": "json", **log},
+        stores=sim.store_configs(),
+        notifiers=[{"name": "hook", "type": "webhook", "url": receiver.url}],
+    )
+
+
+def messages(result: Finished) -> list[str]:
+    """The `event` of each JSON log line on stderr."""
+    return [json.loads(line)["event"] for line in result.stderr.splitlines()]
+
+
+async def test_once_logs_each_event_and_each_delivery_in_one_line(
+    nowhere: Path, sim: Simulator, receiver: Receiver
+) -> None:
+    sim.create_task("lazza-1", "lz-run", TaskStatus.RUNNING)
+    sim.create_task("line-1", "9001", TaskStatus.RUNNING, operation_type="QUERY")
+    config = console_config(nowhere, sim, receiver)
+
+    first = await bulkwatch("once", "-c", config, cwd=nowhere)
+    sim.set_status("line-1", "9001", TaskStatus.COMPLETED)
+    second = await bulkwatch("once", "-c", config, cwd=nowhere)
+
+    assert first.code == 0, first
+    assert sorted(messages(first)) == [
+        "delivered lazza-1/lz-run task.running to hook",
+        "delivered line-1/9001 task.running to hook",
+        "lazza-1/lz-run → RUNNING",
+        "line-1/9001 → RUNNING",
+    ]
+    assert second.code == 0, second
+    done, delivered = messages(second)
+    url = sim.current("line-1", "QUERY").url  # type: ignore[union-attr]
+    assert url
+    # Shopline repeats the result URL as partial_data_url when COMPLETED: shown once.
+    assert done == f"line-1/9001 RUNNING → COMPLETED  url={url}"
+    assert delivered == "delivered line-1/9001 task.completed to hook"
+    logged = [json.loads(line) for line in (first.stderr + second.stderr).splitlines()]
+    assert {entry["level"] for entry in logged} == {"info"}
+    assert {entry["event_id"] for entry in logged} == {
+        json.loads(r.body)["id"] for r in receiver.requests
+    }
+
+
+async def test_log_events_and_deliveries_can_be_turned_off(
+    nowhere: Path, sim: Simulator, receiver: Receiver
+) -> None:
+    sim.create_task("lazza-1", "lz-run", TaskStatus.RUNNING)
+    config = console_config(nowhere, sim, receiver, events=False, deliveries=False)
+
+    result = await bulkwatch("once", "-c", config, cwd=nowhere)
+
+    assert result.code == 0, result
+    assert len(receiver.requests) == 1  # the event went out, quietly
+    assert result.stderr == ""

@@ -56,9 +56,10 @@ log = structlog.get_logger("bulkwatch")
 
 
 def _default_notifiers(settings: Settings) -> list[NotifierConfig]:
-    if settings.notifiers:
+    if settings.notifiers or settings.log.events:
+        # No notifiers configured: `log.events` already writes each event to the log.
         return list(settings.notifiers)
-    # No notifiers configured: events are only logged.
+    # Neither: a log notifier, so that events are still logged.
     return [LogNotifierConfig(name="log")]
 
 
@@ -105,6 +106,7 @@ class Engine:
             clock=clock,
             last_poll=self.status.last_poll,
             on_events=self._wake_dispatcher,
+            log_events=settings.log.events,
         )
         self.status.backoff_until = self._backoff_until
         self._inflight = InflightJobs()  # scheduled polls running now
@@ -165,7 +167,13 @@ class Engine:
             self.notifiers[cfg.name] = notifier
             self._stack.push_async_callback(notifier.aclose)
         self._dispatcher = Dispatcher(
-            self.store.outbox, self.notifiers, s.retry, s.delivery, self.metrics, clock=self.clock
+            self.store.outbox,
+            self.notifiers,
+            s.retry,
+            s.delivery,
+            self.metrics,
+            clock=self.clock,
+            log_deliveries=s.log.deliveries,
         )
         self.metrics.declare(
             [(store.platform.value, store.name, store.interval) for store in self.stores],

@@ -61,7 +61,7 @@ def summarise(settings: Settings, config: ConfigFile) -> str:
             f"  - {store.name}: {store.platform} {host} endpoints={','.join(store.endpoints)} "
             f"interval={resolved.interval:g}s token={token}{state}"
         )
-    lines.append(f"notifiers: {len(settings.notifiers) or 'none (events are logged)'}")
+    lines.append(f"notifiers: {len(settings.notifiers) or 'none (events are only logged)'}")
     for n in settings.notifiers:
         target = ""
         url = getattr(n, "url", None)

@@ -72,8 +72,8 @@ async def _demo(tmp: Path, state: Path, duration: float | None) -> None:
                 "instance": "demo",
                 "state": {"url": f"sqlite:///{state}"},
                 "server": {"enabled": False},
+                # `log.events` (on by default) shows each event in one line: no notifier needed.
                 "log": {"format": "console"},
-                "notifiers": [{"name": "console", "type": "log", "format": "line"}],
             },
         )
         print("bulkwatch demo: watching 4 simulated stores; press Ctrl-C to stop", flush=True)
