@@ -20,7 +20,7 @@ EXIT_OK, EXIT_POLL_FAILED, EXIT_CONFIG = 0, 1, 2
 _NEED_STORES = frozenset({"run", "once", "check-config", "status"})
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulkwatch",
         description="Watch Shoplazza and Shopline background tasks and deliver every change.",
@@ -66,15 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     dretry.add_argument("ids", nargs="*", type=int, help="delivery ids (default: all dead)")
     dretry.add_argument("--notifier")
 
-    sim = sub.add_parser("simulate", help="serve the built-in Shoplazza + Shopline simulator")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8081)
-    sim.add_argument("--shoplazza", type=int, default=2, help="Shoplazza stores")
-    sim.add_argument("--shopline", type=int, default=2, help="Shopline stores")
-    sim.add_argument("--step", type=float, default=3.0, help="seconds between task steps")
-    sim.add_argument("--latency", type=float, default=0.0, help="seconds added per response")
-    sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--write-config", type=Path, help="write a bulkwatch config for it here")
+    sim = sub.add_parser(
+        "simulate",
+        help="serve the built-in Shoplazza + Shopline simulator",
+        description="Serve the built-in Shoplazza + Shopline simulator "
+        "(also: python -m bulkwatch.simulator, with the same options).",
+    )
+    if with_simulator:
+        # Its options come with the simulator's import: only paid for when asked for.
+        from bulkwatch.simulator.options import add_options  # noqa: PLC0415
+
+        add_options(sim)
 
     demo = sub.add_parser("demo", help="simulator + daemon in one process, events on the console")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
@@ -100,11 +102,12 @@ def _load(config: ConfigFile, command: str) -> Settings | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bulkwatch` console script."""
-    args = _parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(with_simulator="simulate" in words).parse_args(words)
     from bulkwatch.cli import commands  # noqa: PLC0415 - keeps `--help` fast
 
     if args.command == "simulate":
-        return asyncio.run(commands.simulate(args))
+        return commands.simulate(args)
     if args.command == "demo":
         return commands.demo(args)
     config = find_config(args.config, os.environ)
