@@ -447,3 +447,63 @@ async def test_log_events_and_deliveries_can_be_turned_off(
     assert result.code == 0, result
     assert len(receiver.requests) == 1  # the event went out, quietly
     assert result.stderr == ""
+
+
+# --- what the commands show ----------------------------------------------------------------
+
+
+async def test_check_config_shows_where_each_notifier_sends_without_its_secrets(
+    nowhere: Path,
+) -> None:
+    config = write(
+        nowhere / "c.yaml",
+        stores=[STORE],
+        notifiers=[
+            {"name": "local", "type": "webhook", "url": "http://127.0.0.1:8080/hooks/bulkwatch"},
+            {
+                "name": "keyed",
+                "type": "webhook",
+                "url": "https://bot:pa55-f1rst@hooks.example.com/in?key=q-secret-4d#frag",
+            },
+            {"name": "script", "type": "command", "argv": ["/usr/bin/curl", "-H", "tok-arg-9"]},
+        ],
+    )
+
+    result = await bulkwatch("check-config", "-c", config, cwd=nowhere)
+
+    assert result.code == 0, result
+    lines = result.stdout.splitlines()
+    assert "  - local: webhook -> http://127.0.0.1:8080/hooks/bulkwatch events=* stores=*" in lines
+    assert "  - keyed: webhook -> https://hooks.example.com/in?… events=* stores=*" in lines
+    assert "  - script: command -> /usr/bin/curl events=* stores=*" in lines
+    for secret in ("pa55-f1rst", "bot", "q-secret-4d", "frag", "tok-arg-9"):
+        assert secret not in result.stdout
+
+
+async def test_deliveries_list_shows_each_rows_task_and_time(
+    nowhere: Path, sim: Simulator, receiver: Receiver
+) -> None:
+    receiver.default = Reply(400)  # refused for good: dead at once
+    sim.create_task("lazza-1", "lz-run", TaskStatus.RUNNING)
+    config = console_config(nowhere, sim, receiver)
+    assert (await bulkwatch("once", "-c", config, cwd=nowhere)).code == 0
+
+    plain, as_json = await asyncio.gather(
+        bulkwatch("deliveries", "list", "-c", config, cwd=nowhere),
+        bulkwatch("deliveries", "list", "--json", "-c", config, cwd=nowhere),
+    )
+
+    assert plain.code == 0, plain
+    [row] = json.loads(as_json.stdout)
+    assert row["subject"] == "lazza-1/lz-run"
+    [line] = plain.stdout.splitlines()
+    number, time, notifier, kind, subject, *rest = line.split()
+    assert (int(number), notifier, kind, subject) == (
+        row["id"],
+        "hook",
+        "bulkwatch.task.running",
+        "lazza-1/lz-run",
+    )
+    assert time == row["created_at"]
+    assert time.endswith("Z")
+    assert rest[0] == "attempts=1"

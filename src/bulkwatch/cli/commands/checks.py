@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from bulkwatch.cli.commands.preflight import check_machine
 from bulkwatch.config import Settings, resolve_stores
 from bulkwatch.config.discovery import ConfigFile
+from bulkwatch.notifiers.base import NotifierConfig
 from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = ["check_config", "notify_test", "summarise"]
@@ -63,15 +64,39 @@ def summarise(settings: Settings, config: ConfigFile) -> str:
         )
     lines.append(f"notifiers: {len(settings.notifiers) or 'none (events are only logged)'}")
     for n in settings.notifiers:
-        target = ""
-        url = getattr(n, "url", None)
-        if isinstance(url, str):
-            target = f" -> {urlsplit(url).scheme}://{urlsplit(url).hostname}"
+        target = _target(n)
         lines.append(
             f"  - {n.name}: {n.type}{target} events={','.join(n.events)} "
             f"stores={','.join(n.stores)}"
         )
     return "\n".join(lines)
+
+
+def _shown_url(url: str) -> str:
+    """Scheme, host, port and path of a URL: no user or password, the query and fragment
+    only hinted (`?…`), since either may carry a token."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    hidden = "?…" if parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{hidden}"
+
+
+def _target(notifier: NotifierConfig) -> str:
+    """Where a notifier sends, as far as that is no secret: ` -> ...` or nothing."""
+    url = getattr(notifier, "url", None)
+    if isinstance(url, str):
+        return f" -> {_shown_url(url)}"
+    argv = getattr(notifier, "argv", None)
+    if isinstance(argv, list) and argv:
+        return f" -> {argv[0]}"  # the program; its arguments may hold tokens
+    host = getattr(notifier, "host", None)
+    if isinstance(host, str):
+        port = getattr(notifier, "port", None)
+        return f" -> {host}:{port}" if isinstance(port, int) else f" -> {host}"
+    return ""
 
 
 async def notify_test(settings: Settings, name: str) -> int:

@@ -94,6 +94,7 @@ async def deliveries_list(
                         "notifier": d.notifier,
                         "type": d.event_type,
                         "store": d.store,
+                        "subject": _subject(d.body, d.store),
                         "attempts": d.attempts,
                         "last_error": d.last_error,
                         "created_at": isoformat(d.created_at),
@@ -107,10 +108,19 @@ async def deliveries_list(
         print(f"no {status_name} deliveries")
     for d in rows:
         print(
-            f"{d.id:>6} {d.notifier:<16} {d.event_type:<28} {d.store:<16} "
-            f"attempts={d.attempts} error={d.last_error or '-'}"
+            f"{d.id:>6} {isoformat(d.created_at)} {d.notifier:<16} {d.event_type:<28} "
+            f"{_subject(d.body, d.store)}  attempts={d.attempts} error={d.last_error or '-'}"
         )
     return 0
+
+
+def _subject(body: bytes, store: str) -> str:
+    """The CloudEvent's subject (`store/task`, or the store for a store event)."""
+    try:
+        subject = json.loads(body).get("subject")
+    except (ValueError, AttributeError):  # a body that is no JSON object: the store will do
+        return store
+    return subject if isinstance(subject, str) else store
 
 
 async def deliveries_retry(settings: Settings, ids: list[int], notifier: str | None) -> int:
