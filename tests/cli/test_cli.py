@@ -757,7 +757,8 @@ async def test_run_with_a_taken_metrics_port_exits_1_with_one_line(tmp_path: Pat
         port = busy.getsockname()[1]
         config = tmp_path / "c.yaml"
         config.write_text(
-            "stores: []\n"
+            "stores: [{name: s, platform: shoplazza, domain: s, access_token: t,"
+            " base_url: 'http://127.0.0.1:9'}]\n"
             f"state: {{url: 'sqlite:///{tmp_path}/s.db'}}\n"
             f"server: {{host: 127.0.0.1, port: {port}}}\n"
         )
@@ -773,3 +774,4 @@ async def test_run_with_a_taken_metrics_port_exits_1_with_one_line(tmp_path: Pat
     assert proc.returncode == 1
     assert f"bulkwatch: server: cannot listen on 127.0.0.1:{port}" in err.decode()
     assert "Traceback" not in err.decode()
+    assert not (tmp_path / "s.db").exists()  # found before the state database was created

@@ -11,6 +11,7 @@ import yaml
 
 from bulkwatch.cli.commands.checks import summarise
 from bulkwatch.config import ConfigError, ShoplineStore, load_settings
+from bulkwatch.config.discovery import ConfigFile
 
 SECRET = "app-SECRET-4d5e6f"
 LINE: dict[str, Any] = {
@@ -43,7 +44,7 @@ def test_the_secret_inline_or_from_a_file_and_never_shown(tmp_path: Path) -> Non
     assert from_file.app_credentials() == ("key-1", SECRET)
     assert SECRET not in repr(from_file)
     path = tmp_path / "config.yaml"
-    summary = summarise(load_settings(path, environ={}), path)
+    summary = summarise(load_settings(path, environ={}), ConfigFile(path, "--config"))
     assert "refreshed with the app's credentials" in summary
     assert SECRET not in summary
     assert "key-1" not in summary

@@ -115,11 +115,15 @@ def test_the_image_runs_bulkwatch_unprivileged_in_exec_form(image: str) -> None:
     assert any("/healthz" in part for part in config["Healthcheck"]["Test"])
 
 
-def test_check_config_accepts_the_config_baked_into_the_image(container: str) -> None:
+def test_the_config_baked_into_the_image_asks_for_yours_in_one_line(container: str) -> None:
+    # It watches no store: a container started without a config mounted over it exits 2
+    # at once (not a healthy-looking daemon that watches nothing).
     result = run(*inside(container, "bulkwatch", "check-config"))
-    assert result.code == 0, result.output
-    assert "config OK" in result.stdout
-    assert "state: sqlite:////var/lib/bulkwatch/state.db" in result.stdout
+    assert result.code == 2, result.output
+    assert (
+        "config error: stores: /etc/bulkwatch/config.yaml configures no store; add one "
+        "(config.example.yaml documents the fields)"
+    ) in result.stderr.splitlines()
 
 
 async def test_once_polls_the_simulator_and_writes_state_to_the_volume(

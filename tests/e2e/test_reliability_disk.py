@@ -200,7 +200,11 @@ async def test_run_refuses_a_state_database_with_corrupt_pages_with_exit_4(
     await _filled(db)
     _corrupt_a_page(db)
     config = tmp_path / "config.yaml"
-    config.write_text(f"stores: []\nstate: {{url: 'sqlite:///{db}'}}\nserver: {{enabled: false}}\n")
+    config.write_text(
+        "stores: [{name: s, platform: shoplazza, domain: s, access_token: t,"
+        " base_url: 'http://127.0.0.1:9'}]\n"
+        f"state: {{url: 'sqlite:///{db}'}}\nserver: {{enabled: false}}\n"
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bulkwatch", "run", "--config", str(config),
         stdin=asyncio.subprocess.DEVNULL,

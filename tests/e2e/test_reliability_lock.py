@@ -26,7 +26,9 @@ def _env() -> dict[str, str]:
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
-        "stores: []\n"
+        # A store nobody answers for: the daemon needs one to watch; its polls just fail.
+        "stores: [{name: s, platform: shoplazza, domain: s, access_token: t,"
+        " base_url: 'http://127.0.0.1:9'}]\n"
         f"state: {{url: 'sqlite:///{tmp_path / 'state.db'}'}}\n"
         "server: {enabled: false}\n"
         "log: {format: json}\n"

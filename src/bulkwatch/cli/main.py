@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bulkwatch import __version__
 from bulkwatch.config import ConfigError, Settings, load_settings
+from bulkwatch.config.discovery import ConfigFile, find_config, nothing_to_watch
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_POLL_FAILED, EXIT_CONFIG = 0, 1, 2
+# The commands that poll stores or report on them: a config that watches none is an error.
+_NEED_STORES = frozenset({"run", "once", "check-config", "status", "probe"})
 
 
-def _parser(*, simulating: bool = False) -> argparse.ArgumentParser:
-    """The whole command line; the simulator's variant options only when `simulating`, since
-    importing the simulator costs every other command half a second."""
+def _parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulkwatch",
         description="Watch Shoplazza and Shopline background tasks and deliver every change.",
@@ -32,13 +34,20 @@ def _parser(*, simulating: bool = False) -> argparse.ArgumentParser:
             "-c",
             type=Path,
             default=None,
-            help="YAML config file (default: $BULKWATCH_CONFIG)",
+            help="YAML config file (default: $BULKWATCH_CONFIG, else ./bulkwatch.yaml, "
+            "else /etc/bulkwatch/config.yaml)",
         )
         return p
 
     with_config(sub.add_parser("run", help="run the daemon until SIGINT/SIGTERM"))
     with_config(sub.add_parser("once", help="poll every store once and attempt due deliveries"))
-    with_config(sub.add_parser("check-config", help="validate the config and summarise it"))
+    check = with_config(sub.add_parser("check-config", help="validate the config and summarise it"))
+    check.add_argument(
+        "--machine",
+        action="store_true",
+        help="also check this machine: the state directory is writable, the server port is "
+        "free (unless this config's daemon runs) and command notifiers' programs exist",
+    )
     notify_test = with_config(
         sub.add_parser("notify-test", help="send a sample event through one notifier")
     )
@@ -69,19 +78,17 @@ def _parser(*, simulating: bool = False) -> argparse.ArgumentParser:
     dretry.add_argument("ids", nargs="*", type=int, help="delivery ids (default: all dead)")
     dretry.add_argument("--notifier")
 
-    sim = sub.add_parser("simulate", help="serve the built-in Shoplazza + Shopline simulator")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8081)
-    sim.add_argument("--shoplazza", type=int, default=2, help="Shoplazza stores")
-    sim.add_argument("--shopline", type=int, default=2, help="Shopline stores")
-    sim.add_argument("--step", type=float, default=3.0, help="seconds between task steps")
-    sim.add_argument("--latency", type=float, default=0.0, help="seconds added per response")
-    sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--write-config", type=Path, help="write a bulkwatch config for it here")
-    if simulating:
-        from bulkwatch.simulator.variants import add_variant_arguments  # noqa: PLC0415
+    sim = sub.add_parser(
+        "simulate",
+        help="serve the built-in Shoplazza + Shopline simulator",
+        description="Serve the built-in Shoplazza + Shopline simulator "
+        "(also: python -m bulkwatch.simulator, with the same options).",
+    )
+    if with_simulator:
+        # Its options come with the simulator's import: only paid for when asked for.
+        from bulkwatch.simulator.options import add_options  # noqa: PLC0415
 
-        add_variant_arguments(sim)
+        add_options(sim)
 
     demo = sub.add_parser("demo", help="simulator + daemon in one process, events on the console")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
@@ -89,38 +96,48 @@ def _parser(*, simulating: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path | None) -> Settings | None:
+def _load(config: ConfigFile, command: str) -> Settings | None:
+    """The settings, or None after one `config error:` line per problem on stderr."""
     try:
-        return load_settings(path)
+        settings = load_settings(config.path)
     except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config error: {line}", file=sys.stderr)
-        return None
+        problems = exc.problems
+    else:
+        empty = nothing_to_watch(settings, config) if command in _NEED_STORES else None
+        if empty is None:
+            return settings
+        problems = [empty]
+    for line in problems:
+        print(f"config error: {line}", file=sys.stderr)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bulkwatch` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser(simulating=argv[:1] == ["simulate"]).parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(with_simulator="simulate" in words).parse_args(words)
     from bulkwatch.cli import commands  # noqa: PLC0415 - keeps `--help` fast
 
     if args.command == "simulate":
-        return asyncio.run(commands.simulate(args))
+        return commands.simulate(args)
     if args.command == "demo":
         return commands.demo(args)
-    settings = _load(args.config)
+    config = find_config(args.config, os.environ)
+    settings = _load(config, args.command)
     if settings is None:
         return EXIT_CONFIG
+    if config.searched and args.command not in {"run", "once", "check-config"}:
+        # run and once log it, check-config prints it; the others say it here.
+        print(f"bulkwatch: using {config.describe()}", file=sys.stderr)
     try:
         if args.command == "check-config":
-            print(commands.summarise(settings, args.config))
-            return EXIT_OK
+            return commands.check_config(settings, config, machine=args.machine)
         if args.command == "notify-test":
             return asyncio.run(commands.notify_test(settings, args.name))
         if args.command == "run":
-            return commands.run(settings)
+            return commands.run(settings, config)
         if args.command == "once":
-            return commands.once(settings)
+            return commands.once(settings, config)
         if args.command == "status":
             return asyncio.run(commands.status(settings, args.store, as_json=args.json))
         if args.command == "probe":
@@ -131,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "deliveries" and args.action == "retry":
             return asyncio.run(commands.deliveries_retry(settings, args.ids, args.notifier))
+    except commands.NoStateError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_POLL_FAILED
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover

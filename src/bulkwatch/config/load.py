@@ -3,7 +3,8 @@ once into `Settings`.
 
 It raises `ConfigError` holding one readable line per problem, each naming the field
 (`stores[1].handle: field required`). Its steps live beside this module: `notifiers` (each
-notifier by its type), `tokens` (token files) and `errors` (the error and its lines).
+notifier by its type), `filters` (notifier globs that match nothing), `tokens` (token files)
+and `errors` (the error and its lines).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from bulkwatch.config.errors import ConfigError, validation_problems
+from bulkwatch.config.filters import filter_problems
 from bulkwatch.config.notifiers import validate_notifiers
 from bulkwatch.config.settings import Settings
 from bulkwatch.config.tokens import resolve_tokens
@@ -63,4 +65,11 @@ def load_settings(
         problems = validation_problems(exc) + problems
     if problems:
         raise ConfigError(problems)
-    return resolve_tokens(settings, env)
+    problems = filter_problems(settings)
+    try:
+        settings = resolve_tokens(settings, env)
+    except ConfigError as exc:
+        problems = exc.problems + problems
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -240,6 +240,10 @@ class DeliverySettings(_Model):
 class LogSettings(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    # One info line per event recorded, and per delivery made (failed deliveries are logged
+    # at warning or error whatever these say): a console that shows the daemon working.
+    events: bool = True
+    deliveries: bool = True
 
 
 class Settings(BaseSettings):

@@ -56,9 +56,10 @@ log = structlog.get_logger("bulkwatch")
 
 
 def _default_notifiers(settings: Settings) -> list[NotifierConfig]:
-    if settings.notifiers:
+    if settings.notifiers or settings.log.events:
+        # No notifiers configured: `log.events` already writes each event to the log.
         return list(settings.notifiers)
-    # No notifiers configured: events are only logged.
+    # Neither: a log notifier, so that events are still logged.
     return [LogNotifierConfig(name="log")]
 
 
@@ -105,6 +106,7 @@ class Engine:
             clock=clock,
             last_poll=self.status.last_poll,
             on_events=self._wake_dispatcher,
+            log_events=settings.log.events,
         )
         self.status.backoff_until = self._backoff_until
         self._inflight = InflightJobs()  # scheduled polls running now
@@ -165,7 +167,13 @@ class Engine:
             self.notifiers[cfg.name] = notifier
             self._stack.push_async_callback(notifier.aclose)
         self._dispatcher = Dispatcher(
-            self.store.outbox, self.notifiers, s.retry, s.delivery, self.metrics, clock=self.clock
+            self.store.outbox,
+            self.notifiers,
+            s.retry,
+            s.delivery,
+            self.metrics,
+            clock=self.clock,
+            log_deliveries=s.log.deliveries,
         )
         self.metrics.declare(
             [(store.platform.value, store.name, store.interval) for store in self.stores],
@@ -228,10 +236,15 @@ class Engine:
         return jobs
 
     async def serve(
-        self, stop: asyncio.Event, *, grace: float = 10.0, ready: Callable[[], None] | None = None
+        self,
+        stop: asyncio.Event,
+        *,
+        grace: float = 10.0,
+        ready: Callable[[], None] | None = None,
+        config: str | None = None,
     ) -> None:
         """Run until `stop` is set; then stop polling, finish in-flight work, and return.
-        `ready` is called once everything runs."""
+        `ready` is called once everything runs; `config` (the file read) goes in the log."""
         scheduler = self.scheduler = build_scheduler(
             self._jobs(),
             self.clock(),
@@ -251,6 +264,7 @@ class Engine:
                 endpoints=len(self.endpoints),
                 notifiers=sorted(self.notifiers),
                 version=__version__,
+                **({"config": config} if config is not None else {}),
             )
             if ready is not None:
                 ready()

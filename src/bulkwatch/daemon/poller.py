@@ -22,12 +22,14 @@ from bulkwatch.delivery.routing import Router
 from bulkwatch.model import (
     EndpointKey,
     EndpointView,
+    Event,
     FailureKind,
     PollError,
     PollOutcome,
     PollResult,
     Unchanged,
 )
+from bulkwatch.notifiers.log import describe
 from bulkwatch.sources.base import Source
 from bulkwatch.store.base import PollState, PollWrite
 from bulkwatch.telemetry.notes import NoteStats
@@ -56,6 +58,7 @@ class Poller:
         clock: Callable[[], datetime],
         last_poll: dict[EndpointKey, datetime],
         on_events: Callable[[], None],
+        log_events: bool = True,
     ) -> None:
         self._state = state
         self._router = router
@@ -68,6 +71,7 @@ class Poller:
         # When each endpoint's job last ran: polled, or deliberately skipped under backoff.
         self.last_poll = last_poll
         self._on_events = on_events
+        self._log_events = log_events
         # The endpoints of one store share its health row: their load-judge-write runs one at
         # a time, so no poll judges a health that another is about to overwrite.
         self._store_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -93,10 +97,18 @@ class Poller:
         tokens = structlog.contextvars.bind_contextvars(
             store=key.store, platform=key.platform.value, endpoint=key.endpoint, request_id=None
         )
+        recorded: list[Event] = []
         try:
-            return await self._poll(source, key)
+            ok = await self._poll(source, key, recorded)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
+        if self._log_events:
+            # After the poll's context is gone: one short line each, naming what changed.
+            for event in recorded:
+                log.info(
+                    describe(event.type, event.subject, event.store, event.data), event_id=event.id
+                )
+        return ok
 
     async def poll_all(
         self, endpoints: Iterable[tuple[Source, EndpointKey]], concurrency: int = 64
@@ -132,7 +144,7 @@ class Poller:
                 FailureKind.INVALID_RESPONSE, f"unexpected {type(exc).__name__}: {exc}", key=key
             )
 
-    async def _poll(self, source: Source, key: EndpointKey) -> bool:
+    async def _poll(self, source: Source, key: EndpointKey, recorded: list[Event]) -> bool:
         now = self._clock()
         started = time.perf_counter()
         memo = self._quiet.take(key)
@@ -172,6 +184,7 @@ class Poller:
             retry_in=retry_in,
         )
         if outcome.events:
+            recorded.extend(outcome.events)
             self._on_events()
         return not isinstance(result, PollError)
 

@@ -72,8 +72,10 @@ class Dispatcher:
         *,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        log_deliveries: bool = True,
     ) -> None:
         self._store = outbox
+        self._log_delivered = _log.info if log_deliveries else _log.debug
         self._notifiers = dict(notifiers)
         self._retry = retry
         self._delivery = delivery
@@ -277,7 +279,8 @@ class Dispatcher:
             if self._stopping or self._batch_error is not None:
                 return None
             error = await self._send(notifier, event)
-        return self._judge(row, attempt, error)
+        subject = cloudevent.get("subject")
+        return self._judge(row, attempt, error, subject if isinstance(subject, str) else row.store)
 
     async def _send(self, notifier: Notifier, event: OutgoingEvent) -> DeliveryError | None:
         started = time.perf_counter()
@@ -299,11 +302,18 @@ class Dispatcher:
             )
         return None
 
-    def _judge(self, row: Delivery, attempt: int, error: DeliveryError | None) -> _Outcome:
+    def _judge(
+        self, row: Delivery, attempt: int, error: DeliveryError | None, subject: str
+    ) -> _Outcome:
         now = self._clock()
         if error is None:
             self._count(row, "delivered")
-            _log.debug("delivered", notifier=row.notifier, event_id=row.event_id, attempt=attempt)
+            kind = row.event_type.removeprefix("bulkwatch.")
+            self._log_delivered(
+                f"delivered {subject} {kind} to {row.notifier}",
+                event_id=row.event_id,
+                attempt=attempt,
+            )
             return _Outcome(row, DeliveryStatus.DELIVERED, attempt, now)
         message = str(error) or type(error).__name__
         if error.permanent:

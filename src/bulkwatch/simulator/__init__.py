@@ -15,8 +15,10 @@ choose the behaviour.
 
 Tokens default to `sim-<store>`; a wrong one gets 401. Start it with
 `async with run_simulator(stores=make_stores(2, 2)) as sim:` and drive it with the `Simulator`
-methods, or from another process (`python -m bulkwatch.simulator --port 0 --manual`) with the
-control routes. Bodies are JSON; task fields are snake_case, times epoch seconds:
+methods, or from another process (`bulkwatch simulate --port 0 --manual`, or
+`python -m bulkwatch.simulator`: the same options, in `options`) with the control routes
+(docs/simulator.md has them for users). Bodies are JSON; task fields are snake_case, times
+epoch seconds:
 
 - `GET /_sim/health` → `{"ok": true, "stores": N}`
 - `GET /_sim/config` → `store_configs()`, the `stores:` of a bulkwatch config

@@ -1,5 +1,6 @@
 """Starting the simulator: `run_simulator` in-process, `serve` until cancelled, and
-`until_signalled` around it for the command lines (`bulkwatch simulate`, `python -m`)."""
+`until_signalled` around it for the command lines (`bulkwatch simulate`, `python -m`; their
+options are in `options`)."""
 
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8081,
     *,
-    stores: int = 2,
+    stores: int = 4,
     shoplazza: int | None = None,
     shopline: int | None = None,
     step: float = 2.0,

@@ -30,7 +30,8 @@ DEFAULT_EXPIRE_AFTER = 12 * 3600.0  # Shopline result files live about 12 hours
 class SimulatedPlatforms:
     """Simulated Shoplazza and Shopline stores and their tasks.
 
-    `seed` makes ids reproducible; `clock` (epoch seconds) stamps task times; `expire_after`
+    `seed` (with the same clock) makes ids reproducible; `clock` (epoch seconds) stamps task
+    times and begins every id, so ids never repeat across runs; `expire_after`
     is how long a COMPLETED Shopline result lives (`expiredAt`); `variants` how the platforms
     behave where their documentation is silent (`simulator.variants`).
     """
@@ -50,6 +51,7 @@ class SimulatedPlatforms:
         self.clock: Callable[[], float] = clock or time.time
         self.expire_after = expire_after
         self._ids = make_rng(seed, "ids")
+        self._last_number = 0  # the last Shopline id handed out
 
     # -- stores -------------------------------------------------------------------------
 
@@ -192,10 +194,21 @@ class SimulatedPlatforms:
         return self.store(store).current.get(shopline_slot(operation_type))
 
     def new_task_id(self, platform: Platform) -> str:
-        """A fresh id in the platform's style: a UUID (Shoplazza) or a long number (Shopline)."""
+        """A fresh id in the platform's style: a UUID (Shoplazza) or a long number (Shopline).
+
+        Both begin with the clock's milliseconds (a version 7 UUID; a "snowflake" number, the
+        milliseconds above 22 random bits), so a restarted simulator never hands out an id
+        it gave before, whatever the seed: the same seed and the same clock give the same
+        ids (tests), a real clock new ones. Shopline numbers also only ever grow in one run.
+        """
+        ms = max(0, int(self.clock() * 1000))
         if platform is Platform.SHOPLAZZA:
-            return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
-        return str(self._ids.randrange(10**18, 10**19))
+            rand_a, rand_b = self._ids.getrandbits(12), self._ids.getrandbits(62)
+            value = (ms & (2**48 - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+            return str(uuid.UUID(int=value))
+        number = max(ms << 22 | self._ids.getrandbits(22), self._last_number + 1)
+        self._last_number = number
+        return str(number)
 
     def insert(self, st: SimStore, task: SimTask) -> None:
         """Make a new task visible; Shopline supersedes, Shoplazza drops its oldest past

@@ -35,7 +35,6 @@ __all__ = [
     "auth_failure",
     "list_page",
     "no_task_answer",
-    "pop_variants",
     "redirect",
     "shoplazza_failed",
     "variants_from_arguments",
@@ -200,12 +199,6 @@ def _positive_seconds(value: str) -> float:
 def variants_from_arguments(args: argparse.Namespace) -> Variants:
     """The `Variants` that `add_variant_arguments` options chose."""
     return Variants(**{f.name: getattr(args, f.name) for f in fields(Variants)})
-
-
-def pop_variants(options: dict[str, Any]) -> Variants:
-    """The `Variants` that `add_variant_arguments` options chose, taken out of `options` (the
-    parsed arguments as a dict) so that what is left are the other options."""
-    return Variants(**{f.name: options.pop(f.name) for f in fields(Variants)})
 
 
 def with_changes(variants: Variants, **changes: Any) -> Variants:

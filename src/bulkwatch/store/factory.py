@@ -12,7 +12,7 @@ from bulkwatch.store.base import StateStore
 from bulkwatch.store.sqlite.lock import state_file_lock
 from bulkwatch.store.sqlite.store import SqliteStore
 
-__all__ = ["daemon_lock", "open_store_from_url"]
+__all__ = ["daemon_lock", "open_store_from_url", "sqlite_file"]
 
 _SQLITE_PREFIX = "sqlite:///"
 # RFC 3986 scheme syntax: anything else before "://" might be a mangled credential.
@@ -31,6 +31,15 @@ def _sqlite(url: str) -> StateStore:
     if not path or path.endswith("/"):
         raise ValueError("the SQLite state URL names no database file")
     return SqliteStore(path)
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file a SQLite `state.url` names, as written (relative to the working
+    directory or absolute); None for an in-memory database or any other URL."""
+    if url[: len(_SQLITE_PREFIX)].lower() != _SQLITE_PREFIX:
+        return None
+    path = url[len(_SQLITE_PREFIX) :]
+    return None if not path or path.endswith("/") or path == ":memory:" else path
 
 
 def open_store_from_url(url: str) -> StateStore:

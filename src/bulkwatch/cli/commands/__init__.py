@@ -5,13 +5,15 @@ database (`status`, `deliveries`), the platforms (`probe`) and the simulator (`s
 
 from __future__ import annotations
 
-from bulkwatch.cli.commands.checks import notify_test, summarise
+from bulkwatch.cli.commands.checks import check_config, notify_test, summarise
 from bulkwatch.cli.commands.daemon import once, run, serve_daemon
 from bulkwatch.cli.commands.probe import probe
 from bulkwatch.cli.commands.simulation import demo, simulate
-from bulkwatch.cli.commands.state import deliveries_list, deliveries_retry, status
+from bulkwatch.cli.commands.state import NoStateError, deliveries_list, deliveries_retry, status
 
 __all__ = [
+    "NoStateError",
+    "check_config",
     "deliveries_list",
     "deliveries_retry",
     "demo",

@@ -10,7 +10,11 @@ import sqlite3
 import sys
 from collections.abc import Callable, Mapping
 
+import structlog
+
+from bulkwatch.cli.commands.preflight import check_machine
 from bulkwatch.config import Settings
+from bulkwatch.config.discovery import ConfigFile
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import liveness
@@ -25,6 +29,7 @@ __all__ = [
     "EXIT_STATE_IN_USE",
     "StartupError",
     "once",
+    "preflight",
     "run",
     "serve_daemon",
     "stop_on_signals",
@@ -32,8 +37,12 @@ __all__ = [
 
 # `run` and `once` when another process holds the state file, and `run` when the state
 # database fails its integrity check (see docs/operations.md).
+EXIT_CANNOT_START, EXIT_CONFIG = 1, 2
 EXIT_STATE_IN_USE = 3
 EXIT_STATE_CORRUPT = 4
+
+
+_log = structlog.get_logger("bulkwatch")
 
 
 class StartupError(Exception):
@@ -55,6 +64,7 @@ async def serve_daemon(
     *,
     ready: Callable[[], None] | None = None,
     systemd: SystemdNotifier | None = None,
+    config: str | None = None,
 ) -> None:
     """The daemon: the engine, its scheduler and the metrics server, until `stop` is set.
     With `systemd`: READY=1 once the first schedule is armed, watchdog pings while alive,
@@ -83,15 +93,38 @@ async def serve_daemon(
                     if ready is not None:
                         ready()
 
-                await engine.serve(stop, grace=settings.shutdown_grace, ready=on_ready)
+                await engine.serve(
+                    stop, grace=settings.shutdown_grace, ready=on_ready, config=config
+                )
         finally:
             if runner is not None:
                 await runner.cleanup()
 
 
-def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+def preflight(settings: Settings, *, server: bool) -> int | None:
+    """The machine checks before anything is created: None when all pass, else the exit
+    status, after one line per problem on stderr."""
+    report = check_machine(settings, server=server)
+    for line in report.problems:
+        print(f"config error: {line}", file=sys.stderr)
+    if report.problems:
+        return EXIT_CONFIG
+    if report.in_use is not None:
+        print(f"bulkwatch: {report.in_use}", file=sys.stderr)
+        return EXIT_STATE_IN_USE
+    if report.port is not None:
+        print(f"bulkwatch: {report.port}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    return None
+
+
+def run(
+    settings: Settings, config: ConfigFile | None = None, environ: Mapping[str, str] | None = None
+) -> int:
     """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0. `environ` (default: the
     process's) is read once here, for systemd's `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`."""
+    if (refused := preflight(settings, server=True)) is not None:
+        return refused
     configure_logging(settings.log.level, settings.log.format)
     env = os.environ if environ is None else environ
     systemd = SystemdNotifier.from_environ(env, os.getpid())
@@ -99,13 +132,19 @@ def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     async def main() -> None:
         stop = stop_on_signals()
         with tuned_collector():
-            await serve_daemon(settings, stop, systemd=systemd, ready=freeze_startup_objects)
+            await serve_daemon(
+                settings,
+                stop,
+                systemd=systemd,
+                ready=freeze_startup_objects,
+                config=None if config is None else config.describe(),
+            )
 
     try:
         asyncio.run(main())
     except StartupError as exc:
         print(f"bulkwatch: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_CANNOT_START
     except StateInUseError as exc:
         print(f"bulkwatch: {exc}", file=sys.stderr)
         return EXIT_STATE_IN_USE
@@ -115,9 +154,13 @@ def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     return 0
 
 
-def once(settings: Settings) -> int:
+def once(settings: Settings, config: ConfigFile | None = None) -> int:
     """`bulkwatch once`: 0 when every poll succeeded, 1 when any failed."""
+    if (refused := preflight(settings, server=False)) is not None:
+        return refused
     configure_logging(settings.log.level, settings.log.format)
+    if config is not None and config.searched:
+        _log.info("using config", file=config.describe())
 
     async def main() -> bool:
         async with Engine(settings) as engine:
