@@ -19,7 +19,7 @@ import pytest
 from bulkwatch.store.base import OutboxRow, PollWrite
 from bulkwatch.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from bulkwatch.store.sqlite.store import SqliteStore
-from test_store_sqlite import (
+from store_support import (
     DEAD,
     DELIVERED,
     LAZZA,

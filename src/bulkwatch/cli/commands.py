@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bulkwatch.common.urls import without_password
 from bulkwatch.config import Settings, load_settings, resolve_stores
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
@@ -22,8 +23,13 @@ from bulkwatch.daemon.health import liveness
 from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
 from bulkwatch.daemon.web import start_web
 from bulkwatch.model import isoformat, utcnow
-from bulkwatch.store.base import DeliveryStatus, StateStore
-from bulkwatch.store.factory import open_store_from_url
+from bulkwatch.store.base import (
+    DeliveryStatus,
+    SchemaTooNewError,
+    StateStore,
+    StoreUnavailableError,
+)
+from bulkwatch.store.factory import open_store
 from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = [
@@ -47,7 +53,7 @@ def summarise(settings: Settings, path: Path | None) -> str:
     lines = [
         f"config OK: {path}" if path else "config OK",
         f"instance: {settings.instance}",
-        f"state: {settings.state.url}",
+        f"state: {without_password(settings.state.url)}",
         "server: "
         + (
             f"http://{settings.server.host}:{settings.server.port}"
@@ -91,8 +97,9 @@ async def serve_daemon(
     async with contextlib.AsyncExitStack() as stack:
         try:
             engine = await stack.enter_async_context(Engine(settings))
-        except (OSError, sqlite3.Error) as exc:
-            raise StartupError(f"state.url: cannot open {settings.state.url}: {exc}") from exc
+        except (OSError, sqlite3.Error, StoreUnavailableError, SchemaTooNewError) as exc:
+            url = without_password(settings.state.url)
+            raise StartupError(f"state.url: cannot open {url}: {exc}") from exc
         runner = None
         if settings.server.enabled:
             host, port = settings.server.host, settings.server.port
@@ -155,7 +162,7 @@ def once(settings: Settings) -> int:
 
 
 async def _with_store(settings: Settings) -> StateStore:
-    store = open_store_from_url(settings.state.url)
+    store = open_store(settings.state)
     await store.open()
     return store
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bulkwatch import __version__
 from bulkwatch.config import ConfigError, Settings, load_settings
+from bulkwatch.store.base import SchemaTooNewError, StoreUnavailableError
 
 __all__ = ["main"]
 
@@ -112,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(commands.deliveries_retry(settings, args.ids, args.notifier))
     except KeyboardInterrupt:
         return 130
+    except (StoreUnavailableError, SchemaTooNewError) as exc:  # their messages hide passwords
+        print(f"bulkwatch: state.url: {exc}", file=sys.stderr)
+        return EXIT_POLL_FAILED
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
 
 

@@ -14,6 +14,7 @@ from bulkwatch.config.settings import (
     Settings,
     ShoplazzaStore,
     ShoplineStore,
+    StateSettings,
     StoreSettings,
     load_settings,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Settings",
     "ShoplazzaStore",
     "ShoplineStore",
+    "StateSettings",
     "StoreSettings",
     "load_settings",
     "resolve_stores",

@@ -23,6 +23,7 @@ __all__ = [
     "OutboxRow",
     "PollState",
     "PollWrite",
+    "SchemaTooNewError",
     "StateStore",
     "StoreUnavailableError",
 ]
@@ -30,6 +31,10 @@ __all__ = [
 
 class StoreUnavailableError(Exception):
     """The state store did not answer; readiness reports it until it does again."""
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer bulkwatch; downgrading it is not supported."""
 
 
 class DeliveryStatus(StrEnum):

@@ -23,7 +23,7 @@ from bulkwatch.model import (
     TaskStatus,
     TrackedTask,
 )
-from bulkwatch.store.base import Delivery, DeliveryStatus
+from bulkwatch.store.base import Delivery, DeliveryStatus, SchemaTooNewError
 
 __all__ = [
     "DELIVERY_COLUMNS",
@@ -354,10 +354,6 @@ def _v2(conn: sqlite3.Connection) -> None:
 # MIGRATIONS[n] takes a database from user_version n to n + 1. Append; never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class SchemaTooNewError(RuntimeError):
-    """The database was written by a newer bulkwatch; downgrading it is not supported."""
 
 
 @contextlib.contextmanager
