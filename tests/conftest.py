@@ -10,6 +10,9 @@ import pytest
 import pg_support
 from platform_stub import PlatformStub, run_stub
 
+# The state-store backends (`backend`, `store`) for the contract tests.
+pytest_plugins = ["store_fixtures"]
+
 # Its asserts check the tests' own polls: show their values when one fails, as in a test.
 pytest.register_assert_rewrite("source_support")
 
