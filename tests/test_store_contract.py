@@ -14,11 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from bulkwatch.model import (
-    EndpointState,
-    Platform,
-    StoreHealth,
-)
+from bulkwatch.model import EndpointState, Platform, StoreHealth
 from bulkwatch.store.base import OutboxRow, PollWrite, SchemaTooNewError, StateStore
 from bulkwatch.store.factory import open_store_from_url
 from store_support import (

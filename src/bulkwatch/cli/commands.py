@@ -97,7 +97,9 @@ async def serve_daemon(
     async with contextlib.AsyncExitStack() as stack:
         try:
             engine = await stack.enter_async_context(Engine(settings))
-        except (OSError, sqlite3.Error, StoreUnavailableError, SchemaTooNewError) as exc:
+        except (StoreUnavailableError, SchemaTooNewError) as exc:  # each names the store
+            raise StartupError(f"state.url: {exc}") from exc
+        except (OSError, sqlite3.Error) as exc:
             url = without_password(settings.state.url)
             raise StartupError(f"state.url: cannot open {url}: {exc}") from exc
         runner = None
