@@ -201,8 +201,7 @@ class PostgresStore:
                 if wanted
                 else []
             )
-        tasks: dict[str, TrackedTask] = {}
-        tasks.update((task.task_id, task) for task in map(task_from_row, rows))
+        tasks = {task.task_id: task for task in map(task_from_row, rows)}
         return EndpointView(health, endpoint, tasks, health_stored=health_stored)
 
     async def save_poll(self, write: PollWrite) -> None:
