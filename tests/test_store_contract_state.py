@@ -229,3 +229,9 @@ async def test_list_tasks_orders_by_store_and_task_id_and_filters(store: StateSt
     assert [t.task_id for t in await store.list_tasks("line-main")] == ["a", "b"]
     assert await store.list_tasks("nope") == []
     assert [h.store for h in await store.list_health()] == ["lazza-main", "line-main"]
+
+
+async def test_a_write_naming_a_task_twice_keeps_its_last_state(store: StateStore) -> None:
+    running, done = tracked(snap("a")), tracked(snap("a", TaskStatus.COMPLETED), seq=1)
+    await record(store, LINE, [running, done])
+    assert await store.list_tasks() == [done]

@@ -8,6 +8,7 @@ every one is made aware before it is sent.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,9 @@ DELIVERY_COLUMNS = (
     "id, event_id, notifier, event_type, store, body, status, attempts, created_at, "
     "next_attempt_at, last_error, delivered_at"
 )
+
+# A row as the driver returns it, or a slice of one.
+Row = Record | Sequence[Any]
 
 _PLATFORMS = {p.value: p for p in Platform}
 _STATUSES = {s.value: s for s in TaskStatus}
@@ -130,7 +134,7 @@ def task_params(task: TrackedTask) -> tuple[Any, ...]:
     )
 
 
-def task_from_row(r: Record) -> TrackedTask:
+def task_from_row(r: Row) -> TrackedTask:
     """A row selected with `TASK_COLUMNS` as a tracked task."""
     snapshot = TaskSnapshot(
         platform=_PLATFORMS[r[1]],
@@ -162,7 +166,7 @@ def task_from_row(r: Record) -> TrackedTask:
     )
 
 
-def endpoint_from_row(r: Record) -> EndpointState:
+def endpoint_from_row(r: Row) -> EndpointState:
     """A row selected with `ENDPOINT_COLUMNS` as endpoint state."""
     return EndpointState(
         key=EndpointKey(r[0], _PLATFORMS[r[1]], r[2]),
@@ -174,7 +178,7 @@ def endpoint_from_row(r: Record) -> EndpointState:
     )
 
 
-def health_from_row(r: Record) -> StoreHealth:
+def health_from_row(r: Row) -> StoreHealth:
     """A row selected with `HEALTH_COLUMNS` as store health."""
     return StoreHealth(
         store=r[0],
@@ -185,7 +189,7 @@ def health_from_row(r: Record) -> StoreHealth:
     )
 
 
-def delivery_from_row(r: Record) -> Delivery:
+def delivery_from_row(r: Row) -> Delivery:
     """A row selected with `DELIVERY_COLUMNS` as a delivery."""
     return Delivery(
         id=r[0],

@@ -1,11 +1,11 @@
 """The PostgreSQL state store: a pool of asyncpg connections, one transaction per write.
 
 Every write (one poll's state with its outbox rows, one delivery outcome) is its own
-transaction on a connection borrowed from the pool; reads are single statements on any
-connection. Polls and deliveries run concurrently, each on its own connection, up to the
-pool's size; the rest wait for a connection. Several processes may share the database:
-PostgreSQL's row locks keep each write whole and the `ON CONFLICT` clauses make a write that
-races another's (a poll judged twice) land once.
+transaction on a connection borrowed from the pool; a poll's read and its write are one
+statement each (`poll_sql`), so one round trip each. Polls and deliveries run concurrently,
+each on its own connection, up to the pool's size; the rest wait for a connection. Several
+processes may share the database: PostgreSQL's row locks keep each write whole and the
+`ON CONFLICT` clauses make a write that races another's (a poll judged twice) land once.
 """
 
 from __future__ import annotations
@@ -27,16 +27,14 @@ from bulkwatch.model import (
 )
 from bulkwatch.store.base import PollWrite, StoreUnavailableError
 from bulkwatch.store.postgres.outbox import PostgresOutbox, affected
+from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
 from bulkwatch.store.postgres.rows import (
     ENDPOINT_COLUMNS,
     HEALTH_COLUMNS,
     TASK_COLUMNS,
     endpoint_from_row,
-    endpoint_params,
     health_from_row,
-    health_params,
     task_from_row,
-    task_params,
     utc,
 )
 from bulkwatch.store.postgres.schema import migrate
@@ -56,41 +54,6 @@ _CONNECTION_ERRORS = (
 )
 
 
-def _upsert(table: str, columns: str, key: str) -> str:
-    names = [c.strip() for c in columns.split(",")]
-    keys = {k.strip() for k in key.split(",")}
-    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in keys)
-    marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
-    return (
-        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "  # noqa: S608 - constant names
-        f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
-    )
-
-
-_SELECT_HEALTH = (
-    f"SELECT {HEALTH_COLUMNS} FROM store_health "  # noqa: S608 - constant columns
-    "WHERE store = $1 AND platform = $2"
-)
-_SELECT_ENDPOINT = (
-    f"SELECT {ENDPOINT_COLUMNS} FROM endpoints "  # noqa: S608 - constant columns
-    "WHERE store = $1 AND platform = $2 AND endpoint = $3"
-)
-# Tasks by id: an endpoint's view holds the tasks its poll shows and its current task, not
-# everything it ever showed (a busy Shopline endpoint keeps thousands of superseded tasks).
-_SELECT_TASKS = (
-    f"SELECT {TASK_COLUMNS} FROM tasks "  # noqa: S608 - constant columns
-    "WHERE store = $1 AND platform = $2 AND endpoint = $3 AND task_id = ANY($4::text[])"
-)
-_UPSERT_HEALTH = _upsert("store_health", HEALTH_COLUMNS, "store, platform")
-_UPSERT_ENDPOINT = _upsert("endpoints", ENDPOINT_COLUMNS, "store, platform, endpoint")
-_UPSERT_TASK = _upsert("tasks", TASK_COLUMNS, "store, platform, task_id")
-# ON CONFLICT names the one constraint that may be skipped: a row breaking NOT NULL or CHECK
-# fails the whole write rather than lose an event.
-_INSERT_OUTBOX = (
-    "INSERT INTO outbox (event_id, notifier, event_type, store, body, status, attempts, "
-    "created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) "
-    "ON CONFLICT (event_id, notifier) DO NOTHING"
-)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
 # A terminal task is only forgotten once it is also out of sight (observed_at old): a task still
 # listed by the platform would otherwise come back on the next poll as a "new" task.
@@ -99,6 +62,13 @@ _PRUNE_TASKS = (
     f"AND (gone OR status IN ({_TERMINAL}))"
 )
 _PRUNE_DELIVERED = "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < $1"
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection back in the pool needs besides the driver's rollback of an open
+    transaction: nothing. bulkwatch sets no session state (no SET, LISTEN, cursors or
+    session-level advisory locks), so the driver's default reset (`RESET ALL` and the rest)
+    would only add a round trip to every borrowed connection."""
 
 
 class PostgresStore:
@@ -146,6 +116,7 @@ class PostgresStore:
                 max_size=self.pool_size,
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=COMMAND_TIMEOUT,
+                reset=_keep_session,
             )
         except _CONNECTION_ERRORS as exc:
             # from None: the driver's own exceptions may quote what they were given.
@@ -187,40 +158,25 @@ class PostgresStore:
         """The endpoint's view: its state, its store's health, its tasks among `task_ids` and
         its current task. Defaults for what was never written."""
         platform = key.platform.value
-        async with self._connections().acquire() as conn:
-            row = await conn.fetchrow(_SELECT_HEALTH, key.store, platform)
-            health = StoreHealth(key.store, key.platform) if row is None else health_from_row(row)
-            health_stored = row is not None
-            row = await conn.fetchrow(_SELECT_ENDPOINT, key.store, platform, key.endpoint)
-            endpoint = EndpointState(key) if row is None else endpoint_from_row(row)
-            wanted = set(task_ids)
-            if endpoint.current_task_id is not None:
-                wanted.add(endpoint.current_task_id)
-            rows = (
-                await conn.fetch(_SELECT_TASKS, key.store, platform, key.endpoint, list(wanted))
-                if wanted
-                else []
-            )
-        tasks = {task.task_id: task for task in map(task_from_row, rows)}
+        row = await self._connections().fetchrow(
+            SELECT_VIEW, key.store, platform, key.endpoint, list(task_ids)
+        )
+        assert row is not None  # noqa: S101 - the SELECT always yields its one row
+        health_stored = row[3]
+        health = (
+            health_from_row((key.store, platform, *row[0:3]))
+            if health_stored
+            else StoreHealth(key.store, key.platform)
+        )
+        endpoint = endpoint_from_row(row[5:13]) if row[4] else EndpointState(key)
+        tasks = {task.task_id: task for task in map(task_from_row, row[13])}
         return EndpointView(health, endpoint, tasks, health_stored=health_stored)
 
     async def save_poll(self, write: PollWrite) -> None:
-        """Write the poll's state and its outbox rows in one transaction; if anything raises,
-        nothing is written and the error propagates."""
-        async with self._connections().acquire() as conn, conn.transaction():
-            if write.health is not None:
-                await conn.execute(_UPSERT_HEALTH, *health_params(write.health))
-            await conn.execute(_UPSERT_ENDPOINT, *endpoint_params(write.endpoint))
-            if write.upserts:
-                await conn.executemany(_UPSERT_TASK, [task_params(t) for t in write.upserts])
-            if write.outbox:
-                await conn.executemany(
-                    _INSERT_OUTBOX,
-                    [
-                        (r.event_id, r.notifier, r.event_type, r.store, r.body, utc(r.created_at))
-                        for r in write.outbox
-                    ],
-                )
+        """Write the poll's state and its outbox rows in one statement (so one transaction);
+        if anything raises, nothing is written and the error propagates."""
+        sql, args = save_poll_args(write)
+        await self._connections().execute(sql, *args)
 
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store."""
