@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ __all__ = [
 
 # A client's last stdout line starts with this and carries its figures as JSON.
 RESULT_PREFIX = "BENCH-RESULT "
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on the loopback address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def raise_fd_limit() -> int:

@@ -28,6 +28,7 @@ from bulkwatch.config import load_settings
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.scheduler import PollJob, build_scheduler
+from bulkwatch.daemon.web import start_web
 from bulkwatch.model import EndpointKey
 from bulkwatch.sources.base import Source
 from bulkwatch.store.base import DeliveryStatus
@@ -185,6 +186,9 @@ async def daemon(
     started = time.perf_counter()
     # As `bulkwatch run` does: the start-up objects frozen once everything runs.
     serving = asyncio.create_task(engine.serve(stop, grace=10.0, ready=ready.set))
+    server = engine.settings.server
+    # As `bulkwatch run` does when the config enables it: the status page and the API.
+    web = await start_web(engine, server.host, server.port) if server.enabled else None
     await ready.wait()
     freeze_startup_objects()
     startup_s = time.perf_counter() - started
@@ -210,6 +214,8 @@ async def daemon(
     lagging.cancel()
     stop.set()
     await serving
+    if web is not None:
+        await web.cleanup()
     return {
         **store_cpu.add_to(meter.figures(polls)),
         "errors": errors,

@@ -41,7 +41,7 @@ from bulkwatch.model import (
     TaskStatus,
     Unchanged,
 )
-from bulkwatch.sources.http.client import Fingerprint, HttpResponse
+from bulkwatch.sources.http.response import Fingerprint, HttpResponse
 from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = ["main"]

@@ -203,4 +203,11 @@ def render(s: dict[str, Any]) -> str:
             f"{_fmt(r['postgres_vs_sqlite_engine_cpu'], '.2f')}x, daemon {every} "
             f"{_fmt(r['postgres_vs_sqlite_daemon_cpu'], '.2f')}x",
         ]
+    if "page" in c:
+        lines.append(f"status page and API read beside the daemon ({c['page']['errors']} errors):")
+        lines.extend(
+            f"  {path}: {f['requests']:,} requests, p50 {_fmt(f['p50_ms'], '.1f')} ms, "
+            f"max {_fmt(f['max_ms'], '.1f')} ms, {_fmt(f['bytes'], ',')} bytes"
+            for path, f in c["page"]["paths"].items()
+        )
     return "\n".join(lines)

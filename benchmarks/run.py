@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -33,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import raise_fd_limit
+from benchmarks.common import free_port, raise_fd_limit
 from benchmarks.pgserver import fresh_schema, problem, with_params
 from benchmarks.procs import ROOT, CpuWatch, Server, collect, run_clients, start_client
 from benchmarks.report import render, summarise
@@ -56,14 +57,21 @@ def _get_json(url: str) -> Any:
 
 
 def write_config(
-    path: Path, stores: list[dict[str, Any]], state: Path | str, hook: str, interval: float
+    path: Path,
+    stores: list[dict[str, Any]],
+    state: Path | str,
+    hook: str,
+    interval: float,
+    *,
+    port: int | None = None,
 ) -> Path:
     """A bulkwatch config (YAML accepts JSON) for the simulated stores; `state` is a SQLite
-    file or a state URL."""
+    file or a state URL; `port`: serve the status page and API there."""
+    server = {"enabled": False} if port is None else {"host": "127.0.0.1", "port": port}
     doc = {
         "instance": "bench",
         "state": {"url": state if isinstance(state, str) else f"sqlite:///{state}"},
-        "server": {"enabled": False},
+        "server": server,
         "defaults": {"interval": interval},
         "notifiers": [{"name": "bench", "type": "webhook", "url": hook}],
         "stores": stores,
@@ -173,6 +181,23 @@ def _profile(args: argparse.Namespace, engine: list[str], daemon_config: Path, l
     print(f"profile of the daemon: {profile} (+ .html, .pyisession)")
 
 
+def _page_client(
+    args: argparse.Namespace, port: int | None, warmup: float, logs: Path
+) -> subprocess.Popen[str] | None:
+    """The status page's reader, through the rest of the warm-up and the measured window."""
+    if port is None:
+        return None
+    return start_client(
+        "page",
+        [
+            *("-m", "benchmarks.pageclient", f"--url=http://127.0.0.1:{port}"),
+            f"--duration={warmup + args.duration}",
+            f"--every={args.page_every}",
+        ],
+        logs,
+    )
+
+
 def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
     sim = Server("simulator", _simulator_argv(args), logs)
     receiver = Server("receiver", ["-m", "benchmarks.receiver"], logs)
@@ -182,6 +207,7 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
         stores: list[dict[str, Any]] = _get_json(f"{sim_url}/_sim/config")
         print(f"simulator {sim_url} ({len(stores):,} stores), receiver {hook}", flush=True)
         state = work / "state.db"
+        page_port = free_port() if args.page_client else None
         cfg = {
             phase: write_config(
                 work / f"{phase}.yaml",
@@ -189,6 +215,7 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
                 work / "idle.db" if phase == "idle" else state,
                 f"{hook}/hook/{phase}",
                 args.interval,
+                port=page_port if phase == "daemon" else None,
             )
             for phase in ("throughput", "daemon", "idle")
         }
@@ -237,9 +264,11 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
             logs,
         )
         phases["side"] = watch.stop()
+        page = _page_client(args, page_port, warmup, logs)
         watch.start()
         clients["daemon"] = collect("daemon", daemon, logs)
         phases["daemon"] = watch.stop()  # includes the rest of its warm-up
+        clients |= {} if page is None else {"page": collect("page", page, logs)}
         latency = {phase: _get_json(f"{hook}/stats/{phase}") for phase in ("throughput", "daemon")}
         if args.postgres:
             watch.start()
@@ -260,6 +289,7 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
         "interval_s": args.interval,
         "concurrency": args.concurrency,
         "create_every_s": args.create_every,
+        "page_client_every_s": args.page_every if args.page_client else None,
     }
     return summarise(settings, clients, latency, phases)
 
@@ -287,6 +317,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="also run the engine and the daemon with their state in this PostgreSQL "
         "(a schema of their own, dropped after); the server must run on this machine",
     )
+    parser.add_argument(
+        "--page-client",
+        action="store_true",
+        help="serve the status page and API in the daemon phase, with a client reading them",
+    )
+    parser.add_argument("--page-every", type=float, default=1.0, help="page client pause, s")
     args = parser.parse_args(argv)
     if args.stores < 2:
         parser.error("--stores must be at least 2 (one per platform)")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the deployment checks need, only those whose command is
 # missing (so a second run costs nothing): promtool and prometheus (package prometheus),
-# systemd-analyze (systemd), shellcheck. `image` adds buildah, podman and debootstrap.
+# systemd-analyze (systemd), shellcheck. `image` adds buildah, podman and debootstrap;
+# `browser` Debian's chromium, for the status page's browser tests.
 # hadolint, kubernetes-validate and yamllint come from the venv (`make` syncs them).
 set -euo pipefail
 
@@ -13,6 +14,8 @@ declare -A package_of=(
 )
 if [[ "${1:-}" == image ]]; then
   package_of=([buildah]=buildah [podman]=podman [debootstrap]=debootstrap)
+elif [[ "${1:-}" == browser ]]; then
+  package_of=([chromium]=chromium)
 fi
 
 missing=()

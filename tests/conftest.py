@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-import pg_support
-from platform_stub import PlatformStub, run_stub
+from helpers import pg_support
+from helpers.platform_stub import PlatformStub, run_stub
 
 # The state-store backends (`backend`, `store`) for the contract tests.
-pytest_plugins = ["store_fixtures"]
+pytest_plugins = ["helpers.store_fixtures"]
 
 # Its asserts check the tests' own polls: show their values when one fails, as in a test.
-pytest.register_assert_rewrite("source_support")
+pytest.register_assert_rewrite("helpers.source_support")
 
 
 def pytest_report_header() -> str:

@@ -17,7 +17,9 @@ __all__ = ["main"]
 EXIT_OK, EXIT_POLL_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, simulating: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; the simulator's variant options only when `simulating`, since
+    importing the simulator costs every other command half a second."""
     parser = argparse.ArgumentParser(
         prog="bulkwatch",
         description="Watch Shoplazza and Shopline background tasks and deliver every change.",
@@ -65,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--latency", type=float, default=0.0, help="seconds added per response")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--write-config", type=Path, help="write a bulkwatch config for it here")
+    if simulating:
+        from bulkwatch.simulator.variants import add_variant_arguments  # noqa: PLC0415
+
+        add_variant_arguments(sim)
 
     demo = sub.add_parser("demo", help="simulator + daemon in one process, events on the console")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
@@ -83,7 +89,8 @@ def _load(path: Path | None) -> Settings | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bulkwatch` console script."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(simulating=argv[:1] == ["simulate"]).parse_args(argv)
     from bulkwatch.cli import commands  # noqa: PLC0415 - keeps `--help` fast
 
     if args.command == "simulate":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import parsedate_to_datetime
+
+from bulkwatch.common.times import as_utc
 
 __all__ = ["parse_retry_after"]
 
@@ -25,9 +27,5 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)
-        seconds = (when - now).total_seconds()
+        seconds = (as_utc(when) - as_utc(now)).total_seconds()
     return max(seconds, 0.0) if math.isfinite(seconds) else None

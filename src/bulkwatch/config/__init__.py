@@ -1,9 +1,11 @@
-"""Configuration: the settings model (`settings`), its checks (`errors`, `notifiers`, `tokens`),
-built once at start and passed down; nothing else reads the environment or the config file."""
+"""Configuration: the settings model (`settings`), loaded once at start (`load`, with its
+checks in `errors`, `notifiers` and `tokens`) and passed down; nothing else reads the
+environment or the config file."""
 
 from __future__ import annotations
 
 from bulkwatch.config.errors import ConfigError
+from bulkwatch.config.load import load_settings
 from bulkwatch.config.resolved import ResolvedStore, resolve_stores
 from bulkwatch.config.settings import (
     DEFAULT_BURST,
@@ -16,7 +18,6 @@ from bulkwatch.config.settings import (
     ShoplineStore,
     StateSettings,
     StoreSettings,
-    load_settings,
 )
 
 __all__ = [

@@ -1,50 +1,42 @@
-"""Settings: YAML file + `BULKWATCH_*` environment + secret files, validated once.
+"""The settings model: every field of the config, its defaults and its checks.
 
-`load_settings` is the one entry point; it raises `ConfigError` holding one readable line per
-problem, each naming the field (`stores[1].handle: field required`). Its steps live beside this
-module: `config_notifiers` (each notifier by its type), `config_tokens` (token files) and
-`config_errors` (the error and its lines).
+Build it with `load_settings` (in `load`), which also validates each notifier with its type's
+model and reads the token files.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bulkwatch.common.durations import Duration
-from bulkwatch.config.errors import ConfigError, validation_problems
-from bulkwatch.config.notifiers import validate_notifiers
-from bulkwatch.config.tokens import resolve_tokens
+from bulkwatch.common.secret_file import fill_secret_from_file
 from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers.base import NotifierConfig
 
 __all__ = [
     "DEFAULT_BURST",
     "PLATFORM_RATE_LIMITS",
-    "ConfigError",
     "Defaults",
+    "DeliverySettings",
+    "RetrySettings",
     "Settings",
     "ShoplazzaStore",
     "ShoplineStore",
     "StateSettings",
     "StoreSettings",
-    "load_settings",
 ]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -198,10 +190,34 @@ class StateSettings(_Model):
         return value
 
 
+_MIN_TOKEN = 16  # a guessable token is worse than none: it suggests a protection
+
+
 class ServerSettings(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
+    # The bearer token that unlocks the API's writes (re-queueing dead deliveries); without
+    # one the status page and the API are read-only. Never logged, never shown.
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_TOKEN:
+            raise ValueError(f"must be at least {_MIN_TOKEN} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> ServerSettings:
+        fill_secret_from_file(self, "api_token", _check_token_length)
+        return self
+
+
+def _check_token_length(token: str) -> None:
+    if len(token) < _MIN_TOKEN:
+        raise ValueError(f"must be at least {_MIN_TOKEN} characters")
 
 
 class RetrySettings(_Model):
@@ -265,45 +281,3 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment overrides the file; the file arrives as init arguments.
         return (env_settings, init_settings)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: config file not found"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{path}:{where}: invalid YAML: {problem}"]) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path}: the top level must be a mapping of fields"])
-    return data
-
-
-def load_settings(
-    path: Path | str | None = None, *, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Read, merge and validate the configuration; raise `ConfigError` on any problem."""
-    env = os.environ if environ is None else environ
-    if path is None and env.get("BULKWATCH_CONFIG"):
-        path = env["BULKWATCH_CONFIG"]
-    data = _read_yaml(Path(path)) if path is not None else {}
-    problems: list[str] = []
-    if "notifiers" in data:
-        notifiers, problems = validate_notifiers(data["notifiers"])
-        data = {**data, "notifiers": notifiers}
-    try:
-        settings = Settings(**data)
-    except ValidationError as exc:
-        problems = validation_problems(exc) + problems
-    if problems:
-        raise ConfigError(problems)
-    return resolve_tokens(settings, env)

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from bulkwatch.config.errors import ConfigError
-
-if TYPE_CHECKING:
-    from bulkwatch.config.settings import Settings, ShoplazzaStore, ShoplineStore
+from bulkwatch.config.settings import Settings, ShoplazzaStore, ShoplineStore
 
 __all__ = ["resolve_tokens"]
 

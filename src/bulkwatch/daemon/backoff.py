@@ -17,7 +17,7 @@ How long to wait depends on why the poll failed:
   store's interval, interval x 2^(n-1) after n failed rounds, capped at `backoff_max`.
 
 Jitter keeps 10,000 stores that failed together (a platform outage) from coming back in the
-same second: exponential waits are uniform in [d/2, d] ("equal jitter", as the dispatcher),
+same second: exponential waits are uniform in [d/2, d] ("equal jitter", as for deliveries),
 fixed ones in [0.75 d, d] and Retry-After ones in [r, 1.1 r].
 
 State is one small object per store that is currently failing, in memory only: a restart
@@ -31,14 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bulkwatch.common.backoff import equal_jitter
 from bulkwatch.config import Defaults
 from bulkwatch.model import FailureKind, PollError
 
-__all__ = ["Backoff", "StoreBackoff"]
+__all__ = ["Backoff"]
 
 _SLOW = frozenset({FailureKind.AUTH, FailureKind.FROZEN})
-# 2**60 intervals is far past any cap; the bound keeps the float finite.
-_MAX_EXPONENT = 60
 
 
 @dataclass(slots=True)
@@ -62,12 +61,10 @@ class Backoff:
         longest = max(defaults.backoff_max, defaults.auth_retry, defaults.blocked_retry)
         self._longest = timedelta(seconds=longest * 1.1)  # jitter adds at most 10 %
 
-    def __len__(self) -> int:
-        return len(self._stores)
-
-    def get(self, store: str) -> StoreBackoff | None:
-        """The backoff state of one store, None when it is not failing."""
-        return self._stores.get(store)
+    def until(self, store: str) -> datetime | None:
+        """When the store's polls may go out again; None when it is not failing."""
+        state = self._stores.get(store)
+        return None if state is None else state.not_before
 
     def waiting(
         self, store: str, now: datetime, credentials: Callable[[], int] | None = None
@@ -110,9 +107,9 @@ class Backoff:
         self._stores[store] = StoreBackoff(failures, not_before, now, error.kind, credentials)
         return max(0.0, (not_before - now).total_seconds())
 
-    def succeeded(self, store: str) -> StoreBackoff | None:
-        """Forget a store's failures; return the state it had (None: it was not failing)."""
-        return self._stores.pop(store, None)
+    def succeeded(self, store: str) -> None:
+        """Forget a store's failures."""
+        self._stores.pop(store, None)
 
     def delay(self, error: PollError, failures: int, interval: float) -> float:
         """Seconds to wait after the `failures`-th failed round ending with `error`."""
@@ -121,8 +118,7 @@ class Backoff:
             return d.auth_retry * rng.uniform(0.75, 1.0)
         if error.kind is FailureKind.BLOCKED:
             return d.blocked_retry * rng.uniform(0.75, 1.0)
-        ceiling = min(d.backoff_max, interval * 2.0 ** min(failures - 1, _MAX_EXPONENT))
-        exponential = ceiling / 2 + rng.uniform(0, ceiling / 2)
+        exponential = equal_jitter(interval, d.backoff_max, failures, rng)
         if error.retry_after is None:
             return exponential
         told = min(error.retry_after, d.blocked_retry) * rng.uniform(1.0, 1.1)

@@ -25,7 +25,13 @@ from bulkwatch.common.useragent import USER_AGENT
 from bulkwatch.config import Settings, resolve_stores
 from bulkwatch.daemon.backoff import Backoff
 from bulkwatch.daemon.poller import Poller
-from bulkwatch.daemon.scheduler import InflightJobs, PollJob, build_scheduler, scheduler_state
+from bulkwatch.daemon.scheduler import (
+    InflightJobs,
+    PollJob,
+    build_scheduler,
+    next_run_time,
+    scheduler_state,
+)
 from bulkwatch.daemon.status import DaemonStatus
 from bulkwatch.delivery.dispatcher import Dispatcher
 from bulkwatch.delivery.routing import Router
@@ -36,7 +42,7 @@ from bulkwatch.notifiers.log import LogNotifierConfig
 from bulkwatch.sources.base import Source
 from bulkwatch.sources.factory import make_source
 from bulkwatch.store.base import StateStore
-from bulkwatch.store.factory import open_store
+from bulkwatch.store.factory import daemon_lock, open_store
 from bulkwatch.telemetry.metrics import Metrics
 from bulkwatch.telemetry.pollstats import PollStats
 from bulkwatch.tracking.tracker import Policy
@@ -100,6 +106,7 @@ class Engine:
             last_poll=self.status.last_poll,
             on_events=self._wake_dispatcher,
         )
+        self.status.backoff_until = self._backoff_until
         self._inflight = InflightJobs()  # scheduled polls running now
         self._stack = AsyncExitStack()
         self._dispatcher: Dispatcher | None = None
@@ -143,6 +150,8 @@ class Engine:
                 headers=headers,
             )
         )
+        # One process per state file, from before the first read until after the last write.
+        self._stack.enter_context(daemon_lock(self.store))
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self.status.ping = self.store.ping
@@ -152,7 +161,7 @@ class Engine:
             kind = registry.get(cfg.type)
             if kind is None:  # pragma: no cover - the settings validated every type
                 raise RuntimeError(f"notifier type {cfg.type!r} is not registered")
-            notifier = kind.factory(cfg, nctx)
+            notifier = kind.build(cfg, nctx)
             self.notifiers[cfg.name] = notifier
             self._stack.push_async_callback(notifier.aclose)
         self._dispatcher = Dispatcher(
@@ -170,6 +179,13 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         await self._stack.aclose()
+
+    def _backoff_until(self, store: str) -> datetime | None:
+        return self.poller.backoff.until(store)
+
+    def wake_dispatcher(self) -> None:
+        """Look for due deliveries now (rows were just re-queued), not at the next idle tick."""
+        self._wake_dispatcher()
 
     def _wake_dispatcher(self) -> None:
         if self._dispatcher is not None:
@@ -223,6 +239,7 @@ class Engine:
             on_error=self._job_failed,
         )
         self.status.scheduler = partial(scheduler_state, scheduler)
+        self.status.next_run = partial(next_run_time, scheduler)
         async with asyncio.TaskGroup() as tg:
             dispatcher = tg.create_task(self.dispatcher.run())
             housekeeping = tg.create_task(self._housekeeping())
@@ -271,11 +288,14 @@ class Engine:
         """Outbox gauges every few seconds; pruning of old state every hour."""
         next_prune = 0.0
         while True:
-            await self.dispatcher.refresh_gauges()
-            if time.monotonic() >= next_prune:
-                before = self.clock() - timedelta(seconds=self.settings.state.retention)
-                pruned = await self.store.prune(before)
-                if pruned:
-                    log.info("pruned old state", rows=pruned)
-                next_prune = time.monotonic() + 3600
+            try:
+                await self.dispatcher.refresh_gauges()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + 3600
+                    before = self.clock() - timedelta(seconds=self.settings.state.retention)
+                    if pruned := await self.store.prune(before):
+                        log.info("pruned old state", rows=pruned)
+            except Exception as exc:  # noqa: BLE001 - a failing store must not stop the daemon
+                # Readiness reports the store; pruning waits for its next hour.
+                log.warning("housekeeping failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(5)

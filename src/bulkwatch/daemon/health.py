@@ -2,7 +2,8 @@
 
 Liveness asks "should this process be restarted?": the event loop answers (a request got
 here), its heartbeat task still beats, and the scheduler runs. Readiness asks "is it doing its
-job?": the config is loaded, the state store answers, and every endpoint was polled recently.
+job?": the config is loaded, the state store answers and its last write succeeded, and every
+endpoint was polled recently.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bulkwatch.daemon.status import DaemonStatus
-from bulkwatch.store.base import StoreUnavailableError
+from bulkwatch.store.base import StoreUnavailableError, StoreWriteError
 
 __all__ = [
     "HEARTBEAT_STALE_S",
@@ -71,6 +72,8 @@ async def _ping(status: DaemonStatus) -> dict[str, Any]:
     try:
         async with asyncio.timeout(PING_TIMEOUT_S):
             await status.ping()
+    except StoreWriteError as exc:
+        return {"ok": False, "error": str(exc), "writes_failing": True}
     except StoreUnavailableError as exc:
         return {"ok": False, "error": str(exc)}
     except TimeoutError:
@@ -109,7 +112,8 @@ async def readiness(status: DaemonStatus, since: datetime, now: datetime) -> Rep
     }
     problems: list[str] = []
     if not store["ok"]:
-        problems.append(f"state store unreachable: {store['error']}")
+        what = "writes failing" if store.get("writes_failing") else "unreachable"
+        problems.append(f"state store {what}: {store['error']}")
     if stale:
         problems.append(f"{len(stale)} endpoint(s) not polled within 2 intervals")
     if never:

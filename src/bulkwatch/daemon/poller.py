@@ -30,7 +30,9 @@ from bulkwatch.model import (
 )
 from bulkwatch.sources.base import Source
 from bulkwatch.store.base import PollState, PollWrite
+from bulkwatch.telemetry.notes import NoteStats
 from bulkwatch.telemetry.pollstats import PollStats
+from bulkwatch.tracking.notes import endpoint_notes
 from bulkwatch.tracking.quiet import QuietPolls
 from bulkwatch.tracking.tracker import Policy, judge_failure, judge_success
 
@@ -69,6 +71,9 @@ class Poller:
         # The endpoints of one store share its health row: their load-judge-write runs one at
         # a time, so no poll judges a health that another is about to overwrite.
         self._store_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # The endpoint notes as last written, to write only what changed.
+        self._notes: dict[EndpointKey, dict[str, str]] = {}
+        self._note_stats = NoteStats(stats.metrics)
 
     async def poll_if_due(self, source: Source, key: EndpointKey) -> bool | None:
         """The scheduled poll: `poll`, unless the store is backing off after failures; then
@@ -177,10 +182,14 @@ class Poller:
         task_ids = [s.task_id for s in result.tasks] if isinstance(result, PollResult) else ()
         async with self._store_locks[key.store]:
             view = await self._state.load_view(key, task_ids)
+            notes: dict[str, str] = {}
             if isinstance(result, PollError):
                 outcome = judge_failure(view, result, now, self._policy)
             else:
                 outcome = judge_success(view, result, now, self._policy)
+                notes = endpoint_notes(result, outcome)
+            written = self._notes.get(key, {})
+            changed = [(k, v) for k, v in notes.items() if written.get(k) != v]
             health_changed = not view.health_stored or outcome.health != view.health
             await self._state.save_poll(
                 PollWrite(
@@ -188,8 +197,12 @@ class Poller:
                     health=outcome.health if health_changed else None,
                     upserts=outcome.upserts,
                     outbox=self._router.rows(outcome.events),
+                    notes=changed,
                 )
             )
+        if changed:
+            self._notes[key] = {**written, **notes}
+            self._note_stats.observed(key, notes)
         return view, outcome
 
     def _backoff_after(

@@ -19,7 +19,7 @@ from bulkwatch.model import EndpointKey
 __all__ = ["InflightJobs", "PollJob", "build_scheduler", "scheduler_state"]
 
 # Spread first runs over at most this long, so a big fleet starts polling promptly while
-# 10,000 jobs never fall due on the same instant (that blocks the loop for ~250 ms).
+# 10,000 jobs never fall due on the same instant (that blocks the loop; docs/performance.md).
 MAX_SPREAD_S = 60.0
 
 
@@ -133,3 +133,10 @@ def scheduler_state(scheduler: AsyncIOScheduler | None) -> str:
     if scheduler is None:
         return "not started"
     return _STATES.get(scheduler.state, str(scheduler.state))
+
+
+def next_run_time(scheduler: AsyncIOScheduler, job_id: str) -> datetime | None:
+    """When the job runs next; None for an unknown job or a stopped scheduler."""
+    job = scheduler.get_job(job_id)
+    when: datetime | None = None if job is None else job.next_run_time
+    return when

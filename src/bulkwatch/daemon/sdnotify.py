@@ -18,7 +18,7 @@ import structlog
 
 __all__ = ["SystemdNotifier", "supervised"]
 
-log = structlog.get_logger("bulkwatch.daemon.sdnotify")
+log = structlog.get_logger("bulkwatch")
 
 
 def _address(value: str) -> str | None:

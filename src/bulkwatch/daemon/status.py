@@ -19,6 +19,10 @@ def _not_started() -> str:
     return "not started"
 
 
+def _unknown(_: str) -> datetime | None:
+    return None
+
+
 @dataclass(slots=True)
 class DaemonStatus:
     """The daemon's self-knowledge: configuration, polls, the loop's heartbeat, the scheduler."""
@@ -34,5 +38,11 @@ class DaemonStatus:
     loop_lag: float = 0.0
     # "running", "paused", "stopped" or "not started", asked when a report is made.
     scheduler: Callable[[], str] = _not_started
-    # Raises `StoreUnavailableError` when the state store does not answer.
+    # Raises `StoreUnavailableError` when the state store does not answer, and
+    # `StoreWriteError` when it answers but its last write (poll, delivery outcome, pruning)
+    # failed: readiness follows the last write's outcome.
     ping: Callable[[], Awaitable[None]] | None = None
+    # When the scheduler runs an endpoint's job next, by `str(EndpointKey)` (None: no job).
+    next_run: Callable[[str], datetime | None] = _unknown
+    # Until when a failing store's polls are skipped, by store name (None: not backing off).
+    backoff_until: Callable[[str], datetime | None] = _unknown

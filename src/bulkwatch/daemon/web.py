@@ -1,4 +1,5 @@
-"""The HTTP side of the daemon: /metrics, /healthz and /readyz."""
+"""The HTTP side of the daemon: /metrics, /healthz and /readyz, and (from `webui`) the status
+page at / and the JSON API under /api/v1/."""
 
 from __future__ import annotations
 
@@ -9,18 +10,31 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from bulkwatch.daemon.health import Report, liveness, readiness
+from bulkwatch.daemon.webui import WebContext, add_webui, problem_middleware
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from bulkwatch.daemon.engine import Engine
 
-__all__ = ["bound_port", "start_web"]
+__all__ = ["start_web"]
 
 
 def _json(report: Report) -> web.Response:
     # 503 is what probes, load balancers and `curl --fail` all read as "not now".
     return web.json_response(report.body, status=200 if report.ok else 503)
+
+
+def _context(engine: Engine) -> WebContext:
+    return WebContext(
+        state=engine.store,
+        status=engine.status,
+        stores=tuple(sorted(engine.stores, key=lambda s: s.name)),
+        clock=engine.clock,
+        metrics=engine.metrics,
+        api_token=engine.settings.server.api_token,
+        wake_dispatcher=engine.wake_dispatcher,
+    )
 
 
 def _app(engine: Engine, started: datetime) -> web.Application:
@@ -38,7 +52,8 @@ def _app(engine: Engine, started: datetime) -> web.Application:
     async def readyz(_: web.Request) -> web.Response:
         return _json(await readiness(engine.status, started, engine.clock()))
 
-    app = web.Application()
+    app = web.Application(middlewares=[problem_middleware(engine.metrics)])
+    add_webui(app, _context(engine))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -46,8 +61,8 @@ def _app(engine: Engine, started: datetime) -> web.Application:
 
 
 async def start_web(engine: Engine, host: str, port: int) -> web.AppRunner:
-    """Start the server on `host:port` (0: any free port, see `bound_port`); the caller owns
-    the runner and calls `cleanup()`."""
+    """Start the server on `host:port` (0: any free port, named in `runner.addresses`); the
+    caller owns the runner and calls `cleanup()`."""
     runner = web.AppRunner(_app(engine, engine.clock()), access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -56,10 +71,3 @@ async def start_web(engine: Engine, host: str, port: int) -> web.AppRunner:
         await runner.cleanup()
         raise
     return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The TCP port a started runner listens on (the real one when it was asked for 0)."""
-    address = runner.addresses[0]
-    port: int = address[1]
-    return port

@@ -1,64 +1,62 @@
 """The dispatcher: delivers outbox rows to notifiers, retries with backoff, dead-letters.
 
-Delivery is at least once. A row is marked only after its attempt finished, so a crash, a
-cancelled send or a store error while marking leaves it pending and it is sent again later,
-with the same event id for receivers to de-duplicate.
+Delivery is at least once. A row is marked only after its attempt finished, so a crash or a
+cancelled send leaves it pending and it is sent again later, with the same event id for
+receivers to de-duplicate. The outcomes of a batch are committed before the next batch is
+read; when the store cannot record them (a read-only or failing disk), the dispatcher keeps
+them in memory, pauses (`StorePause`: nothing is sent, the store is tried again after a
+growing wait) and records them once the store takes writes again, so an outage costs no
+repeated send at all.
 
 Ordering is not guaranteed: the rows of one batch are sent concurrently (up to
 `delivery.concurrency` at a time, several to the same notifier in parallel), and a retried row
 falls behind newer events. Receivers order events by their `time` and the task's status.
 
-Backoff uses "equal jitter": before attempt n+1 the wait is uniform in [d/2, d] with
-d = min(max_delay, initial * 2**n), n = attempts so far. Half the delay stays fixed, so a
-failing receiver gets real breathing room; the random half spreads out the retries of many
-events that failed together. A `Retry-After` from the receiver (capped at max_delay) is a
-lower bound.
+Backoff uses "equal jitter" (`common.backoff`): after n failed attempts the wait is uniform
+in [d/2, d] with d = min(max_delay, initial * 2**(n-1)). A `Retry-After` from the receiver
+(capped at max_delay) is a lower bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from bulkwatch.config import DeliverySettings, RetrySettings
+from bulkwatch.delivery.backoff import backoff_delay
+from bulkwatch.delivery.pause import StorePause
+from bulkwatch.model import as_utc, utcnow
 from bulkwatch.notifiers.base import DeliveryError, Notifier, OutgoingEvent
 from bulkwatch.store.base import Delivery, DeliveryStatus, Outbox
 from bulkwatch.telemetry.metrics import Metrics
 
 __all__ = ["Dispatcher", "backoff_delay"]
 
-_log = structlog.get_logger("bulkwatch.delivery.dispatcher")
+_log = structlog.get_logger("bulkwatch")
 
-# A floor for the idle wait: should a row fail to be marked (store error), it stays due, and
-# without a floor run() would spin on it.
+# A floor for the idle wait, so that run() never spins on a row that stays due.
 _MIN_WAIT = 0.05
-# 2**60 times any sane initial delay is far past max_delay; the cap avoids float overflow.
-_MAX_EXPONENT = 60
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What became of one attempt, to be marked in the store: `status` PENDING is a retry
+    due at `at`; DELIVERED was delivered at `at`."""
 
-
-def backoff_delay(
-    retry: RetrySettings,
-    attempts: int,
-    rng: random.Random,
-    retry_after: float | None = None,
-) -> float:
-    """Seconds to wait before the next attempt, after `attempts` failed ones (>= 1)."""
-    ceiling = min(retry.max_delay, retry.initial * 2.0 ** min(max(attempts - 1, 0), _MAX_EXPONENT))
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, retry.max_delay))
-    return delay
+    row: Delivery
+    status: DeliveryStatus
+    attempts: int
+    at: datetime
+    error: str | None = None
 
 
 class Dispatcher:
@@ -72,7 +70,7 @@ class Dispatcher:
         delivery: DeliverySettings,
         metrics: Metrics,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
         self._store = outbox
@@ -84,11 +82,20 @@ class Dispatcher:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter only
         self._slots = asyncio.Semaphore(delivery.concurrency)
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._busy = 0
         self._stopping = False
-        self._inflight: set[asyncio.Task[bool]] = set()
+        self._inflight: set[asyncio.Task[_Outcome | None]] = set()
+        self._pause = StorePause(retry, metrics, self._rng)
+        self._held: list[_Outcome] = []  # outcomes the store could not record yet
+        self._batch_error: Exception | None = None
+
+    @property
+    def paused(self) -> bool:
+        """Whether delivery waits for the store to take writes again."""
+        return self._pause.active
 
     def wake(self) -> None:
         """Ask `run()` to look for due rows now (the app calls this after writing events)."""
@@ -98,39 +105,78 @@ class Dispatcher:
         """Attempt every due row (up to `delivery.batch`); return how many were attempted.
 
         Rows whose notifier is gone are dead-lettered and count as attempted; rows not started
-        because `drain()` began are left pending and do not.
+        because `drain()` began, or because the store failed, are left pending and do not.
+        Outcomes the store could not record are first recorded again; while that fails,
+        nothing is attempted.
         """
         if self._stopping:
             return 0
         self._busy += 1
         self._idle.clear()
         try:
-            due = await self._store.due_deliveries(self._clock(), self._delivery.batch)
-            if not due:
+            if self._held and not await self._record_held():
                 return 0
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._process(row)) for row in due]
-                self._inflight.update(tasks)
-                for task in tasks:
-                    task.add_done_callback(self._inflight.discard)
-            return sum(1 for task in tasks if not task.cancelled() and task.result())
+            try:
+                due = await self._store.due_deliveries(self._clock(), self._delivery.batch)
+            except Exception as exc:  # noqa: BLE001 - any store's errors pause delivery
+                self._pause.failed(exc, held=0)
+                return 0
+            if not due:
+                self._pause.succeeded(recorded=0)
+                return 0
+            return await self._batch(due)
         finally:
             self._busy -= 1
             if self._busy == 0:
                 self._idle.set()
 
+    async def _batch(self, due: list[Delivery]) -> int:
+        self._batch_error = None
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._process(row)) for row in due]
+            self._inflight.update(tasks)
+            for task in tasks:
+                task.add_done_callback(self._inflight.discard)
+        outcomes = [o for task in tasks if not task.cancelled() and (o := task.result())]
+        if self._batch_error is None and outcomes:
+            try:
+                await self._store.commit()
+            except Exception as exc:  # noqa: BLE001 - any store's errors pause delivery
+                self._batch_error = exc
+        if self._batch_error is not None:
+            self._held = outcomes
+            self._pause.failed(self._batch_error, held=len(outcomes))
+        else:
+            self._pause.succeeded(recorded=0)
+        return len(outcomes)
+
+    async def _record_held(self) -> bool:
+        """Mark the held outcomes again; True once they are committed."""
+        try:
+            for outcome in self._held:
+                await self._apply(outcome)
+            await self._store.commit()
+        except Exception as exc:  # noqa: BLE001 - any store's errors keep the pause
+            self._pause.failed(exc, held=len(self._held))
+            return False
+        recorded, self._held = len(self._held), []
+        self._pause.succeeded(recorded=recorded)
+        return True
+
     async def run(self) -> None:
         """Deliver until `drain()`: a full batch loops at once, else wait for the next due
-        row, `delivery.idle_interval` or `wake()`, whichever comes first."""
+        row, `delivery.idle_interval` or `wake()`, whichever comes first. While the store
+        fails, wait out the pause instead (`wake()` does not shorten it)."""
         await self._refresh_gauges_logged()
         while not self._stopping:
             # Cleared before looking, so a wake() during run_once() is not lost.
             self._wake.clear()
-            try:
-                attempted = await self.run_once()
-            except Exception:  # noqa: BLE001 - any store's errors: log, wait, try again
-                _log.exception("delivery batch failed; retrying shortly")
-                attempted = 0
+            attempted = await self.run_once()
+            if self._pause.active:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._pause.delay()):
+                        await self._stop.wait()
+                continue
             if attempted:
                 await self._refresh_gauges_logged()
             if attempted >= self._delivery.batch:
@@ -145,6 +191,7 @@ class Dispatcher:
         """
         self._stopping = True
         self._wake.set()
+        self._stop.set()
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
@@ -183,7 +230,7 @@ class Dispatcher:
             _log.exception("could not read the next due delivery")
             return wait
         if next_due is not None:
-            wait = min(wait, (_aware(next_due) - self._clock()).total_seconds())
+            wait = min(wait, (as_utc(next_due) - self._clock()).total_seconds())
         return max(wait, _MIN_WAIT)
 
     async def _wait(self, seconds: float) -> None:
@@ -193,31 +240,30 @@ class Dispatcher:
         except TimeoutError:
             pass
 
-    async def _process(self, row: Delivery) -> bool:
-        """Attempt one row and record the outcome; False when it was left for later."""
-        try:
-            return await self._attempt(row)
-        except Exception:  # noqa: BLE001 - any store's errors: the row stays pending, is resent
-            _log.exception(
-                "could not record a delivery outcome; it will be attempted again",
-                notifier=row.notifier,
-                event_id=row.event_id,
-            )
-            return True
+    async def _process(self, row: Delivery) -> _Outcome | None:
+        """Attempt one row and mark its outcome; None when it was left for later. After a
+        store error in this batch, outcomes are no longer marked one by one (the batch keeps
+        them all) and rows not yet started are left."""
+        outcome = await self._attempt(row)
+        if outcome is not None and self._batch_error is None:
+            try:
+                await self._apply(outcome)
+            except Exception as exc:  # noqa: BLE001 - any store's errors pause delivery
+                if self._batch_error is None:
+                    self._batch_error = exc
+        return outcome
 
-    async def _attempt(self, row: Delivery) -> bool:
+    async def _attempt(self, row: Delivery) -> _Outcome | None:
         notifier = self._notifiers.get(row.notifier)
         if notifier is None:
-            await self._dead(row, row.attempts, f"notifier {row.notifier} is not configured")
-            return True
+            return self._dead(row, row.attempts, f"notifier {row.notifier} is not configured")
         try:
             cloudevent = json.loads(row.body)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
             cloudevent = None
         if not isinstance(cloudevent, dict):
             # Retrying cannot repair a stored body; keep the row for `deliveries list`.
-            await self._dead(row, row.attempts, "stored event body is not a JSON object")
-            return True
+            return self._dead(row, row.attempts, "stored event body is not a JSON object")
         attempt = row.attempts + 1
         event = OutgoingEvent(
             id=row.event_id,
@@ -228,11 +274,10 @@ class Dispatcher:
             attempt=attempt,
         )
         async with self._slots:
-            if self._stopping:
-                return False
+            if self._stopping or self._batch_error is not None:
+                return None
             error = await self._send(notifier, event)
-        await self._record(row, attempt, error)
-        return True
+        return self._judge(row, attempt, error)
 
     async def _send(self, notifier: Notifier, event: OutgoingEvent) -> DeliveryError | None:
         started = time.perf_counter()
@@ -254,29 +299,22 @@ class Dispatcher:
             )
         return None
 
-    async def _record(self, row: Delivery, attempt: int, error: DeliveryError | None) -> None:
+    def _judge(self, row: Delivery, attempt: int, error: DeliveryError | None) -> _Outcome:
         now = self._clock()
         if error is None:
-            await self._store.mark_delivered(row.id, now)
             self._count(row, "delivered")
             _log.debug("delivered", notifier=row.notifier, event_id=row.event_id, attempt=attempt)
-            return
+            return _Outcome(row, DeliveryStatus.DELIVERED, attempt, now)
         message = str(error) or type(error).__name__
         if error.permanent:
-            await self._dead(row, attempt, message)
-            return
-        age = (now - _aware(row.created_at)).total_seconds()
+            return self._dead(row, attempt, message)
+        age = (now - as_utc(row.created_at)).total_seconds()
         if attempt >= self._retry.max_attempts:
-            await self._dead(row, attempt, f"{message} (gave up after {attempt} attempts)")
-            return
+            return self._dead(row, attempt, f"{message} (gave up after {attempt} attempts)")
         if age >= self._retry.max_age:
-            await self._dead(row, attempt, f"{message} (gave up after {age:.0f}s)")
-            return
+            return self._dead(row, attempt, f"{message} (gave up after {age:.0f}s)")
         delay = backoff_delay(self._retry, attempt, self._rng, error.retry_after)
         next_at = now + timedelta(seconds=delay)
-        await self._store.mark_retry(
-            row.id, attempts=attempt, next_attempt_at=next_at, error=message
-        )
         self._count(row, "retry")
         _log.warning(
             "delivery failed",
@@ -285,11 +323,23 @@ class Dispatcher:
             error=message,
             next_attempt_at=next_at.isoformat(),
         )
+        return _Outcome(row, DeliveryStatus.PENDING, attempt, next_at, message)
 
-    async def _dead(self, row: Delivery, attempts: int, error: str) -> None:
-        await self._store.mark_dead(row.id, attempts=attempts, error=error)
+    def _dead(self, row: Delivery, attempts: int, error: str) -> _Outcome:
         self._count(row, "dead")
         _log.error("delivery dead-lettered", **_fields(row), attempts=attempts, error=error)
+        return _Outcome(row, DeliveryStatus.DEAD, attempts, self._clock(), error)
+
+    async def _apply(self, outcome: _Outcome) -> None:
+        row_id, attempts, error = outcome.row.id, outcome.attempts, outcome.error or ""
+        if outcome.status is DeliveryStatus.DELIVERED:
+            await self._store.mark_delivered(row_id, outcome.at)
+        elif outcome.status is DeliveryStatus.DEAD:
+            await self._store.mark_dead(row_id, attempts=attempts, error=error)
+        else:
+            await self._store.mark_retry(
+                row_id, attempts=attempts, next_attempt_at=outcome.at, error=error
+            )
 
     def _count(self, row: Delivery, outcome: str) -> None:
         self._metrics.deliveries.labels(notifier=row.notifier, outcome=outcome).inc()
@@ -297,8 +347,3 @@ class Dispatcher:
 
 def _fields(row: Delivery) -> dict[str, Any]:
     return {"notifier": row.notifier, "event_id": row.event_id, "event_type": row.event_type}
-
-
-def _aware(value: datetime) -> datetime:
-    # Stores hand back UTC; a naive value from a store that dropped the offset is UTC too.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,5 +1,5 @@
 """The model: what bulkwatch knows of tasks, polls and events. Pure data; imports nothing else
-of bulkwatch, and everything else may import it."""
+of bulkwatch but `common`, and everything else may import it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bulkwatch.model.polls import (
     EndpointState,
     EndpointView,
     FailureKind,
+    Listing,
     PollError,
     PollOutcome,
     PollResult,
@@ -40,6 +41,7 @@ __all__ = [
     "Event",
     "EventType",
     "FailureKind",
+    "Listing",
     "Platform",
     "PollError",
     "PollOutcome",

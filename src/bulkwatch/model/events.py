@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from bulkwatch.model.tasks import Platform, TaskSnapshot, TaskStatus
+from bulkwatch.model.times import as_utc
 
 __all__ = [
     "Event",
@@ -45,11 +46,6 @@ class EventType(StrEnum):
         return cls(f"bulkwatch.task.{status.value.lower()}")
 
     @property
-    def about_store(self) -> bool:
-        """A store event (its subject is the store), not a task event."""
-        return self in (EventType.STORE_DOWN, EventType.STORE_UP)
-
-    @property
     def status(self) -> TaskStatus | None:
         """The status a status-change event announces; None for the others."""
         return _STATUS_OF.get(self)
@@ -80,9 +76,7 @@ def event_id(*parts: str | int) -> str:
 def isoformat(value: datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return as_utc(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def task_data(snapshot: TaskSnapshot, previous: TaskStatus | None) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""The one wall clock and the one rule for datetimes without an offset."""
+"""The one wall clock, and the one rule for datetimes without an offset (`common.times`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+from bulkwatch.common.times import as_utc
 
 __all__ = ["as_utc", "utcnow"]
 
@@ -10,9 +12,3 @@ __all__ = ["as_utc", "utcnow"]
 def utcnow() -> datetime:
     """Now, in UTC: the default clock of every part that takes one."""
     return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """`value` with an offset: a naive datetime is read as UTC (what SQLite rows and
-    platforms without an offset give)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

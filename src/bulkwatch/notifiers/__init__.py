@@ -1,1 +1,1 @@
-"""Notifiers: where events go. One module per type, registered in `registry`."""
+"""Notifiers: where events go. One module per type; `registry` lists them and finds plugins."""

@@ -22,14 +22,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from bulkwatch.common.durations import Duration
 from bulkwatch.common.secret_file import read_secret_file
-from bulkwatch.notifiers.base import (
-    DeliveryError,
-    Notifier,
-    NotifierConfig,
-    NotifierContext,
-    OutgoingEvent,
-)
-from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierType, OutgoingEvent
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
 if TYPE_CHECKING:
@@ -139,12 +132,4 @@ def _describe(result: object, total: int) -> str:
     return f"Apprise: {len(failed)} of {total} service(s) failed: {', '.join(failed)}"
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, AppriseNotifierConfig):
-        raise TypeError(
-            f"apprise notifier needs an AppriseNotifierConfig, got {type(config).__name__}"
-        )
-    return AppriseNotifier(config)
-
-
-TYPE = NotifierType("apprise", AppriseNotifierConfig, _factory)
+TYPE = NotifierType("apprise", AppriseNotifierConfig, lambda config, _: AppriseNotifier(config))

@@ -1,11 +1,12 @@
-"""The notifier contract: a config model per type and a `Notifier` that sends one event."""
+"""The notifier contract: a config model per type, a `Notifier` that sends one event, and the
+`NotifierType` that ties a type's name to its config model and factory."""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +18,7 @@ __all__ = [
     "Notifier",
     "NotifierConfig",
     "NotifierContext",
+    "NotifierType",
     "OutgoingEvent",
 ]
 
@@ -78,3 +80,28 @@ class Notifier(Protocol):
     async def send(self, event: OutgoingEvent) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=NotifierConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierType(Generic[ConfigT]):
+    """One kind of notifier: its `type` name, its config model and how to build it.
+
+    `factory` receives a config of its own `config_model`; `build` is the one place where a
+    config known only as a `NotifierConfig` is checked to be of that model.
+    """
+
+    name: str
+    config_model: type[ConfigT]
+    factory: Callable[[ConfigT, NotifierContext], Notifier]
+
+    def build(self, config: NotifierConfig, context: NotifierContext) -> Notifier:
+        """The notifier for `config`; TypeError when it is not a `config_model`."""
+        if not isinstance(config, self.config_model):
+            raise TypeError(
+                f"the {self.name} notifier needs a {self.config_model.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        return self.factory(config, context)

@@ -30,14 +30,7 @@ from typing import IO, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from bulkwatch.common.durations import Duration
-from bulkwatch.notifiers.base import (
-    DeliveryError,
-    Notifier,
-    NotifierConfig,
-    NotifierContext,
-    OutgoingEvent,
-)
-from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierType, OutgoingEvent
 from bulkwatch.notifiers.templates import placeholders
 
 __all__ = ["ENV_PREFIX", "TYPE", "CommandNotifier", "CommandNotifierConfig", "event_environment"]
@@ -202,13 +195,7 @@ def _judge(code: int, stderr: bytes) -> None:
     raise DeliveryError(what)
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, CommandNotifierConfig):
-        raise TypeError(
-            f"command notifier needs a CommandNotifierConfig, got {type(config).__name__}"
-        )
-    # The child inherits the daemon's environment, as any program started from a shell would.
-    return CommandNotifier(config, os.environ)
-
-
-TYPE = NotifierType("command", CommandNotifierConfig, _factory)
+# The child inherits the daemon's environment, as any program started from a shell would.
+TYPE = NotifierType(
+    "command", CommandNotifierConfig, lambda config, _: CommandNotifier(config, os.environ)
+)

@@ -27,20 +27,13 @@ from aiosmtplib import SMTPResponse
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bulkwatch.common.durations import Duration
-from bulkwatch.common.secret_file import read_secret_file
-from bulkwatch.notifiers.base import (
-    DeliveryError,
-    Notifier,
-    NotifierConfig,
-    NotifierContext,
-    OutgoingEvent,
-)
-from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.common.secret_file import fill_secret_from_file
+from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierType, OutgoingEvent
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
 __all__ = ["TYPE", "EmailNotifier", "EmailNotifierConfig", "build_email"]
 
-_log = structlog.get_logger("bulkwatch.notify")
+_log = structlog.get_logger("bulkwatch")
 
 Security = Literal["none", "starttls", "ssl"]
 _DEFAULT_PORTS: dict[str, int] = {"none": 25, "starttls": 587, "ssl": 465}
@@ -109,12 +102,7 @@ class EmailNotifierConfig(NotifierConfig):
 
     @model_validator(mode="after")
     def _check_login(self) -> EmailNotifierConfig:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give password or password_file, not both")
-        if self.password_file is not None:
-            secret = read_secret_file("password_file", self.password_file)
-            # The model is frozen; this runs once, during validation, before anyone sees it.
-            object.__setattr__(self, "password", SecretStr(secret))
+        fill_secret_from_file(self, "password")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password (or password_file) go together")
         if self.password is not None and self.security == "none":
@@ -254,10 +242,4 @@ def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {_one_line(exc.message)}"
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, EmailNotifierConfig):
-        raise TypeError(f"email notifier needs an EmailNotifierConfig, got {type(config).__name__}")
-    return EmailNotifier(config)
-
-
-TYPE = NotifierType("email", EmailNotifierConfig, _factory)
+TYPE = NotifierType("email", EmailNotifierConfig, lambda config, _: EmailNotifier(config))

@@ -1,4 +1,8 @@
-"""One POST for the HTTP notifiers, with transport failures turned into `DeliveryError`."""
+"""What the HTTP notifiers share: their URL check, one POST with transport failures turned into
+`DeliveryError`, and which answers are retried.
+
+The User-Agent is not set here: it is a default header of the session the notifier is given.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
+from bulkwatch.common.retry_after import parse_retry_after
+from bulkwatch.model import utcnow
 from bulkwatch.notifiers.base import DeliveryError
 
-__all__ = ["Answer", "post"]
+__all__ = ["Answer", "check_url", "failure", "post"]
+
+_RETRYABLE_4XX = frozenset({408, 429})
+
+
+def check_url(value: str) -> None:
+    """ValueError unless `value` is an http:// or https:// URL with a host."""
+    try:
+        url = URL(value)
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError("must be an http:// or https:// URL with a host")
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +36,18 @@ class Answer:
     status: int
     retry_after: str | None  # the raw Retry-After header
     text: str  # the first `read` bytes of the body, decoded
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def failure(answer: Answer, message: str) -> DeliveryError:
+    """The `DeliveryError` of a non-2xx answer: retried after 408, 429 and 5xx (waiting at
+    least its Retry-After), permanent after anything else."""
+    if answer.status in _RETRYABLE_4XX or answer.status >= 500:
+        return DeliveryError(message, retry_after=parse_retry_after(answer.retry_after, utcnow()))
+    return DeliveryError(message, permanent=True)
 
 
 async def post(

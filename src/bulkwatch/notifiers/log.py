@@ -11,12 +11,11 @@ from typing import Any, Literal
 
 import structlog
 
-from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext, OutgoingEvent
-from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.notifiers.base import NotifierConfig, NotifierType, OutgoingEvent
 
 __all__ = ["TYPE", "LogNotifier", "LogNotifierConfig", "format_line"]
 
-_logger = structlog.get_logger("bulkwatch.notify")
+_logger = structlog.get_logger("bulkwatch")
 
 _TASK_PREFIX = "bulkwatch.task."
 _STORE_PREFIX = "bulkwatch.store."
@@ -119,10 +118,4 @@ def _error(data: Mapping[str, Any]) -> str | None:
     return code or reason
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, LogNotifierConfig):
-        raise TypeError(f"log notifier needs a LogNotifierConfig, got {type(config).__name__}")
-    return LogNotifier(config)
-
-
-TYPE = NotifierType("log", LogNotifierConfig, _factory)
+TYPE = NotifierType("log", LogNotifierConfig, lambda config, _: LogNotifier(config))

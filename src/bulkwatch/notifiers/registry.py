@@ -15,12 +15,12 @@ what went wrong. A plugin may not replace a built-in type; it is ignored with a 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import structlog
 
-from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext
+from bulkwatch.notifiers.base import NotifierConfig, NotifierType
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -29,37 +29,22 @@ __all__ = [
     "PluginError",
     "get",
     "known_types",
-    "register",
 ]
 
 ENTRY_POINT_GROUP = "bulkwatch.notifiers"
 
-_log = structlog.get_logger("bulkwatch.notifiers")
-
-
-@dataclass(frozen=True, slots=True)
-class NotifierType:
-    """One kind of notifier: its `type` name, its config model and how to build it."""
-
-    name: str
-    config_model: type[NotifierConfig]
-    factory: Callable[[NotifierConfig, NotifierContext], Notifier]
+_log = structlog.get_logger("bulkwatch")
 
 
 class PluginError(Exception):
     """A notifier plugin that is installed but cannot be used; the message names it."""
 
 
-def _builtin_types() -> list[NotifierType]:
-    # Imported here: the built-in modules import this one for NotifierType.
-    from bulkwatch.notifiers import (  # noqa: PLC0415
-        apprise,
-        command,
-        email,
-        log,
-        slack,
-        webhook,
-    )
+def _builtin_types() -> list[NotifierType[Any]]:
+    """The types bulkwatch ships; a plugin cannot take one of their names."""
+    # Imported on first use, not with this module: the config imports the registry, so
+    # `bulkwatch --help` would otherwise load aiohttp and aiosmtplib, which doubles its time.
+    from bulkwatch.notifiers import apprise, command, email, log, slack, webhook  # noqa: PLC0415
 
     return [log.TYPE, webhook.TYPE, slack.TYPE, email.TYPE, command.TYPE, apprise.TYPE]
 
@@ -77,24 +62,13 @@ class NotifierRegistry:
     distributions. Tests pass their own to exercise broken or clashing plugins.
     """
 
-    def __init__(
-        self,
-        discover: Callable[[], Iterable[EntryPoint]] | None = None,
-        *,
-        builtins: Callable[[], Iterable[NotifierType]] = _builtin_types,
-    ) -> None:
+    def __init__(self, discover: Callable[[], Iterable[EntryPoint]] | None = None) -> None:
         self._discover = discover or (lambda: entry_points(group=ENTRY_POINT_GROUP))
-        self._builtins = builtins
-        self._types: dict[str, NotifierType] = {}
+        self._types: dict[str, NotifierType[Any]] = {}
         self._plugins: dict[str, EntryPoint] | None = None
         self._broken: dict[str, str] = {}
 
-    def register(self, kind: NotifierType) -> None:
-        """Make a type available under `kind.name`, replacing any type of that name."""
-        self._entry_points()
-        self._types[kind.name] = kind
-
-    def get(self, name: str) -> NotifierType | None:
+    def get(self, name: str) -> NotifierType[Any] | None:
         """The type called `name`, or None when nothing provides it.
 
         Raises `PluginError` when a plugin provides the name but cannot be loaded.
@@ -125,7 +99,7 @@ class NotifierRegistry:
         """Plugins by type name; the first call also loads the built-ins."""
         if self._plugins is not None:
             return self._plugins
-        for kind in self._builtins():
+        for kind in _builtin_types():
             self._types.setdefault(kind.name, kind)
         plugins: dict[str, EntryPoint] = {}
         for entry in self._discover():
@@ -146,7 +120,7 @@ class NotifierRegistry:
         return plugins
 
 
-def _load(entry: EntryPoint) -> NotifierType:
+def _load(entry: EntryPoint) -> NotifierType[Any]:
     """Import an entry point and check that it gives a usable `NotifierType`."""
     what = _describe(entry)
     try:
@@ -172,12 +146,7 @@ def _load(entry: EntryPoint) -> NotifierType:
 _default = NotifierRegistry()
 
 
-def register(kind: NotifierType) -> None:
-    """Make a notifier type available to config validation and the app."""
-    _default.register(kind)
-
-
-def get(name: str) -> NotifierType | None:
+def get(name: str) -> NotifierType[Any] | None:
     """The notifier type called `name` (None if unknown; `PluginError` if it is broken)."""
     return _default.get(name)
 

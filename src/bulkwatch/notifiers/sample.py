@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 
+from bulkwatch.common.useragent import USER_AGENT
 from bulkwatch.model import (
     EventType,
     Platform,
@@ -21,6 +22,7 @@ from bulkwatch.model import (
     TaskStatus,
     encode_cloudevent,
     task_event,
+    utcnow,
 )
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierContext, OutgoingEvent
@@ -34,7 +36,7 @@ def sample_event(
     instance: str, store: str, platform: Platform, *, now: datetime | None = None
 ) -> OutgoingEvent:
     """A completed-task event for `store`, clearly marked as a test."""
-    at = now or datetime.now(UTC)
+    at = now or utcnow()
     snapshot = TaskSnapshot(
         platform=platform,
         store=store,
@@ -80,8 +82,9 @@ async def send_sample(
     kind = registry.get(config.type)
     if kind is None:
         raise LookupError(f"notifier type {config.type!r} is not registered")
-    async with aiohttp.ClientSession() as session:
-        notifier = kind.factory(config, NotifierContext(session=session, instance=instance))
+    # The User-Agent the daemon's sessions send, so a receiver sees the test as it will see events.
+    async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
+        notifier = kind.build(config, NotifierContext(session=session, instance=instance))
         try:
             await notifier.send(event)
         except DeliveryError as exc:

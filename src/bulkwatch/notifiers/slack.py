@@ -14,27 +14,16 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
-from yarl import URL
 
-from bulkwatch import __version__
 from bulkwatch.common.durations import Duration
-from bulkwatch.common.retry_after import parse_retry_after
-from bulkwatch.common.secret_file import read_secret_file
-from bulkwatch.notifiers.base import (
-    DeliveryError,
-    Notifier,
-    NotifierConfig,
-    NotifierContext,
-    OutgoingEvent,
-)
-from bulkwatch.notifiers.http import post
-from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.common.secret_file import fill_secret_from_file
+from bulkwatch.notifiers.base import NotifierConfig, NotifierType, OutgoingEvent
+from bulkwatch.notifiers.http import check_url, failure, post
 from bulkwatch.notifiers.templates import MessageTemplate, placeholders, render
 
 __all__ = ["TYPE", "SlackNotifier", "SlackNotifierConfig", "build_message"]
@@ -44,7 +33,6 @@ _HEADER_MAX = 150
 _TEXT_MAX = 3000
 _FIELD_MAX = 2000
 _BUTTON_URL_MAX = 3000
-_RETRYABLE_4XX = frozenset({408, 429})
 # Slack's error bodies are short codes ("invalid_token"); anything else is not echoed.
 _ERROR_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
 _FIELDS = (
@@ -58,15 +46,6 @@ _FIELDS = (
     ("superseded_by", "Superseded by"),
 )
 _BUTTONS = (("url", "Download result"), ("partial_data_url", "Partial data"))
-
-
-def _check_url(value: str) -> None:
-    try:
-        url = URL(value)
-    except ValueError:
-        raise ValueError("not a valid URL") from None
-    if url.scheme not in {"http", "https"} or not url.host:
-        raise ValueError("must be an http:// or https:// URL with a host")
 
 
 class SlackNotifierConfig(NotifierConfig):
@@ -86,7 +65,7 @@ class SlackNotifierConfig(NotifierConfig):
     @classmethod
     def _check_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            _check_url(value.get_secret_value())
+            check_url(value.get_secret_value())
         return value
 
     @model_validator(mode="after")
@@ -95,17 +74,7 @@ class SlackNotifierConfig(NotifierConfig):
             if self.webhook_url is None:
                 raise ValueError("webhook_url: field required (or webhook_url_file)")
             return self
-        if self.webhook_url is not None:
-            raise ValueError("give webhook_url or webhook_url_file, not both")
-        url = read_secret_file("webhook_url_file", self.webhook_url_file)
-        try:
-            _check_url(url)
-        except ValueError as exc:
-            raise ValueError(
-                f"webhook_url_file: the URL in {self.webhook_url_file} {exc}"
-            ) from None
-        # The model is frozen; this runs once, during validation, before anyone sees it.
-        object.__setattr__(self, "webhook_url", SecretStr(url))
+        fill_secret_from_file(self, "webhook_url", check_url)
         return self
 
 
@@ -170,7 +139,7 @@ class SlackNotifier:
     async def send(self, event: OutgoingEvent) -> None:
         """POST the message; return on 2xx, raise `DeliveryError` otherwise."""
         body = json.dumps(build_message(event, self._title, self._text)).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": f"bulkwatch/{__version__}"}
+        headers = {"Content-Type": "application/json"}
         answer = await post(
             self._session,
             self._url.get_secret_value(),
@@ -180,27 +149,16 @@ class SlackNotifier:
             read=256,
             peer="Slack",
         )
-        _judge(answer.status, answer.retry_after, answer.text)
+        if not answer.ok:
+            message = f"HTTP {answer.status} from Slack"
+            if _ERROR_CODE.match(answer.text):
+                message += f": {answer.text}"
+            raise failure(answer, message)
 
     async def aclose(self) -> None:
         """Nothing to release: the session belongs to the app."""
 
 
-def _judge(status: int, retry_after: str | None, answer: str) -> None:
-    if 200 <= status < 300:
-        return
-    message = f"HTTP {status} from Slack"
-    if _ERROR_CODE.match(answer):
-        message += f": {answer}"
-    if status in _RETRYABLE_4XX or status >= 500:
-        raise DeliveryError(message, retry_after=parse_retry_after(retry_after, datetime.now(UTC)))
-    raise DeliveryError(message, permanent=True)
-
-
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, SlackNotifierConfig):
-        raise TypeError(f"slack notifier needs a SlackNotifierConfig, got {type(config).__name__}")
-    return SlackNotifier(config, context.session)
-
-
-TYPE = NotifierType("slack", SlackNotifierConfig, _factory)
+TYPE = NotifierType(
+    "slack", SlackNotifierConfig, lambda config, ctx: SlackNotifier(config, ctx.session)
+)

@@ -12,26 +12,16 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
-from yarl import URL
 
-from bulkwatch import __version__
 from bulkwatch.common.durations import Duration
-from bulkwatch.common.retry_after import parse_retry_after
-from bulkwatch.notifiers.base import (
-    DeliveryError,
-    Notifier,
-    NotifierConfig,
-    NotifierContext,
-    OutgoingEvent,
-)
-from bulkwatch.notifiers.http import post
-from bulkwatch.notifiers.registry import NotifierType
+from bulkwatch.common.secret_file import fill_secret_from_file
+from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierType, OutgoingEvent
+from bulkwatch.notifiers.http import Answer, check_url, failure, post
 
 __all__ = [
     "CONTENT_TYPE",
@@ -48,7 +38,6 @@ _SECRET_HINT = "must be 'whsec_' followed by base64 (a Standard Webhooks secret)
 _RESERVED_HEADERS = frozenset(
     {"content-type", "content-length", "webhook-id", "webhook-timestamp", "webhook-signature"}
 )
-_RETRYABLE_4XX = frozenset({408, 429})
 
 
 def _decode_secret(value: str) -> bytes:
@@ -83,12 +72,7 @@ class WebhookNotifierConfig(NotifierConfig):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        try:
-            url = URL(value)
-        except ValueError:
-            raise ValueError("not a valid URL") from None
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ValueError("must be an http:// or https:// URL with a host")
+        check_url(value)
         return value
 
     @field_validator("secret")
@@ -108,23 +92,7 @@ class WebhookNotifierConfig(NotifierConfig):
 
     @model_validator(mode="after")
     def _read_secret_file(self) -> WebhookNotifierConfig:
-        if self.secret_file is None:
-            return self
-        if self.secret is not None:
-            raise ValueError("give secret or secret_file, not both")
-        path = self.secret_file
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"secret_file: cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"secret_file: {path} is not UTF-8 text") from None
-        try:
-            _decode_secret(text)
-        except ValueError as exc:
-            raise ValueError(f"secret_file: the content of {path} {exc}") from None
-        # The model is frozen; this runs once, during validation, before anyone sees it.
-        object.__setattr__(self, "secret", SecretStr(text))
+        fill_secret_from_file(self, "secret", _decode_secret)
         return self
 
 
@@ -150,7 +118,7 @@ class WebhookNotifier:
         self._clock = clock
         self._timeout_s = config.timeout
         self._key = _decode_secret(config.secret.get_secret_value()) if config.secret else None
-        self._headers = {"User-Agent": f"bulkwatch/{__version__}", **config.headers}
+        self._headers = dict(config.headers)
 
     async def send(self, event: OutgoingEvent) -> None:
         """POST the event; return on 2xx, raise `DeliveryError` otherwise."""
@@ -163,31 +131,22 @@ class WebhookNotifier:
         answer = await post(
             self._session, self._url, event.body, headers, timeout_s=self._timeout_s
         )
-        _judge(answer.status, answer.retry_after)
+        if not answer.ok:
+            raise _failure(answer)
 
     async def aclose(self) -> None:
         """Nothing to release: the session belongs to the app."""
 
 
-def _judge(status: int, retry_after_header: str | None) -> None:
-    """Map an HTTP status to success or a `DeliveryError` of the right kind."""
-    if 200 <= status < 300:
-        return
-    message = f"HTTP {status} from webhook"
-    if status in _RETRYABLE_4XX or status >= 500:
-        retry_after = parse_retry_after(retry_after_header, datetime.now(UTC))
-        raise DeliveryError(message, retry_after=retry_after)
-    if 300 <= status < 400:
-        raise DeliveryError(f"{message} (redirects are not followed)", permanent=True)
-    raise DeliveryError(message, permanent=True)
+def _failure(answer: Answer) -> DeliveryError:
+    message = f"HTTP {answer.status} from webhook"
+    if 300 <= answer.status < 400:
+        message += " (redirects are not followed)"
+    return failure(answer, message)
 
 
-def _factory(config: NotifierConfig, context: NotifierContext) -> Notifier:
-    if not isinstance(config, WebhookNotifierConfig):
-        raise TypeError(
-            f"webhook notifier needs a WebhookNotifierConfig, got {type(config).__name__}"
-        )
-    return WebhookNotifier(config, context.session)
-
-
-TYPE = NotifierType("webhook", WebhookNotifierConfig, _factory)
+TYPE = NotifierType(
+    "webhook",
+    WebhookNotifierConfig,
+    lambda config, ctx: WebhookNotifier(config, ctx.session),
+)

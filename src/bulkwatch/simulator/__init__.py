@@ -9,6 +9,9 @@ Each store is reached under its own path prefix, which is its bulkwatch `base_ur
   with `Authorization: Bearer <token>` → the current task at top level (or `{"data": {...}}`);
   no task → the store's `empty_style` (200 `{}` by default); `traceId` header.
 
+Where the platforms' documentation is silent (list order, the page past the end, the no-task
+answer, the failed code, the auth failure, redirects), `Variants` choose the behaviour.
+
 Tokens default to `sim-<store>`; a wrong one gets 401. Start it with
 `async with run_simulator(stores=make_stores(2, 2)) as sim:` and drive it with the `Simulator`
 methods, or from another process (`python -m bulkwatch.simulator --port 0 --manual`) with the
@@ -18,6 +21,8 @@ control routes. Bodies are JSON; task fields are snake_case, times epoch seconds
 - `GET /_sim/config` → `store_configs()`, the `stores:` of a bulkwatch config
 - `GET /_sim/stats[?store=S]` → request counters; `DELETE /_sim/stats` resets them
 - `PUT /_sim/latency` `{"seconds"}` → seconds added to every API response
+- `GET /_sim/variants` → the platform variants (`simulator.variants`); `PATCH` changes them
+  (`{"list_order"?, "past_end"?, "no_task"?, "failed_code"?, "auth_failure"?, "redirect"?}`)
 - `GET /_sim/faults` → installed fault rules
 - `POST /_sim/faults` `{"kind", "store"?, "endpoint"?, "times"?, "probability"?, "status"?,
   "retry_after"?, "delay"?, "size"?}` → 201 the rule, with its `id`; `times` defaults to 1,
@@ -46,7 +51,7 @@ COMPLETED), Shopline a string. Fault kinds (`FaultKind`): `status` (with `status
 from __future__ import annotations
 
 from bulkwatch.simulator.api import make_app
-from bulkwatch.simulator.core import DEFAULT_EXPIRE_AFTER, Simulator
+from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.driver import Driver, DriverConfig
 from bulkwatch.simulator.faults import Fault, FaultKind, FaultRule
 from bulkwatch.simulator.lifecycle import next_status
@@ -59,9 +64,12 @@ from bulkwatch.simulator.model import (
     make_stores,
 )
 from bulkwatch.simulator.runner import run_simulator, serve, write_config
+from bulkwatch.simulator.state import DEFAULT_EXPIRE_AFTER
+from bulkwatch.simulator.variants import SINGLE_VARIANTS, Variants
 
 __all__ = [
     "DEFAULT_EXPIRE_AFTER",
+    "SINGLE_VARIANTS",
     "Driver",
     "DriverConfig",
     "Fault",
@@ -73,6 +81,7 @@ __all__ = [
     "Simulator",
     "StoreSpec",
     "TaskFields",
+    "Variants",
     "make_app",
     "make_stores",
     "next_status",

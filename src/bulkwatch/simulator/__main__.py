@@ -13,6 +13,7 @@ import functools
 from collections.abc import Sequence
 
 from bulkwatch.simulator.runner import serve, until_signalled
+from bulkwatch.simulator.variants import add_variant_arguments, pop_variants
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -29,25 +30,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--history", type=int, default=2)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--manual", action="store_true", help="no automatic driver")
-    parser.add_argument("--config-out", default=None, help="write a bulkwatch config here")
-    args = parser.parse_args(argv)
-    run = serve(
-        args.host,
-        args.port,
-        stores=args.stores,
-        shoplazza=args.shoplazza,
-        shopline=args.shopline,
-        step=args.step,
-        create_every=args.create_every,
-        expire_after=args.expire_after,
-        history=args.history,
-        seed=args.seed,
-        latency=args.latency,
-        auto=not args.manual,
-        config_path=args.config_out,
-        announce=functools.partial(print, flush=True),
+    parser.add_argument("--manual", dest="auto", action="store_false", help="no automatic driver")
+    parser.add_argument(
+        "--config-out",
+        dest="config_path",
+        metavar="CONFIG_OUT",
+        default=None,
+        help="write a bulkwatch config here",
     )
+    add_variant_arguments(parser)
+    # Every other option's `dest` is the name of a `serve` parameter.
+    args = parser.parse_args(argv)
+    options = vars(args).copy()
+    variants = pop_variants(options)
+    run = serve(**options, variants=variants, announce=functools.partial(print, flush=True))
     code = 0
     # A SIGINT before `until_signalled` installs its handler comes out as KeyboardInterrupt.
     with contextlib.suppress(KeyboardInterrupt):

@@ -1,42 +1,29 @@
-"""`Simulator`: the simulated platforms' state and the Python API that drives it by hand."""
+"""`Simulator`: the simulated platforms (`state`) served over HTTP, with injected faults, request
+counters and, when one runs, the automatic driver."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import Any
 
-from bulkwatch.model import Platform, TaskStatus
+from bulkwatch.simulator.driver import Driver
 from bulkwatch.simulator.faults import Fault, FaultInjector, FaultKind, FaultRule
-from bulkwatch.simulator.lifecycle import Status, apply_change, next_status, shopline_slot
-from bulkwatch.simulator.model import (
-    SHOPLAZZA_TYPE,
-    NotFoundError,
-    SimStore,
-    SimTask,
-    StoreSpec,
-    TaskFields,
-    collect,
-    make_rng,
-)
+from bulkwatch.simulator.model import SimStore, StoreSpec, make_rng
+from bulkwatch.simulator.state import DEFAULT_EXPIRE_AFTER, SimulatedPlatforms
+from bulkwatch.simulator.variants import Variants
 
-if TYPE_CHECKING:
-    from bulkwatch.simulator.driver import Driver
-
-__all__ = ["DEFAULT_EXPIRE_AFTER", "Simulator"]
-
-DEFAULT_EXPIRE_AFTER = 12 * 3600.0  # Shopline result files live about 12 hours
+__all__ = ["Simulator"]
 
 
-class Simulator:
+class Simulator(SimulatedPlatforms):
     """Simulated Shoplazza and Shopline stores, their tasks, injected faults and counters.
 
     `seed` makes ids, fault probabilities and the automatic driver reproducible; `clock`
     (epoch seconds) stamps task times; `latency` seconds are added to every API response;
-    `expire_after` is how long a COMPLETED Shopline result lives (`expiredAt`).
+    `expire_after` is how long a COMPLETED Shopline result lives (`expiredAt`); `variants`
+    how the platforms behave where their documentation is silent (`simulator.variants`).
     """
 
     def __init__(
@@ -47,16 +34,17 @@ class Simulator:
         clock: Callable[[], float] | None = None,
         latency: float = 0.0,
         expire_after: float = DEFAULT_EXPIRE_AFTER,
+        variants: Variants | None = None,
     ) -> None:
-        self.stores: dict[str, SimStore] = collect(stores)
-        self.seed = seed
-        self.clock: Callable[[], float] = clock or time.time
+        super().__init__(
+            stores, seed=seed, clock=clock, expire_after=expire_after, variants=variants
+        )
+        # Requests that followed a cross-host redirect carrying a token: a client must never.
+        self.leaked_tokens = 0
         self.latency = latency
-        self.expire_after = expire_after
         self.faults = FaultInjector(make_rng(seed, "faults"))
         self.driver: Driver | None = None
         self.unknown_requests = 0
-        self._ids = make_rng(seed, "ids")
         self._run = f"{self._ids.getrandbits(32):08x}"
         self._responses = itertools.count(1)
         self._url: str | None = None
@@ -82,170 +70,6 @@ class Simulator:
     def store_configs(self) -> list[dict[str, Any]]:
         """One dict per store, ready to go under `stores:` in a bulkwatch config."""
         return [st.config(f"{self.url}/{st.name}") for st in self.stores.values()]
-
-    def add_store(self, spec: StoreSpec) -> SimStore:
-        """Add a store while running."""
-        if spec.name in self.stores:
-            raise ValueError(f"duplicate store name {spec.name!r}")
-        st = SimStore.from_spec(spec)
-        self.stores[st.name] = st
-        return st
-
-    def store(self, name: str) -> SimStore:
-        """A store by name; `NotFoundError` when unknown."""
-        try:
-            return self.stores[name]
-        except KeyError:
-            raise NotFoundError(f"no store named {name!r}") from None
-
-    # -- tasks --------------------------------------------------------------------------
-
-    def create_task(
-        self,
-        store: str,
-        task_id: str | None = None,
-        status: Status = TaskStatus.CREATED,
-        *,
-        operation_type: str | None = None,
-        now: float | None = None,
-        **fields: Unpack[TaskFields],
-    ) -> SimTask:
-        """Create a task; on Shopline it becomes the current one of its type, superseding
-        (removing from view) any previous one. Fields left out follow from the status."""
-        st = self.store(store)
-        at = self.clock() if now is None else now
-        if st.platform is Platform.SHOPLAZZA:
-            if operation_type not in (None, SHOPLAZZA_TYPE):
-                raise ValueError(f"Shoplazza tasks are of type {SHOPLAZZA_TYPE}")
-            operation_type = SHOPLAZZA_TYPE
-        else:
-            operation_type = operation_type or "QUERY"
-            shopline_slot(operation_type)
-        task_id = task_id or self.new_task_id(st.platform)
-        if task_id in st.tasks or any(t.id == task_id for t in st.current.values()):
-            raise ValueError(f"store {store} already shows a task {task_id!r}")
-        task = SimTask(
-            id=task_id,
-            platform=st.platform,
-            type=operation_type,
-            status=0 if st.platform is Platform.SHOPLAZZA else "CREATED",
-            created_at=fields.get("created_at", at),
-        )
-        self.apply(st, task, status, at, fields)
-        self.insert(st, task)
-        return task
-
-    def replace_current(
-        self,
-        store: str,
-        operation_type: str = "QUERY",
-        task_id: str | None = None,
-        status: Status = TaskStatus.CREATED,
-        *,
-        now: float | None = None,
-        **fields: Unpack[TaskFields],
-    ) -> SimTask:
-        """Shopline: start a new task of this type, replacing the current one (another app's)."""
-        if self.store(store).platform is not Platform.SHOPLINE:
-            raise ValueError(f"store {store} is not a Shopline store")
-        return self.create_task(
-            store, task_id, status, operation_type=operation_type, now=now, **fields
-        )
-
-    def update_task(
-        self,
-        store: str,
-        task_id: str,
-        status: Status | None = None,
-        *,
-        now: float | None = None,
-        **fields: Unpack[TaskFields],
-    ) -> SimTask:
-        """Change a task's status and/or fields; a new status fills the fields it implies
-        (COMPLETED: url, completedAt, expiredAt; FAILED: errorCode TIMEOUT) unless given."""
-        st = self.store(store)
-        task = st.find(task_id)
-        self.apply(st, task, status, self.clock() if now is None else now, fields)
-        return task
-
-    def set_status(
-        self,
-        store: str,
-        task_id: str,
-        status: Status,
-        *,
-        now: float | None = None,
-        **fields: Unpack[TaskFields],
-    ) -> SimTask:
-        """Set a task's status (and optionally fields): `update_task` with a status."""
-        return self.update_task(store, task_id, status, now=now, **fields)
-
-    def advance(
-        self, store: str, task_id: str, *, fail: bool = False, now: float | None = None
-    ) -> SimTask:
-        """Move a task one lifecycle step (see `next_status`); ValueError when it has none."""
-        st = self.store(store)
-        task = st.find(task_id)
-        status = next_status(task, fail=fail)
-        if status is None:
-            raise ValueError(f"task {task_id} in status {task.status!r} has no next step")
-        self.apply(st, task, status, self.clock() if now is None else now, {})
-        return task
-
-    def remove_task(self, store: str, task_id: str) -> SimTask:
-        """Make a task disappear from the endpoint."""
-        st = self.store(store)
-        task = st.find(task_id)
-        if st.tasks.pop(task_id, None) is None:
-            st.current = {slot: t for slot, t in st.current.items() if t is not task}
-        task.version += 1
-        return task
-
-    def clear_current(self, store: str, operation_type: str = "QUERY") -> SimTask | None:
-        """Shopline: leave no current task of this type; returns the one removed."""
-        st = self.store(store)
-        task = st.current.pop(shopline_slot(operation_type), None)
-        if task is not None:
-            task.version += 1
-        return task
-
-    def task(self, store: str, task_id: str) -> SimTask:
-        """A task the endpoint currently shows."""
-        return self.store(store).find(task_id)
-
-    def tasks(self, store: str) -> list[SimTask]:
-        """The tasks a store shows, newest first."""
-        return self.store(store).all_tasks()
-
-    def current(self, store: str, operation_type: str = "QUERY") -> SimTask | None:
-        """Shopline: the current task of a type, if any."""
-        return self.store(store).current.get(shopline_slot(operation_type))
-
-    def new_task_id(self, platform: Platform) -> str:
-        """A fresh id in the platform's style: a UUID (Shoplazza) or a long number (Shopline)."""
-        if platform is Platform.SHOPLAZZA:
-            return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
-        return str(self._ids.randrange(10**18, 10**19))
-
-    def insert(self, st: SimStore, task: SimTask) -> None:
-        """Make a new task visible; Shopline supersedes, Shoplazza drops its oldest past
-        `max_tasks` (the real list is capped too)."""
-        if st.platform is Platform.SHOPLAZZA:
-            st.tasks[task.id] = task
-            while len(st.tasks) > st.max_tasks:
-                st.tasks.pop(next(iter(st.tasks))).version += 1
-            return
-        old = st.current.get(slot := shopline_slot(task.type))
-        if old is not None:
-            old.version += 1
-            st.superseded += 1
-        st.current[slot] = task
-
-    def apply(
-        self, st: SimStore, task: SimTask, status: Status | None, at: float, fields: TaskFields
-    ) -> None:
-        """Set a status and fields, deriving what the platform would fill in."""
-        apply_change(st, task, status, at, fields, expire_after=self.expire_after, rng=self._ids)
 
     # -- faults -------------------------------------------------------------------------
 

@@ -14,14 +14,12 @@ import heapq
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from bulkwatch.model import Platform
 from bulkwatch.simulator.lifecycle import next_status
 from bulkwatch.simulator.model import ERROR_REASONS, SimStore, SimTask, make_rng
-
-if TYPE_CHECKING:
-    from bulkwatch.simulator.core import Simulator
+from bulkwatch.simulator.state import SimulatedPlatforms
 
 __all__ = ["Driver", "DriverConfig"]
 
@@ -74,7 +72,7 @@ class Driver:
 
     def __init__(
         self,
-        sim: Simulator,
+        sim: SimulatedPlatforms,
         config: DriverConfig | None = None,
         *,
         seed: int | None = None,

@@ -15,7 +15,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict, get_args
 
 from bulkwatch.model import Platform
 
@@ -37,12 +37,14 @@ __all__ = [
     "make_stores",
 ]
 
-EmptyStyle = Literal["object", "null", "empty", "404", "data_null"]
+EmptyStyle = Literal[
+    "object", "null", "empty", "404", "404_html", "id_null", "id_empty", "data_null"
+]
 BODY_STYLES: Final = {
     Platform.SHOPLAZZA: ("tasks", "querys", "wrapped"),
     Platform.SHOPLINE: ("plain", "wrapped"),
 }
-EMPTY_STYLES: Final = ("object", "null", "empty", "404", "data_null")
+EMPTY_STYLES: Final = get_args(EmptyStyle)
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # bulkwatch's store name rule
 SHOPLAZZA_TYPE: Final = "DATA_QUERY"
 SHOPLINE_TYPES: Final = ("QUERY", "MUTATION", "MUTATION_GENERAL")
@@ -122,8 +124,9 @@ class StoreSpec:
     `body_style`: Shoplazza `tasks` (default), `querys` or `wrapped` (`{"code", "data"}`);
     Shopline `plain` (default) or `wrapped` (`{"data": {...}}`). `empty_style` is what the
     Shopline endpoint answers with no current task: `object` (200 `{}`), `null`, `empty`,
-    `404` or `data_null`. `require_content_type` makes Shoplazza answer 400 without
-    `Content-Type: application/json`, as its gateway does.
+    `404`, `404_html`, `id_null`, `id_empty` or `data_null` (see `simulator.variants`).
+    `require_content_type` makes Shoplazza answer 400 without `Content-Type:
+    application/json`, as its gateway does.
     """
 
     name: str

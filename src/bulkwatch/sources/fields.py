@@ -11,6 +11,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from bulkwatch.model import as_utc
+
 __all__ = ["as_id", "as_int", "read_datetime", "read_int", "read_text", "short", "type_name"]
 
 _INTEGER = re.compile(r"^\s*[+-]?\d{1,18}\s*$")
@@ -115,5 +117,4 @@ def read_datetime(value: Any, label: str, problems: list[str]) -> datetime | Non
         return None
     if parsed.tzinfo is None:
         problems.append(f"{label}: {short(value)} has no UTC offset; read as UTC")
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    return as_utc(parsed)

@@ -12,26 +12,12 @@ from typing import Any
 import aiohttp
 
 from bulkwatch.config import ResolvedStore, ShoplineStore
-from bulkwatch.model import (
-    EndpointKey,
-    Platform,
-    PollError,
-    PollResult,
-    TaskSnapshot,
-    TaskStatus,
-    Unchanged,
-)
+from bulkwatch.model import EndpointKey, Platform, PollResult, TaskSnapshot, TaskStatus, Unchanged
 from bulkwatch.sources.common import HttpSource
-from bulkwatch.sources.fields import (
-    as_id,
-    read_datetime,
-    read_int,
-    read_text,
-    short,
-    type_name,
-)
-from bulkwatch.sources.http.client import Fingerprint, HttpResponse, decode_json
-from bulkwatch.sources.http.failures import envelope_error, invalid, status_error
+from bulkwatch.sources.fields import as_id, read_datetime, read_int, read_text, short, type_name
+from bulkwatch.sources.http.client import decode_json
+from bulkwatch.sources.http.failures import envelope_error, invalid_answer, status_error
+from bulkwatch.sources.http.response import Fingerprint, HttpResponse
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
 
@@ -68,17 +54,21 @@ class ShoplineSource(HttpSource):
         resp = await self._client.get(
             key, self._url, params={"type": key.endpoint}, headers=headers, secret=token, now=now
         )
-        # "No current task" is undocumented; a 404 is one of the ways it has been seen.
+        # "No current task" is undocumented; a 404 is one of the ways it has been seen. (One
+        # on an endpoint that never showed a task may be a wrong path: the poller says so.)
         if not resp.ok and resp.status != 404:
             raise status_error(resp, key)
         fingerprint = Fingerprint().add(resp)
         if fingerprint == known:
             return Unchanged(key, fingerprint, resp.request_id)
-        if resp.status == 404 or not resp.body.strip():
-            return _result(key, resp, fingerprint)
-        body = _task_object(decode_json(resp, key), resp, key)
+        if resp.status == 404:
+            html = resp.body.lstrip()[:1] == b"<"
+            return _result(key, resp, fingerprint, no_task="404 html" if html else "404")
+        if not resp.body.strip():
+            return _result(key, resp, fingerprint, no_task="empty body")
+        body, shape = _task_object(decode_json(resp, key), resp, key)
         if body is None:
-            return _result(key, resp, fingerprint)
+            return _result(key, resp, fingerprint, no_task=shape)
         problems: list[str] = []
         snapshot = self._snapshot(body, key, now, problems, resp)
         return _result(key, resp, fingerprint, snapshot, problems)
@@ -94,22 +84,18 @@ class ShoplineSource(HttpSource):
         task_id = as_id(body.get("id"))
         if task_id is None:
             keys = ", ".join(short(k, 20) for k in list(body)[:5])
-            raise invalid(
+            raise invalid_answer(
+                resp,
+                key,
                 f"bulk operation without a usable id (id {short(body.get('id'))}; keys: {keys})",
-                key=key,
-                http_status=resp.status,
-                request_id=resp.request_id,
             )
         raw_status = body.get("status")
         if not isinstance(raw_status, str):
             # Only one task is shown: reading it as UNKNOWN would invent a transition (or a
             # superseded task) from a garbled body, so the whole poll is refused instead.
             what = "missing" if raw_status is None else f"{type_name(raw_status)}, not a string"
-            raise invalid(
-                f"bulk operation {short(task_id)} has a status that is {what}",
-                key=key,
-                http_status=resp.status,
-                request_id=resp.request_id,
+            raise invalid_answer(
+                resp, key, f"bulk operation {short(task_id)} has a status that is {what}"
             )
         status = _STATUSES.get(raw_status.strip().upper(), TaskStatus.UNKNOWN)
         return TaskSnapshot(
@@ -142,16 +128,17 @@ def _operation_type(value: Any, polled: str, problems: list[str]) -> str:
     return upper if upper in OPERATION_TYPES else value
 
 
-def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, Any] | None:
-    """The task object inside the body, None when the body says there is no current task."""
-
-    def bad(message: str) -> PollError:
-        return invalid(message, key=key, http_status=resp.status, request_id=resp.request_id)
-
+def _task_object(
+    body: Any, resp: HttpResponse, key: EndpointKey
+) -> tuple[dict[str, Any] | None, str]:
+    """The task object inside the body, or None and how the body said there is no current
+    task: `null`, `{}`, `data null`, `id null`, `id ""`."""
     if body is None:
-        return None
+        return None, "null"
     if not isinstance(body, dict):
-        raise bad(f"body is {type_name(body)}; expected a bulk operation object")
+        raise invalid_answer(
+            resp, key, f"body is {type_name(body)}; expected a bulk operation object"
+        )
     # The documented body is the task itself; a wrapper is told apart by having no id.
     if "id" not in body and ("data" in body or "code" in body):
         error = envelope_error(body, resp, key)
@@ -159,10 +146,18 @@ def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, A
             raise error
         body = body.get("data")
         if body is None:
-            return None
+            return None, "data null"
         if not isinstance(body, dict):
-            raise bad(f"data is {type_name(body)}; expected a bulk operation object")
-    return body or None
+            raise invalid_answer(
+                resp, key, f"data is {type_name(body)}; expected a bulk operation object"
+            )
+    if not body:
+        return None, "{}"
+    # An object with an empty id (and its other fields empty too, as Go servers send a zero
+    # struct) says "no task" as plainly as no object.
+    if "id" in body and body["id"] in (None, ""):
+        return None, "id null" if body["id"] is None else 'id ""'
+    return body, ""
 
 
 def _result(
@@ -171,6 +166,8 @@ def _result(
     fingerprint: bytes,
     snapshot: TaskSnapshot | None = None,
     problems: list[str] | None = None,
+    *,
+    no_task: str | None = None,
 ) -> PollResult:
     return PollResult(
         key=key,
@@ -180,4 +177,5 @@ def _result(
         http_status=resp.status,
         problems=tuple(problems or ()),
         fingerprint=fingerprint,
+        no_task=no_task,
     )

@@ -14,7 +14,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from bulkwatch.model import EndpointKey, EndpointState, EndpointView, StoreHealth, TrackedTask
+from bulkwatch.model import (
+    EndpointKey,
+    EndpointState,
+    EndpointView,
+    Platform,
+    StoreHealth,
+    TaskStatus,
+    TrackedTask,
+)
 
 __all__ = [
     "Delivery",
@@ -25,7 +33,13 @@ __all__ = [
     "PollWrite",
     "SchemaTooNewError",
     "StateStore",
+    "StatusReads",
+    "StoreCorruptError",
     "StoreUnavailableError",
+    "StoreWriteError",
+    "TaskCursor",
+    "TaskQuery",
+    "Troubled",
 ]
 
 
@@ -35,6 +49,15 @@ class StoreUnavailableError(Exception):
 
 class SchemaTooNewError(RuntimeError):
     """The database was written by a newer bulkwatch; downgrading it is not supported."""
+
+
+class StoreWriteError(StoreUnavailableError):
+    """The state store answers reads, but its last write failed (disk full, read-only, I/O
+    error); readiness reports it until a write succeeds again."""
+
+
+class StoreCorruptError(Exception):
+    """The state database failed its integrity check at start: restarting will not help."""
 
 
 class DeliveryStatus(StrEnum):
@@ -65,6 +88,8 @@ class PollWrite:
     # A row whose (event id, notifier) is already stored is left alone: a poll judged again
     # after a failed write produces the same ids.
     outbox: Sequence[OutboxRow] = ()
+    # Endpoint notes that changed, (name, value); an empty value removes the note.
+    notes: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +110,60 @@ class Delivery:
     delivered_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskCursor:
+    """Where a page of recent tasks ended: the last task's sort key (newest first)."""
+
+    first_seen_at: datetime
+    store: str
+    platform: Platform
+    task_id: str
+
+    @classmethod
+    def of(cls, task: TrackedTask) -> TaskCursor:
+        s = task.snapshot
+        return cls(task.first_seen_at, s.store, s.platform, s.task_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """Which recent tasks to read: each filter narrows, `after` continues a page."""
+
+    limit: int
+    store: str | None = None
+    platform: Platform | None = None
+    status: TaskStatus | None = None
+    since: datetime | None = None  # first seen at or after
+    after: TaskCursor | None = None  # only tasks that sort after it (are older)
+
+
+@dataclass(frozen=True, slots=True)
+class Troubled:
+    """Stores down or with a failing endpoint: how many, and the first by name."""
+
+    down: int
+    failing: int  # up, but with at least one failing endpoint
+    stores: list[StoreHealth]
+
+
+class StatusReads(Protocol):
+    """Bounded reads for the status page and the API: each reads at most a page of rows
+    through an index, however many stores and tasks are kept."""
+
+    async def recent_tasks(self, query: TaskQuery) -> list[TrackedTask]:
+        """At most `query.limit` tasks, newest first (first seen, then store, platform, id,
+        all descending)."""
+
+    async def health_of(self, stores: Collection[str]) -> list[StoreHealth]:
+        """The stored health of these stores (those polled at least once), by name."""
+
+    async def endpoints_of(self, stores: Collection[str]) -> list[EndpointState]:
+        """The stored endpoints of these stores, by store and endpoint."""
+
+    async def troubled_stores(self, limit: int) -> Troubled:
+        """Counts of down and failing stores, and the first `limit` of them by name."""
+
+
 class PollState(Protocol):
     """What polling reads and writes: endpoints, their tasks, store health."""
 
@@ -100,6 +179,9 @@ class PollState(Protocol):
 
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store, by store and name."""
+
+    async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(store, endpoint, name, value) of every endpoint note (`PollWrite.notes`)."""
 
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store polled at least once, by store name."""
@@ -119,6 +201,10 @@ class Outbox(Protocol):
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
 
+    async def commit(self) -> None:
+        """Make every outcome marked since the last call durable; raise when any of them
+        cannot be (the caller keeps them and marks them again later)."""
+
     async def mark_retry(
         self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str
     ) -> None: ...
@@ -126,8 +212,18 @@ class Outbox(Protocol):
     async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None: ...
 
     async def list_deliveries(
-        self, status: DeliveryStatus, *, notifier: str | None = None, limit: int = 1000
-    ) -> list[Delivery]: ...
+        self,
+        status: DeliveryStatus,
+        *,
+        notifier: str | None = None,
+        limit: int = 1000,
+        after: int | None = None,
+    ) -> list[Delivery]:
+        """Rows in one status, oldest id first; `after`: only ids above it."""
+
+    async def recent_events(self, limit: int, *, before: int | None = None) -> list[Delivery]:
+        """Every row of the `limit` newest events (whose rows have ids below `before`),
+        newest event first, each event's rows by id."""
 
     async def requeue_dead(
         self, now: datetime, *, ids: Sequence[int] | None = None, notifier: str | None = None
@@ -144,10 +240,15 @@ class StateStore(PollState, Protocol):
     @property
     def outbox(self) -> Outbox: ...
 
+    @property
+    def reads(self) -> StatusReads:
+        """The bounded reads of the status page and the API."""
+
     async def open(self) -> None:
         """Create or migrate the schema."""
 
     async def close(self) -> None: ...
 
     async def ping(self) -> None:
-        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`."""
+        """Answer a trivial read of the stored state, or raise `StoreUnavailableError`;
+        `StoreWriteError` when it reads but its last write failed."""

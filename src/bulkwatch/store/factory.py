@@ -5,14 +5,16 @@ Error messages name the scheme, never the URL: a database URL may carry a passwo
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from bulkwatch.config import StateSettings
 from bulkwatch.store.base import StateStore
 from bulkwatch.store.postgres.store import PostgresStore
+from bulkwatch.store.sqlite.lock import state_file_lock
 from bulkwatch.store.sqlite.store import SqliteStore
 
-__all__ = ["open_store", "open_store_from_url"]
+__all__ = ["daemon_lock", "open_store", "open_store_from_url"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
@@ -50,3 +52,12 @@ def open_store_from_url(url: str, *, pool_size: int = 10) -> StateStore:
 def open_store(settings: StateSettings) -> StateStore:
     """Build the (not yet opened) state store the `state` settings name."""
     return open_store_from_url(settings.url, pool_size=settings.pool_size)
+
+
+def daemon_lock(store: StateStore) -> contextlib.AbstractContextManager[None]:
+    """The lock a daemon holds on its state for its whole life: a SQLite file's lock
+    (`StateInUseError` when another process holds it); nothing for an in-memory database,
+    nor for a PostgreSQL server, which several processes share by design."""
+    if isinstance(store, SqliteStore) and store.path != ":memory:":
+        return state_file_lock(store.path)
+    return contextlib.nullcontext()

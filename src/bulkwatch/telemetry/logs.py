@@ -2,6 +2,8 @@
 
 Records of the standard `logging` module (aiohttp, APScheduler, asyncio) go through the same
 renderer to the same stream, so a JSON log stays one JSON object per line whoever wrote it.
+bulkwatch's own records carry no logger name, so every module logs through the one
+`structlog.get_logger("bulkwatch")`.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ EVENT_TYPES = (
 # "skipped": a scheduled poll not sent because the store is backing off after failures.
 POLL_OUTCOMES = ("ok", "error", "skipped")
 DELIVERY_OUTCOMES = ("delivered", "retry", "dead")
+API_REJECTIONS = ("400", "401", "403", "404", "405")
 
 # (platform, store, poll interval in seconds) of one configured store.
 StoreLabels = tuple[str, str, float]
@@ -69,7 +70,8 @@ class _WithoutCreated(Collector):
 
 
 class Metrics:
-    """Every metric of DESIGN.md. Label values come from config, never from task ids."""
+    """Every metric bulkwatch exports (docs/operations.md lists them). Label values come from
+    config, never from task ids."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry if registry is not None else CollectorRegistry()
@@ -129,6 +131,14 @@ class Metrics:
         self.outbox_dead = gauge(
             "outbox_dead", "Deliveries that gave up (dead letters)", ("notifier",)
         )
+        self.delivery_store_failing = gauge(
+            "delivery_store_failing",
+            "1 while delivery is paused because the state store cannot record outcomes",
+        )
+        self.delivery_store_errors = counter(
+            "delivery_store_errors",
+            "State store errors met by the dispatcher (each pauses delivery a while)",
+        )
         self.scheduler_missed = counter(
             "scheduler_jobs_missed",
             "Poll jobs the scheduler skipped because they ran past their misfire grace time",
@@ -136,6 +146,22 @@ class Metrics:
         self.scheduler_failed = counter(
             "scheduler_jobs_failed",
             "Poll jobs that raised out of the scheduler (a bug: polls catch their own errors)",
+        )
+        self.list_truncated = gauge(
+            "list_truncated",
+            "1 while the store's task list is longer than a poll reads (page_limit x max_pages)",
+            per_store,
+        )
+        self.endpoint_unverified = gauge(
+            "endpoint_unverified",
+            "1 while the endpoint answers 404 and has never shown a task (a wrong path looks "
+            "the same)",
+            (*per_store, "endpoint"),
+        )
+        self.api_rejected = counter(
+            "api_rejected_requests",
+            "Status page and API requests refused, by HTTP status (400, 401, 403, 404, 405)",
+            ("status",),
         )
         self.build_info = gauge("build_info", "Build information", ("version",))
         self.build_info.labels(version=__version__).set(1)
@@ -150,6 +176,8 @@ class Metrics:
                 self.polls.labels(platform, store, outcome)
         for event_type in EVENT_TYPES:
             self.events.labels(event_type)
+        for status in API_REJECTIONS:
+            self.api_rejected.labels(status)
         for name in notifiers:
             for outcome in DELIVERY_OUTCOMES:
                 self.deliveries.labels(name, outcome)

@@ -1,7 +1,8 @@
 """What every poll leaves in the metrics and the log: one `PollStats` per engine.
 
 This runs for every poll of every store, so each store's labelled metric children are looked
-up once (`labels()` costs ~4 µs a call) and gauges are set only when their value changes.
+up once (`labels()` costs a dictionary walk per call) and gauges are set only when their value
+changes.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class PollStats:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._series: dict[str, _StoreSeries] = {}
-        # Bound once: each call through the module's lazy proxy binds a new logger (~6 µs).
+        # Bound once: each call through the module's lazy proxy binds a new logger.
         # Logging is configured before an engine is built.
         self._log = log.bind()
 

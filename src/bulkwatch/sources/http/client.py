@@ -1,14 +1,12 @@
-"""One bounded GET against a store's API, and reading what it returned.
+"""One bounded GET against a store's API, and reading the JSON it returned.
 
 Every way the request itself can fail ends as one `PollError` with a `FailureKind`;
-`sources.failures` turns an answer the platform gave into one.
+`failures` turns an answer the platform gave into one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,52 +15,22 @@ from yarl import URL
 
 from bulkwatch.common.retry_after import parse_retry_after
 from bulkwatch.model import EndpointKey, FailureKind, PollError
-from bulkwatch.sources.http.failures import error_text, html_title, invalid, one_line
+from bulkwatch.sources.http.failures import (
+    error_text,
+    html_title,
+    invalid,
+    invalid_answer,
+    one_line,
+)
 from bulkwatch.sources.http.ratelimit import RateLimiter
+from bulkwatch.sources.http.response import HttpResponse
 
-__all__ = [
-    "ApiClient",
-    "Fingerprint",
-    "HttpResponse",
-    "decode_json",
-]
+__all__ = ["MAX_REDIRECTS", "ApiClient", "decode_json"]
 
 _CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """A complete response: status, body (at most the cap), request id, parsed Retry-After."""
-
-    status: int
-    body: bytes
-    request_id: str | None
-    retry_after: float | None
-    error_text: str | None  # the platform's own error text (non-2xx only), already redacted
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-class Fingerprint:
-    """A digest of the responses one poll read: the status and body of each page, in order.
-
-    BLAKE2b with 128 bits: two different responses would need a collision to look the same,
-    so a match means the same bytes. Each page is framed by its length, so one page never
-    matches the start of a longer poll.
-    """
-
-    __slots__ = ("_hash",)
-
-    def __init__(self) -> None:
-        self._hash = hashlib.blake2b(digest_size=16)
-
-    def add(self, resp: HttpResponse) -> bytes:
-        """Add one response; return the digest of all responses added so far."""
-        self._hash.update(b"%d %d\n" % (resp.status, len(resp.body)))
-        self._hash.update(resp.body)
-        return self._hash.digest()
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PROBED = frozenset({"date", "content-type", "retry-after"})
 
 
 class ApiClient:
@@ -80,8 +48,10 @@ class ApiClient:
         max_body_bytes: int,
         request_id_header: str,
         limiter: RateLimiter | None = None,
+        keep_headers: bool = False,
     ) -> None:
         self._session = session
+        self.keep_headers = keep_headers
         self._limiter = limiter
         self._seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -108,22 +78,61 @@ class ApiClient:
         now: datetime,
     ) -> HttpResponse:
         """One GET with exactly these `headers`; return any 2xx/4xx/5xx response, raise
-        `PollError` for everything else."""
+        `PollError` for everything else.
+
+        A redirect to the same host (scheme, host and port) is followed, at most
+        `MAX_REDIRECTS` hops, with the same headers; one to another host is refused before
+        anything is sent there, since the headers carry the store's token.
+        """
+        target = self._url(url, params)
+        for _hop in range(MAX_REDIRECTS + 1):
+            resp, location = await self._get_once(key, target, headers, secret, now)
+            if location is None:
+                return resp
+            target = self._redirect_target(key, target, location, resp)
+        raise invalid_answer(resp, key, f"more than {MAX_REDIRECTS} redirects; check base_url")
+
+    def _redirect_target(
+        self, key: EndpointKey, current: URL, location: str, resp: HttpResponse
+    ) -> URL:
+        """Where a redirect leads, if it stays on the host the token was meant for."""
+        try:
+            target = current.join(URL(location)) if location else None
+        except ValueError:
+            target = None
+        if target is None or not target.is_absolute():
+            raise invalid_answer(
+                resp,
+                key,
+                f"redirect without a usable Location ({one_line(location, 100) or 'none'})",
+            )
+        if target.origin() != current.origin():
+            elsewhere = one_line(str(target.origin()), 100)
+            raise invalid_answer(
+                resp,
+                key,
+                f"redirected to another host ({elsewhere}); not followed, and the token was "
+                "not sent there: check the store's domain/handle and base_url",
+            )
+        return target
+
+    async def _get_once(
+        self, key: EndpointKey, url: URL, headers: dict[str, str], secret: str, now: datetime
+    ) -> tuple[HttpResponse, str | None]:
+        """One request: the response, and the Location of a redirect (None otherwise)."""
         request_id: str | None = None
         if self._limiter is not None:
             await self._limiter.acquire()
         try:
-            # Redirects are refused: following one would hand the token to another host.
+            # aiohttp's own redirect handling is off: `get` decides which to follow.
             async with self._session.get(
-                self._url(url, params),
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
+                url, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as resp:
                 request_id = one_line(resp.headers.get(self._request_id_header), 100)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
                 location = resp.headers.get("Location", "")
+                seen = _seen_headers(resp) if self.keep_headers else None
                 body, complete = await _read_capped(resp, 0 if 300 <= status < 400 else self._cap)
         except TimeoutError:  # asyncio's, and aiohttp's ServerTimeoutError, which subclasses it
             raise PollError(
@@ -147,16 +156,26 @@ class ApiClient:
             raise PollError(
                 FailureKind.NETWORK, f"connection failed: {detail}", key=key, request_id=request_id
             ) from None
-        if 300 <= status < 400:
-            target = one_line(location.split("?", 1)[0], 100) or "nowhere"
-            message = f"unexpected redirect to {target}; check base_url"
+        redirect = status in _REDIRECTS
+        if 300 <= status < 400 and not redirect:
+            message = f"unexpected HTTP {status}; check base_url"
             raise invalid(message, key=key, http_status=status, request_id=request_id)
         ok = 200 <= status < 300
         if ok and not complete:
             message = f"body larger than the {self._cap}-byte limit (max_body_bytes)"
             raise invalid(message, key=key, http_status=status, request_id=request_id)
-        text = None if ok else error_text(body, secret)
-        return HttpResponse(status, body, request_id, retry_after, text)
+        text = None if ok or redirect else error_text(body, secret)
+        response = HttpResponse(status, body, request_id, retry_after, text, seen)
+        return response, (location if redirect else None)
+
+
+def _seen_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    """The response headers `bulkwatch probe` reports (the date, rate limits, content type)."""
+    return {
+        name: value
+        for name, value in resp.headers.items()
+        if name.lower() in _PROBED or "ratelimit" in name.lower() or "limit" in name.lower()
+    }
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
@@ -192,4 +211,4 @@ def decode_json(resp: HttpResponse, key: EndpointKey, *, where: str = "") -> Any
             reason = f"body is not valid JSON ({exc.msg} at byte {exc.pos})"
     except UnicodeDecodeError:
         reason = "body is not valid UTF-8 JSON"
-    raise invalid(f"{where}{reason}", key=key, http_status=resp.status, request_id=resp.request_id)
+    raise invalid_answer(resp, key, f"{where}{reason}")

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bulkwatch.model import EndpointKey, FailureKind, PollError
-
-if TYPE_CHECKING:
-    from bulkwatch.sources.http.client import HttpResponse
+from bulkwatch.sources.http.response import HttpResponse
 
 __all__ = [
     "envelope_error",
     "error_text",
     "html_title",
     "invalid",
+    "invalid_answer",
     "kind_for_status",
     "looks_like_auth",
     "one_line",
@@ -96,6 +95,11 @@ def invalid(
         http_status=http_status,
         request_id=request_id,
     )
+
+
+def invalid_answer(resp: HttpResponse, key: EndpointKey, message: str) -> PollError:
+    """An INVALID_RESPONSE error about `resp`, with its status and request id."""
+    return invalid(message, key=key, http_status=resp.status, request_id=resp.request_id)
 
 
 def envelope_error(body: dict[str, Any], resp: HttpResponse, key: EndpointKey) -> PollError | None:

@@ -66,10 +66,10 @@ def _marks(first: int, count: int) -> str:
 
 
 @functools.cache
-def save_poll_statement(*, tasks: bool, outbox: bool) -> str:
+def save_poll_statement(*, tasks: bool, outbox: bool, notes: bool = False) -> str:
     """The one statement writing a poll: $1 says whether to write the health in $2-$6, the
-    endpoint is $7-$14, then the task columns as arrays (when `tasks`), then the outbox
-    columns as arrays (when `outbox`)."""
+    endpoint is $7-$14 (its key $7-$9), then the task columns as arrays (when `tasks`), the
+    outbox columns as arrays (when `outbox`), the note names and values (when `notes`)."""
     parts = [
         f"""health AS (
             INSERT INTO store_health ({HEALTH_COLUMNS})
@@ -110,6 +110,23 @@ def save_poll_statement(*, tasks: bool, outbox: bool) -> str:
             ON CONFLICT (event_id, notifier) DO NOTHING
         )"""  # noqa: S608 - constant names and placeholders only
         )
+        n += len(_OUTBOX_TYPES)
+    if notes:
+        # Names are distinct (`_note_columns`), so the two never touch the same row.
+        parts += [
+            f"""note_set AS (
+            INSERT INTO endpoint_notes (store, platform, endpoint, name, value)
+            SELECT $7, $8, $9, n.name, n.value
+            FROM unnest(${n}::text[], ${n + 1}::text[]) AS n(name, value) WHERE n.value <> ''
+            ON CONFLICT (store, platform, endpoint, name) DO UPDATE SET value = excluded.value
+        )""",  # noqa: S608 - constant names and placeholders only
+            f"""note_unset AS (
+            DELETE FROM endpoint_notes AS d USING unnest(${n}::text[], ${n + 1}::text[])
+                AS n(name, value)
+            WHERE d.store = $7 AND d.platform = $8 AND d.endpoint = $9
+                AND d.name = n.name AND n.value = ''
+        )""",  # noqa: S608 - constant names and placeholders only
+        ]
     return "WITH " + ",\n".join(parts) + "\nSELECT"
 
 
@@ -138,6 +155,12 @@ def _health(health: StoreHealth | None) -> tuple[Any, ...]:
     return (False, *_NO_HEALTH) if health is None else (True, *health_params(health))
 
 
+def _note_columns(notes: Sequence[tuple[str, str]]) -> list[list[str]]:
+    # One value per name, the last given, as setting them one after the other would leave.
+    latest = dict(notes)
+    return [list(latest), list(latest.values())]
+
+
 def save_poll_args(write: PollWrite) -> tuple[str, list[Any]]:
     """The statement and the arguments that write `write`."""
     args: list[Any] = [*_health(write.health), *endpoint_params(write.endpoint)]
@@ -145,5 +168,9 @@ def save_poll_args(write: PollWrite) -> tuple[str, list[Any]]:
         args += _columns(_task_rows(write.upserts), 23)
     if write.outbox:
         args += _columns(_outbox_rows(write.outbox), len(_OUTBOX_TYPES))
-    sql = save_poll_statement(tasks=bool(write.upserts), outbox=bool(write.outbox))
+    if write.notes:
+        args += _note_columns(write.notes)
+    sql = save_poll_statement(
+        tasks=bool(write.upserts), outbox=bool(write.outbox), notes=bool(write.notes)
+    )
     return sql, args

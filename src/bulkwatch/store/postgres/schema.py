@@ -157,8 +157,33 @@ _V1 = (
     """,
 )
 
+# The status page and the API read a page of rows at a time, newest first; each of their reads
+# stays a bounded index walk at any number of tasks: one index per way in (all tasks, one
+# store's, one status's), each ending in the whole sort key so a page continues where the
+# last one ended (walked backwards for newest first); the few troubled stores in a partial
+# index of their own. And endpoint notes: what the daemon learnt of an endpoint that an
+# operator should see in `bulkwatch status`.
+_V2 = (
+    "CREATE INDEX tasks_recent ON tasks (first_seen_at, store, platform, task_id)",
+    "CREATE INDEX tasks_recent_by_store ON tasks (store, first_seen_at, platform, task_id)",
+    "CREATE INDEX tasks_recent_by_status "
+    "ON tasks (status, first_seen_at, store, platform, task_id)",
+    "CREATE INDEX store_health_troubled ON store_health (store, platform) "
+    "WHERE down OR failing_endpoints <> '{}'",
+    """
+    CREATE TABLE endpoint_notes (
+        store text COLLATE "C" NOT NULL,
+        platform text COLLATE "C" NOT NULL,
+        endpoint text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        value text NOT NULL,
+        PRIMARY KEY (store, platform, endpoint, name)
+    )
+    """,
+)
+
 # MIGRATIONS[n] takes a schema from version n to n + 1. Append; never edit a released one.
-MIGRATIONS: tuple[Sequence[str], ...] = (_V1,)
+MIGRATIONS: tuple[Sequence[str], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # One row: the schema's version. Created before anything else, outside the numbered steps.

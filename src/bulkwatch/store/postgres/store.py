@@ -25,9 +25,10 @@ from bulkwatch.model import (
     StoreHealth,
     TrackedTask,
 )
-from bulkwatch.store.base import PollWrite, StoreUnavailableError
-from bulkwatch.store.postgres.outbox import PostgresOutbox, affected
+from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
+from bulkwatch.store.postgres.outbox import PostgresOutbox, WriteOutcome, affected
 from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
+from bulkwatch.store.postgres.reads import PostgresReads
 from bulkwatch.store.postgres.rows import (
     ENDPOINT_COLUMNS,
     HEALTH_COLUMNS,
@@ -83,12 +84,19 @@ class PostgresStore:
         self.url = url
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._outbox = PostgresOutbox(self._connections)
+        self._writes = WriteOutcome(lambda: repr(self))
+        self._outbox = PostgresOutbox(self._connections, self._writes)
+        self._reads = PostgresReads(self._connections)
 
     @property
     def outbox(self) -> PostgresOutbox:
         """The deliveries, on the same pool as the poll state."""
         return self._outbox
+
+    @property
+    def reads(self) -> PostgresReads:
+        """The status page's and the API's bounded reads, on the same pool."""
+        return self._reads
 
     def __repr__(self) -> str:
         return f"PostgresStore({without_password(self.url)!r})"
@@ -146,13 +154,16 @@ class PostgresStore:
 
     async def ping(self) -> None:
         """Read one row of the schema, so a closed store, a server that went away or a
-        dropped schema shows."""
+        dropped schema shows; `StoreWriteError` while it reads but its last write failed
+        (a read-only server or transaction, a full disk, a lost privilege)."""
         try:
             await self._connections().fetchval("SELECT 1 FROM store_health LIMIT 1")
         except RuntimeError as exc:  # not open: the message names the store already
             raise StoreUnavailableError(str(exc)) from exc
         except _CONNECTION_ERRORS as exc:
             raise StoreUnavailableError(f"{self!r}: {self._reason(exc)}") from None
+        if self._writes.error is not None:
+            raise StoreWriteError(self._reason(RuntimeError(self._writes.error)))
 
     async def load_view(self, key: EndpointKey, task_ids: Collection[str] = ()) -> EndpointView:
         """The endpoint's view: its state, its store's health, its tasks among `task_ids` and
@@ -176,7 +187,8 @@ class PostgresStore:
         """Write the poll's state and its outbox rows in one statement (so one transaction);
         if anything raises, nothing is written and the error propagates."""
         sql, args = save_poll_args(write)
-        await self._connections().execute(sql, *args)
+        async with self._writes.write():
+            await self._connections().execute(sql, *args)
 
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store."""
@@ -196,6 +208,15 @@ class PostgresStore:
         )
         return [task_from_row(r) for r in rows]
 
+    async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(store, endpoint, name, value) of every endpoint note, optionally of one store."""
+        rows = await self._connections().fetch(
+            "SELECT store, endpoint, name, value FROM endpoint_notes "
+            "WHERE ($1::text IS NULL OR store = $1) ORDER BY store, endpoint, name",
+            store,
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store that has been polled, by store name."""
         rows = await self._connections().fetch(
@@ -208,7 +229,12 @@ class PostgresStore:
         """Forget terminal or gone tasks unchanged and unseen since `before`, and delivered
         rows delivered before it; pending and dead rows are never pruned. Return rows deleted."""
         cutoff = utc(before)
-        async with self._connections().acquire() as conn, conn.transaction():
+        await self._outbox.flush_marks()  # what was marked delivered counts, as it would on SQLite
+        async with (
+            self._writes.write(),
+            self._connections().acquire() as conn,
+            conn.transaction(),
+        ):
             deleted = affected(await conn.execute(_PRUNE_TASKS, cutoff))
             deleted += affected(await conn.execute(_PRUNE_DELIVERED, cutoff))
         return deleted

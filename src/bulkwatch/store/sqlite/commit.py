@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import math
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -26,7 +27,7 @@ import structlog
 
 __all__ = ["GroupCommit"]
 
-_log = structlog.get_logger("bulkwatch.store")
+_log = structlog.get_logger("bulkwatch")
 
 
 class GroupCommit:
@@ -51,6 +52,12 @@ class GroupCommit:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._thread = 0  # the connection's thread: only it may use the connection
         self._last_commit = -math.inf  # monotonic; -inf: the first write is after a quiet spell
+        # Groups whose writes were rolled back by a failed COMMIT or by an error that ended
+        # the transaction, and the last such error: a caller that wrote before can tell.
+        self.groups_lost = 0
+        self.last_error = ""
+        # The error of the last write or COMMIT when it failed; None once a COMMIT succeeds.
+        self.write_error: str | None = None
 
     def attach(self, conn: sqlite3.Connection) -> None:
         """Write through `conn` (opened on this thread, in autocommit mode) from now on."""
@@ -92,7 +99,8 @@ class GroupCommit:
         conn.execute("SAVEPOINT write")
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
+            self._failed(exc)
             self._undo(conn, "ROLLBACK TO write", "RELEASE write")
             raise
         conn.execute("RELEASE write")
@@ -103,7 +111,8 @@ class GroupCommit:
         conn = self._join_group()
         try:
             conn.execute(sql, params)
-        except BaseException:
+        except BaseException as exc:
+            self._failed(exc)
             self._undo(conn)  # SQLite already undid the statement itself
             raise
         self._wrote(outbox=False)
@@ -124,6 +133,8 @@ class GroupCommit:
     def _undo(self, conn: sqlite3.Connection, *statements: str) -> None:
         """After a failed write: drop it, and end the transaction if it held nothing else."""
         if not conn.in_transaction:  # some errors (disk full, I/O) end the whole group
+            if self._uncommitted:
+                self._lost(sys.exc_info()[1])
             self._group_closed()
             return
         for statement in statements:
@@ -165,12 +176,24 @@ class GroupCommit:
             if conn is not None and conn.in_transaction:
                 conn.execute("COMMIT")
                 self._last_commit = time.monotonic()
-        except BaseException:
+                self.write_error = None
+        except BaseException as exc:
+            self._failed(exc)
+            self._lost(exc)
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         finally:
             self._group_closed()
+
+    def _failed(self, exc: BaseException) -> None:
+        """Note a write that failed for the file's sake (not a constraint: a caller's bug)."""
+        if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+            self.write_error = str(exc)
+
+    def _lost(self, exc: BaseException | None) -> None:
+        self.groups_lost += 1
+        self.last_error = str(exc) if exc is not None else "transaction ended"
 
     def _flush_logged(self) -> None:
         writes = self._uncommitted

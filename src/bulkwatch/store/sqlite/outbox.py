@@ -6,14 +6,20 @@ themselves are written by `SqliteStore.save_poll`, in the same transaction as th
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from bulkwatch.store.base import Delivery, DeliveryStatus
+from bulkwatch.store.base import Delivery, DeliveryStatus, StoreUnavailableError
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.schema import DELIVERY_COLUMNS, delivery_from_row, dt_required, ts
 
 __all__ = ["SqliteOutbox"]
+
+
+def _by_id(delivery: Delivery) -> int:
+    return delivery.id
+
 
 _SELECT_DUE = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
@@ -21,9 +27,14 @@ _SELECT_DUE = (
 )
 _SELECT_DELIVERIES = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
-    "WHERE status = :status AND (:notifier IS NULL OR notifier = :notifier) "
+    "WHERE status = :status AND (:notifier IS NULL OR notifier = :notifier) AND id > :after "
     "ORDER BY id LIMIT :limit"
 )
+# Newest rows first by id (the rowid: no index needed), a batch at a time, until enough
+# distinct events are seen; then every row of those events through UNIQUE (event_id, ...).
+_RECENT_IDS = "SELECT id, event_id FROM outbox WHERE id < ? ORDER BY id DESC LIMIT ?"
+_RECENT_BATCH = 256
+_NO_ID = 2**63 - 1
 _REQUEUE = (
     "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = :now "
     "WHERE status = 'dead' AND (:notifier IS NULL OR notifier = :notifier)"
@@ -36,6 +47,8 @@ class SqliteOutbox:
 
     def __init__(self, group: GroupCommit) -> None:
         self._group = group
+        # `group.groups_lost` when the first outcome not yet confirmed by `commit` was written.
+        self._lost_before: int | None = None
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         """Pending rows whose next attempt is due, by next_attempt_at then id."""
@@ -56,9 +69,33 @@ class SqliteOutbox:
         )
         return None if row is None else dt_required(row[0])
 
+    async def commit(self) -> None:
+        """Make the outcomes marked since the last call durable now; raise
+        `StoreUnavailableError` when they cannot be, or when a commit since the first of them
+        failed (their group was rolled back, so they must be marked again)."""
+        lost_before, self._lost_before = self._lost_before, None
+        try:
+            self._group.flush()
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"{self._group.name}: {exc}") from exc
+        if lost_before is not None and self._group.groups_lost != lost_before:
+            raise StoreUnavailableError(
+                f"{self._group.name}: delivery outcomes were rolled back: {self._group.last_error}"
+            )
+
+    def _mark(self, sql: str, params: Sequence[object]) -> None:
+        if self._lost_before is None:
+            self._lost_before = self._group.groups_lost
+        try:
+            self._group.statement(sql, params)
+        except BaseException:
+            # The caller learns of this failure here and marks the whole round again.
+            self._lost_before = None
+            raise
+
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
         """Record a successful delivery."""
-        self._group.statement(
+        self._mark(
             "UPDATE outbox SET status = 'delivered', delivered_at = ? WHERE id = ?",
             (ts(now), delivery_id),
         )
@@ -67,7 +104,7 @@ class SqliteOutbox:
         self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str
     ) -> None:
         """Keep the row pending and push its next attempt to `next_attempt_at`."""
-        self._group.statement(
+        self._mark(
             "UPDATE outbox SET status = 'pending', attempts = ?, next_attempt_at = ?, "
             "last_error = ? WHERE id = ?",
             (attempts, ts(next_attempt_at), error, delivery_id),
@@ -75,18 +112,53 @@ class SqliteOutbox:
 
     async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None:
         """Stop trying a row; it stays listed until requeued."""
-        self._group.statement(
+        self._mark(
             "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?",
             (attempts, error, delivery_id),
         )
 
     async def list_deliveries(
-        self, status: DeliveryStatus, *, notifier: str | None = None, limit: int = 1000
+        self,
+        status: DeliveryStatus,
+        *,
+        notifier: str | None = None,
+        limit: int = 1000,
+        after: int | None = None,
     ) -> list[Delivery]:
-        """Rows in one status (optionally of one notifier), oldest id first."""
-        params = {"status": status.value, "notifier": notifier, "limit": limit}
+        """Rows in one status (optionally of one notifier), oldest id first; `after`: only
+        ids above it (the last id of the page before)."""
+        params = {
+            "status": status.value,
+            "notifier": notifier,
+            "limit": limit,
+            "after": -1 if after is None else after,
+        }
         rows = self._group.connection().execute(_SELECT_DELIVERIES, params)
         return [delivery_from_row(r) for r in rows]
+
+    async def recent_events(self, limit: int, *, before: int | None = None) -> list[Delivery]:
+        """Every row of the `limit` newest events among rows with ids below `before`, newest
+        event first, each event's rows by id. A poll writes all rows of an event in one
+        statement, so their ids are adjacent and a page never splits an event."""
+        conn = self._group.connection()
+        events: dict[str, None] = {}  # insertion-ordered set, newest first
+        cursor = _NO_ID if before is None else before
+        while len(events) < limit:
+            batch = conn.execute(_RECENT_IDS, (cursor, _RECENT_BATCH)).fetchall()
+            for _, event_id in batch:
+                if len(events) == limit:
+                    break
+                events.setdefault(event_id)
+            if len(batch) < _RECENT_BATCH:
+                break
+            cursor = batch[-1][0]
+        if not events:
+            return []
+        marks = ", ".join("?" * len(events))
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE event_id IN ({marks})"  # noqa: S608
+        rows = sorted(map(delivery_from_row, conn.execute(sql, list(events))), key=_by_id)
+        order = {event_id: i for i, event_id in enumerate(events)}
+        return sorted(rows, key=lambda d: order[d.event_id])  # stable: ids within an event
 
     async def requeue_dead(
         self, now: datetime, *, ids: Sequence[int] | None = None, notifier: str | None = None

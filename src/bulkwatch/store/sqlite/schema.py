@@ -1,4 +1,5 @@
-"""The SQLite schema: tables, migrations (`PRAGMA user_version`), and how rows map to objects.
+"""The SQLite schema as the store uses it: `migrate` brings a file to the current version (the
+steps are in `migrations`), and rows map to objects and back.
 
 Datetimes are stored as fixed-width UTC ISO strings (`2026-11-23T10:00:00.000000+00:00`): they
 round-trip to the microsecond, sort and compare correctly as text, and stay readable in the
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +23,13 @@ from bulkwatch.model import (
     TaskSnapshot,
     TaskStatus,
     TrackedTask,
+    as_utc,
 )
 from bulkwatch.store.base import Delivery, DeliveryStatus, SchemaTooNewError
+from bulkwatch.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
     "DELIVERY_COLUMNS",
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
     "TASK_COLUMNS",
     "SchemaTooNewError",
     "delivery_from_row",
@@ -38,91 +39,12 @@ __all__ = [
     "endpoint_params",
     "health_from_row",
     "health_params",
-    "immediate",
     "migrate",
     "task_from_row",
     "task_params",
     "ts",
     "ts_or_none",
 ]
-
-_V1 = (
-    """
-    CREATE TABLE tasks (
-        store TEXT NOT NULL,
-        platform TEXT NOT NULL,
-        task_id TEXT NOT NULL,
-        operation_type TEXT NOT NULL,
-        status TEXT NOT NULL,
-        raw_status TEXT NOT NULL,  -- JSON, so an int stays an int and a str a str
-        observed_at TEXT NOT NULL,
-        url TEXT,
-        partial_data_url TEXT,
-        error_code TEXT,
-        reason TEXT,
-        completed_count INTEGER,
-        created_at TEXT,
-        completed_at TEXT,
-        expires_at TEXT,
-        endpoint TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        first_seen_at TEXT NOT NULL,
-        changed_at TEXT NOT NULL,
-        silent_baseline INTEGER NOT NULL,
-        stalled_notified INTEGER NOT NULL,
-        expiring_notified INTEGER NOT NULL,
-        gone INTEGER NOT NULL,
-        PRIMARY KEY (store, platform, task_id)
-    )
-    """,
-    # Every poll loads one endpoint's tasks.
-    "CREATE INDEX tasks_by_endpoint ON tasks (store, platform, endpoint)",
-    """
-    CREATE TABLE endpoints (
-        store TEXT NOT NULL,
-        platform TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        baselined INTEGER NOT NULL,
-        consecutive_failures INTEGER NOT NULL,
-        current_task_id TEXT,
-        last_success_at TEXT,
-        last_failure TEXT,
-        PRIMARY KEY (store, platform, endpoint)
-    )
-    """,
-    """
-    CREATE TABLE store_health (
-        store TEXT NOT NULL,
-        platform TEXT NOT NULL,
-        down INTEGER NOT NULL,
-        outage INTEGER NOT NULL,
-        failing_endpoints TEXT NOT NULL,  -- JSON array, sorted
-        PRIMARY KEY (store, platform)
-    )
-    """,
-    # AUTOINCREMENT: ids are shown by `deliveries list` and passed back to `deliveries retry`,
-    # so an id must never be reused after prune deletes the newest rows.
-    """
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        event_id TEXT NOT NULL,
-        notifier TEXT NOT NULL,
-        event_type TEXT NOT NULL,
-        store TEXT NOT NULL,
-        body BLOB NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
-        attempts INTEGER NOT NULL,
-        created_at TEXT NOT NULL,
-        next_attempt_at TEXT NOT NULL,
-        last_error TEXT,
-        delivered_at TEXT,
-        UNIQUE (event_id, notifier)
-    )
-    """,
-    # The dispatcher's hot query; rowid (= id) is the implicit last column, so
-    # ORDER BY next_attempt_at, id is served by this index too.
-    "CREATE INDEX outbox_due ON outbox (status, next_attempt_at)",
-)
 
 TASK_COLUMNS = (
     "store, platform, task_id, operation_type, status, raw_status, observed_at, url, "
@@ -138,11 +60,8 @@ DELIVERY_COLUMNS = (
 
 def ts(value: datetime) -> str:
     """The stored form of a datetime: fixed-width UTC ISO 8601, microseconds included."""
-    # Naive datetimes are UTC throughout bulkwatch (as in events.isoformat). The fixed-width
-    # form is what makes text comparison in SQL agree with time order.
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    # The fixed-width form is what makes text comparison in SQL agree with time order.
+    return as_utc(value).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def ts_or_none(value: datetime | None) -> str | None:
@@ -299,65 +218,8 @@ def health_from_row(store: str, platform: Platform, r: Sequence[Any]) -> StoreHe
     )
 
 
-# The outbox gauges need rows per (notifier, status). Counting them scans the whole outbox,
-# delivered rows and their bodies included (kept for `state.retention`, millions at scale),
-# and the dispatcher asks after every batch: 7 ms at 10,000 rows, blocking the event loop,
-# and growing with the table. Triggers keep the counts in the same transaction as the rows,
-# so reading them costs a handful of rows whatever the outbox holds.
-_V2 = (
-    """
-    CREATE TABLE outbox_counts (
-        notifier TEXT NOT NULL,
-        status TEXT NOT NULL,
-        n INTEGER NOT NULL,
-        PRIMARY KEY (notifier, status)
-    ) WITHOUT ROWID
-    """,
-    """
-    INSERT INTO outbox_counts (notifier, status, n)
-    SELECT notifier, status, count(*) FROM outbox GROUP BY notifier, status
-    """,
-    """
-    CREATE TRIGGER outbox_counts_insert AFTER INSERT ON outbox BEGIN
-        INSERT INTO outbox_counts (notifier, status, n) VALUES (new.notifier, new.status, 1)
-        ON CONFLICT (notifier, status) DO UPDATE SET n = n + 1;
-    END
-    """,
-    """
-    CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox BEGIN
-        UPDATE outbox_counts SET n = n - 1 WHERE notifier = old.notifier AND status = old.status;
-    END
-    """,
-    """
-    CREATE TRIGGER outbox_counts_update AFTER UPDATE OF notifier, status ON outbox
-    WHEN old.notifier IS NOT new.notifier OR old.status IS NOT new.status BEGIN
-        UPDATE outbox_counts SET n = n - 1 WHERE notifier = old.notifier AND status = old.status;
-        INSERT INTO outbox_counts (notifier, status, n) VALUES (new.notifier, new.status, 1)
-        ON CONFLICT (notifier, status) DO UPDATE SET n = n + 1;
-    END
-    """,
-)
-
-Migration = Callable[[sqlite3.Connection], None]
-
-
-def _v1(conn: sqlite3.Connection) -> None:
-    for statement in _V1:
-        conn.execute(statement)
-
-
-def _v2(conn: sqlite3.Connection) -> None:
-    for statement in _V2:
-        conn.execute(statement)
-
-
-# MIGRATIONS[n] takes a database from user_version n to n + 1. Append; never edit a released one.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
 @contextlib.contextmanager
-def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction: commit on success, roll back on any exception and re-raise it.
 
     IMMEDIATE takes the write lock before the first read, so nothing read inside can change
@@ -388,7 +250,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     The version is read inside the write transaction, so two processes starting together on
     a fresh file cannot both create the tables.
     """
-    with immediate(conn):
+    with _immediate(conn):
         (found,) = conn.execute("PRAGMA user_version").fetchone()
         _check_version(found)
         for step in MIGRATIONS[found:]:

@@ -28,9 +28,12 @@ from bulkwatch.model import (
     StoreHealth,
     TrackedTask,
 )
-from bulkwatch.store.base import PollWrite, StoreUnavailableError
+from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
+from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
+from bulkwatch.store.sqlite.notes import list_notes, save_notes
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
+from bulkwatch.store.sqlite.reads import SqliteReads
 from bulkwatch.store.sqlite.schema import (
     TASK_COLUMNS,
     endpoint_from_row,
@@ -139,6 +142,7 @@ def _configure(conn: sqlite3.Connection, busy_timeout: float, *, wal_required: b
 class SqliteStore:
     """A `StateStore` in one SQLite file (or `":memory:"` for tests).
 
+    `check_timeout` bounds the integrity check at `open()` (seconds; see `quick_check`).
     `busy_timeout` is how long, in seconds, a write waits for another connection (another
     process on the same file) to finish its transaction before failing. `commit_delay` and
     `commit_batch` bound how long and how many writes share one COMMIT (`GroupCommit`).
@@ -151,24 +155,33 @@ class SqliteStore:
         busy_timeout: float = 5.0,
         commit_delay: float = 0.1,
         commit_batch: int = 500,
+        check_timeout: float = 10.0,
     ) -> None:
         self.path = os.fspath(path)
         self.busy_timeout = busy_timeout
+        self.check_timeout = check_timeout
         self._group = GroupCommit(
             repr(self), self.path, commit_delay=commit_delay, commit_batch=commit_batch
         )
         self._outbox = SqliteOutbox(self._group)
+        self._reads = SqliteReads(self._group)
 
     @property
     def outbox(self) -> SqliteOutbox:
         """The deliveries, on the same group-committed connection as the poll state."""
         return self._outbox
 
+    @property
+    def reads(self) -> SqliteReads:
+        """The status page's and the API's bounded reads, on the same connection."""
+        return self._reads
+
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
 
     async def open(self) -> None:
-        """Open the file (creating its directory), switch to WAL and migrate the schema."""
+        """Open the file (creating its directory), switch to WAL, check its pages
+        (`StoreCorruptError`) and migrate the schema."""
         if self._group.attached:
             return
         if self.path != _MEMORY:
@@ -177,6 +190,7 @@ class SqliteStore:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
             _configure(conn, self.busy_timeout, wal_required=self.path != _MEMORY)
+            quick_check(conn, self.path, self.check_timeout)
             migrate(conn)
         except BaseException:
             conn.close()
@@ -205,6 +219,8 @@ class SqliteStore:
             conn.execute("SELECT 1 FROM store_health LIMIT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"{self!r}: {exc}") from exc
+        if self._group.write_error is not None:
+            raise StoreWriteError(f"{self!r}: {self._group.write_error}")
 
     def _db(self) -> sqlite3.Connection:
         return self._group.connection()
@@ -249,6 +265,8 @@ class SqliteStore:
             conn.execute(_UPSERT_ENDPOINT, endpoint_params(write.endpoint))
             if write.upserts:
                 conn.executemany(_UPSERT_TASK, map(task_params, write.upserts))
+            if write.notes:
+                save_notes(conn, write.endpoint.key, write.notes)
             if write.outbox:
                 conn.executemany(
                     _INSERT_OUTBOX,
@@ -279,6 +297,10 @@ class SqliteStore:
             sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE store = ?" + order  # noqa: S608
             rows = conn.execute(sql, (store,))
         return [task_from_row(r) for r in rows]
+
+    async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(store, endpoint, name, value) of every endpoint note, optionally of one store."""
+        return list_notes(self._db(), store)
 
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store that has been polled, by store name."""

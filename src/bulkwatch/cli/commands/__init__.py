@@ -1,0 +1,23 @@
+"""What each CLI command does, as plain functions of Settings (the CLI only parses), one module
+per topic: the daemon (`run`, `once`), the config (`check-config`, `notify-test`), the state
+database (`status`, `deliveries`) and the simulator (`simulate`, `demo`)."""
+
+from __future__ import annotations
+
+from bulkwatch.cli.commands.checks import notify_test, summarise
+from bulkwatch.cli.commands.daemon import once, run, serve_daemon
+from bulkwatch.cli.commands.simulation import demo, simulate
+from bulkwatch.cli.commands.state import deliveries_list, deliveries_retry, status
+
+__all__ = [
+    "deliveries_list",
+    "deliveries_retry",
+    "demo",
+    "notify_test",
+    "once",
+    "run",
+    "serve_daemon",
+    "simulate",
+    "status",
+    "summarise",
+]

@@ -1,0 +1,136 @@
+"""`bulkwatch run` and `bulkwatch once`: the daemon, until stopped or for one round."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable, Mapping
+
+from bulkwatch.common.urls import without_password
+from bulkwatch.config import Settings
+from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.daemon.health import liveness
+from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
+from bulkwatch.daemon.web import start_web
+from bulkwatch.store.base import SchemaTooNewError, StoreCorruptError, StoreUnavailableError
+from bulkwatch.store.sqlite.lock import StateInUseError
+from bulkwatch.telemetry.logs import configure_logging
+
+__all__ = [
+    "EXIT_STATE_CORRUPT",
+    "EXIT_STATE_IN_USE",
+    "StartupError",
+    "once",
+    "run",
+    "serve_daemon",
+    "stop_on_signals",
+]
+
+# `run` and `once` when another process holds the state file, and `run` when the state
+# database fails its integrity check (see docs/operations.md).
+EXIT_STATE_IN_USE = 3
+EXIT_STATE_CORRUPT = 4
+
+
+class StartupError(Exception):
+    """The daemon could not start (port taken, state database unreadable): one clear line."""
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT and SIGTERM set, for the running loop to stop on."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_daemon(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    ready: Callable[[], None] | None = None,
+    systemd: SystemdNotifier | None = None,
+) -> None:
+    """The daemon: the engine, its scheduler and the metrics server, until `stop` is set.
+    With `systemd`: READY=1 once the first schedule is armed, watchdog pings while alive,
+    STOPPING=1 when `stop` is set."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            engine = await stack.enter_async_context(Engine(settings))
+        except (StoreUnavailableError, SchemaTooNewError) as exc:  # each names the store
+            raise StartupError(f"state.url: {exc}") from exc
+        except (OSError, sqlite3.Error) as exc:
+            url = without_password(settings.state.url)
+            raise StartupError(f"state.url: cannot open {url}: {exc}") from exc
+        runner = None
+        if settings.server.enabled:
+            host, port = settings.server.host, settings.server.port
+            try:
+                runner = await start_web(engine, host, port)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise StartupError(f"server: cannot listen on {host}:{port}: {reason}") from exc
+        status = f"watching {len(engine.sources)} stores ({len(engine.endpoints)} endpoints)"
+        try:
+            async with supervised(
+                systemd, stop, lambda: liveness(engine.status).problems, status
+            ) as sd_ready:
+
+                def on_ready() -> None:
+                    sd_ready()
+                    if ready is not None:
+                        ready()
+
+                await engine.serve(stop, grace=settings.shutdown_grace, ready=on_ready)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+
+
+def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+    """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0. `environ` (default: the
+    process's) is read once here, for systemd's `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`."""
+    configure_logging(settings.log.level, settings.log.format)
+    env = os.environ if environ is None else environ
+    systemd = SystemdNotifier.from_environ(env, os.getpid())
+
+    async def main() -> None:
+        stop = stop_on_signals()
+        with tuned_collector():
+            await serve_daemon(settings, stop, systemd=systemd, ready=freeze_startup_objects)
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return 1
+    except StateInUseError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_STATE_IN_USE
+    except StoreCorruptError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_STATE_CORRUPT
+    return 0
+
+
+def once(settings: Settings) -> int:
+    """`bulkwatch once`: 0 when every poll succeeded, 1 when any failed."""
+    configure_logging(settings.log.level, settings.log.format)
+
+    async def main() -> bool:
+        async with Engine(settings) as engine:
+            ok = await engine.poll_all_once()
+            await engine.deliver_due_once()
+            return ok
+
+    try:
+        return 0 if asyncio.run(main()) else 1
+    except StateInUseError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_STATE_IN_USE
