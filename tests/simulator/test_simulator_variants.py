@@ -188,6 +188,7 @@ def test_single_variants_name_every_choice_and_change_one_at_most() -> None:
     assert {v.past_end for v in SINGLE_VARIANTS.values()} == {"empty", "404", "400"}
     assert len({v.no_task for v in SINGLE_VARIANTS.values()}) == 9  # 8 shapes and the default
     assert {v.redirect for v in SINGLE_VARIANTS.values()} == {"none", "same-host", "cross-host"}
+    assert {v.created_times for v in SINGLE_VARIANTS.values()} == {"absent", "present"}
 
 
 COMMANDS = {
@@ -207,6 +208,8 @@ OPTIONS = [
     "400",
     "--redirect",
     "same-host",
+    "--created-times",
+    "present",
 ]
 
 
@@ -242,6 +245,7 @@ async def test_both_command_lines_take_the_same_variant_options(
         "failed_code": -1,
         "auth_failure": "400",
         "redirect": "same-host",
+        "created_times": "present",
     }
     assert described.strip() == "platform variants: " + " ".join(OPTIONS)
 

@@ -48,6 +48,18 @@ def _parser(*, simulating: bool = False) -> argparse.ArgumentParser:
     status.add_argument("--store", help="only this store")
     status.add_argument("--json", action="store_true", help="JSON output")
 
+    probe = with_config(
+        sub.add_parser(
+            "probe",
+            help="how each store's platform behaves where its docs are silent (read-only)",
+            description="Read-only: one line per platform behaviour bulkwatch depends on, and "
+            "whether the config suits it. Exit 0 when everything suits, 1 when something does "
+            "not, 2 on a config error. Attach the --json output to bug reports.",
+        )
+    )
+    probe.add_argument("--store", help="only this store (probed even when disabled)")
+    probe.add_argument("--json", action="store_true", help="JSON output")
+
     deliveries = sub.add_parser("deliveries", help="dead (or pending) deliveries")
     dsub = deliveries.add_subparsers(dest="action", required=True, metavar="ACTION")
     dlist = with_config(dsub.add_parser("list", help="list deliveries (dead by default)"))
@@ -112,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.once(settings)
         if args.command == "status":
             return asyncio.run(commands.status(settings, args.store, as_json=args.json))
+        if args.command == "probe":
+            return asyncio.run(commands.probe(settings, args.store, as_json=args.json))
         if args.command == "deliveries" and args.action == "list":
             return asyncio.run(
                 commands.deliveries_list(settings, args.status, args.notifier, as_json=args.json)

@@ -10,7 +10,8 @@ Each store is reached under its own path prefix, which is its bulkwatch `base_ur
   no task → the store's `empty_style` (200 `{}` by default); `traceId` header.
 
 Where the platforms' documentation is silent (list order, the page past the end, the no-task
-answer, the failed code, the auth failure, redirects), `Variants` choose the behaviour.
+answer, the failed code, the auth failure, redirects, created times in the list), `Variants`
+choose the behaviour.
 
 Tokens default to `sim-<store>`; a wrong one gets 401. Start it with
 `async with run_simulator(stores=make_stores(2, 2)) as sim:` and drive it with the `Simulator`
@@ -22,7 +23,8 @@ control routes. Bodies are JSON; task fields are snake_case, times epoch seconds
 - `GET /_sim/stats[?store=S]` → request counters; `DELETE /_sim/stats` resets them
 - `PUT /_sim/latency` `{"seconds"}` → seconds added to every API response
 - `GET /_sim/variants` → the platform variants (`simulator.variants`); `PATCH` changes them
-  (`{"list_order"?, "past_end"?, "no_task"?, "failed_code"?, "auth_failure"?, "redirect"?}`)
+  (`{"list_order"?, "past_end"?, "no_task"?, "failed_code"?, "auth_failure"?, "redirect"?,
+  "created_times"?}`)
 - `GET /_sim/faults` → installed fault rules
 - `POST /_sim/faults` `{"kind", "store"?, "endpoint"?, "times"?, "probability"?, "status"?,
   "retry_after"?, "delay"?, "size"?}` → 201 the rule, with its `id`; `times` defaults to 1,

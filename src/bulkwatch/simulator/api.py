@@ -42,9 +42,16 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, _CST).isoformat(timespec="seconds")
 
 
-def shoplazza_item(task: SimTask) -> dict[str, Any]:
-    """One entry of the Shoplazza task list."""
-    return {"query_id": task.id, "query_status": task.status, "query": {"url": task.url or ""}}
+def shoplazza_item(task: SimTask, *, created: bool = False) -> dict[str, Any]:
+    """One entry of the Shoplazza task list (with `created_at` under that variant)."""
+    item: dict[str, Any] = {
+        "query_id": task.id,
+        "query_status": task.status,
+        "query": {"url": task.url or ""},
+    }
+    if created:
+        item["created_at"] = _iso(task.created_at)
+    return item
 
 
 def shopline_body(st: SimStore, task: SimTask) -> dict[str, Any]:
@@ -100,7 +107,8 @@ def _shoplazza(sim: Simulator, st: SimStore, request: web.Request) -> tuple[int,
     status, page_tasks = list_page(st, page, limit, sim.variants)
     if isinstance(page_tasks, bytes):
         return status, page_tasks  # past the end, under a variant that answers an error
-    items = [shoplazza_item(t) for t in page_tasks]
+    created = sim.variants.created_times == "present"
+    items = [shoplazza_item(t, created=created) for t in page_tasks]
     if st.body_style == "querys":
         body: dict[str, Any] = {"querys": items}
     elif st.body_style == "wrapped":

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bulkwatch.model import Platform
 from bulkwatch.simulator.model import EmptyStyle, TaskFields
-from bulkwatch.simulator.variants import AuthFailure, ListOrder, PastEnd, Redirect
+from bulkwatch.simulator.variants import AuthFailure, CreatedTimes, ListOrder, PastEnd, Redirect
 
 __all__ = [
     "Advance",
@@ -94,6 +94,7 @@ class VariantsPatch(Body):
     failed_code: int | None = None
     auth_failure: AuthFailure | None = None
     redirect: Redirect | None = None
+    created_times: CreatedTimes | None = None
 
 
 class Latency(Body):

@@ -26,6 +26,7 @@ __all__ = [
     "MOVED_PREFIX",
     "SINGLE_VARIANTS",
     "AuthFailure",
+    "CreatedTimes",
     "ListOrder",
     "PastEnd",
     "Redirect",
@@ -44,6 +45,7 @@ ListOrder = Literal["newest", "oldest"]
 PastEnd = Literal["empty", "404", "400"]
 AuthFailure = Literal["401", "400"]
 Redirect = Literal["none", "same-host", "cross-host"]
+CreatedTimes = Literal["absent", "present"]
 # Where a redirect sends a request: the same API, one path segment further, so a client that
 # follows it gets the normal answer. A cross-host redirect goes to `localhost` instead of the
 # address the client used: another host, as far as the client can tell.
@@ -76,6 +78,7 @@ class Variants:
     - `failed_code`: the Shoplazza `query_status` of a failed task (undocumented).
     - `auth_failure`: what Shoplazza answers to a wrong token: 401, or a bare 400 "Bad Request".
     - `redirect`: every API request is first redirected (301), to the same host or to another.
+    - `created_times`: whether Shoplazza list entries carry a `created_at` (undocumented).
     """
 
     list_order: ListOrder = "newest"
@@ -84,6 +87,7 @@ class Variants:
     failed_code: int = 3
     auth_failure: AuthFailure = "401"
     redirect: Redirect = "none"
+    created_times: CreatedTimes = "absent"
 
     def describe(self) -> str:
         """The choices that differ from the defaults, as command-line options."""
@@ -110,6 +114,7 @@ def _singles() -> dict[str, Variants]:
         out[f"auth-{auth}"] = Variants(auth_failure=auth)
     for where in ("same-host", "cross-host"):
         out[f"redirect-{where}"] = Variants(redirect=where)
+    out["created-times-present"] = Variants(created_times="present")
     return out
 
 
@@ -158,6 +163,12 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
         choices=get_args(Redirect),
         default="none",
         help="redirect every API request first: to the same host or to another (default: none)",
+    )
+    group.add_argument(
+        "--created-times",
+        choices=get_args(CreatedTimes),
+        default="absent",
+        help="whether Shoplazza list entries carry created_at (default: absent)",
     )
 
 

@@ -11,6 +11,7 @@ from bulkwatch.config import ResolvedStore
 from bulkwatch.model import EndpointKey, FailureKind, PollError, PollResult, Unchanged
 from bulkwatch.sources.http.client import ApiClient
 from bulkwatch.sources.http.ratelimit import RateLimiter
+from bulkwatch.sources.http.recording import Recording
 from bulkwatch.sources.http.tokens import TokenProvider
 
 __all__ = ["HttpSource"]
@@ -20,12 +21,17 @@ class HttpSource:
     """Base of the platform sources: one store, its endpoints and its HTTP plumbing.
 
     The rate limiter is shared by every endpoint (and every page) of the store, since the
-    platforms count requests per store.
+    platforms count requests per store. A `recording` keeps what the client saw (the probe).
     """
 
     request_id_header: ClassVar[str]
 
-    def __init__(self, store: ResolvedStore, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        store: ResolvedStore,
+        session: aiohttp.ClientSession,
+        recording: Recording | None = None,
+    ) -> None:
         self.platform = store.platform
         self.store = store.name
         self.endpoints: tuple[EndpointKey, ...] = tuple(
@@ -41,6 +47,7 @@ class HttpSource:
             max_body_bytes=store.max_body_bytes,
             limiter=self.limiter,
             request_id_header=self.request_id_header,
+            recording=recording,
         )
 
     async def poll_since(

@@ -33,6 +33,7 @@ from bulkwatch.sources.http.failures import (
     looks_like_auth,
     status_error,
 )
+from bulkwatch.sources.http.recording import Recording
 from bulkwatch.sources.http.response import Fingerprint, HttpResponse
 from bulkwatch.sources.listing import ListMemory, ListReader, Page
 
@@ -59,9 +60,13 @@ class ShoplazzaSource(HttpSource):
     request_id_header = "Request-Id"
 
     def __init__(
-        self, config: ShoplazzaStore, store: ResolvedStore, session: aiohttp.ClientSession
+        self,
+        config: ShoplazzaStore,
+        store: ResolvedStore,
+        session: aiohttp.ClientSession,
+        recording: Recording | None = None,
     ) -> None:
-        super().__init__(store, session)
+        super().__init__(store, session, recording)
         self._url = f"{config.url_base()}/openapi/{config.api_version}/data/tasks"
         self._limit = config.page_limit
         self._max_pages = config.max_pages
@@ -80,24 +85,13 @@ class ShoplazzaSource(HttpSource):
         """Read the list from the end new tasks appear at (`sources.listing`); raise
         `PollError`. `Unchanged` when page 1 is the whole list fingerprinted `known`."""
         token = self._token_for(key)
-        headers = self._headers(token)
         fingerprint = Fingerprint()
         request_ids: list[str] = []
 
         async def fetch(page: int, limit: int) -> Page:
-            params = {"page": str(page), "limit": str(limit)}
-            resp = await self._client.get(
-                key, self._url, params=params, headers=headers, secret=token, now=now
+            return await self._fetch(
+                key, token, page, limit, now=now, fingerprint=fingerprint, request_ids=request_ids
             )
-            if resp.request_id:
-                request_ids.append(resp.request_id)
-            fingerprint.add(resp)
-            if page > 1 and resp.status in _PAST_END:
-                return Page(page, (), past_end=str(resp.status))
-            entries, path = _task_list(resp, key, page, self._never_polled)
-            if page > 1 and not entries:
-                return Page(page, entries, path, past_end="empty")
-            return Page(page, entries, path)
 
         first = await fetch(1, self._limit)
         digest = fingerprint.add_nothing()
@@ -152,6 +146,39 @@ class ShoplazzaSource(HttpSource):
             fingerprint=fingerprint.add_nothing(),
             listing=listing,
         )
+
+    async def read_page(self, key: EndpointKey, page: int, limit: int, now: datetime) -> Page:
+        """One page of the list as a poll reads it (`Page.past_end` says how a page after the
+        last one was answered); `PollError` for anything else."""
+        token = self._token_for(key)
+        return await self._fetch(
+            key, token, page, limit, now=now, fingerprint=Fingerprint(), request_ids=[]
+        )
+
+    async def _fetch(
+        self,
+        key: EndpointKey,
+        token: str,
+        page: int,
+        limit: int,
+        *,
+        now: datetime,
+        fingerprint: Fingerprint,
+        request_ids: list[str],
+    ) -> Page:
+        params = {"page": str(page), "limit": str(limit)}
+        resp = await self._client.get(
+            key, self._url, params=params, headers=self._headers(token), secret=token, now=now
+        )
+        if resp.request_id:
+            request_ids.append(resp.request_id)
+        fingerprint.add(resp)
+        if page > 1 and resp.status in _PAST_END:
+            return Page(page, (), past_end=str(resp.status))
+        entries, path = _task_list(resp, key, page, self._never_polled)
+        if page > 1 and not entries:
+            return Page(page, entries, path, past_end="empty")
+        return Page(page, entries, path)
 
     def _snapshot(
         self, entry: Any, where: str, now: datetime, problems: list[str]

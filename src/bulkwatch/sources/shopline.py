@@ -17,6 +17,7 @@ from bulkwatch.sources.common import HttpSource
 from bulkwatch.sources.fields import as_id, read_datetime, read_int, read_text, short, type_name
 from bulkwatch.sources.http.client import decode_json
 from bulkwatch.sources.http.failures import envelope_error, invalid_answer, status_error
+from bulkwatch.sources.http.recording import Recording
 from bulkwatch.sources.http.response import Fingerprint, HttpResponse
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
@@ -31,9 +32,13 @@ class ShoplineSource(HttpSource):
     request_id_header = "traceId"
 
     def __init__(
-        self, config: ShoplineStore, store: ResolvedStore, session: aiohttp.ClientSession
+        self,
+        config: ShoplineStore,
+        store: ResolvedStore,
+        session: aiohttp.ClientSession,
+        recording: Recording | None = None,
     ) -> None:
-        super().__init__(store, session)
+        super().__init__(store, session, recording)
         self._url = (
             f"{config.url_base()}/admin/openapi/{config.api_version}/current_bulk_operation.json"
         )

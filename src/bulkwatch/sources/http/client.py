@@ -23,6 +23,7 @@ from bulkwatch.sources.http.failures import (
     one_line,
 )
 from bulkwatch.sources.http.ratelimit import RateLimiter
+from bulkwatch.sources.http.recording import Recording
 from bulkwatch.sources.http.response import HttpResponse
 
 __all__ = ["MAX_REDIRECTS", "ApiClient", "decode_json"]
@@ -48,10 +49,10 @@ class ApiClient:
         max_body_bytes: int,
         request_id_header: str,
         limiter: RateLimiter | None = None,
-        keep_headers: bool = False,
+        recording: Recording | None = None,
     ) -> None:
         self._session = session
-        self.keep_headers = keep_headers
+        self._recording = recording
         self._limiter = limiter
         self._seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -88,6 +89,8 @@ class ApiClient:
         for _hop in range(MAX_REDIRECTS + 1):
             resp, location = await self._get_once(key, target, headers, secret, now)
             if location is None:
+                if self._recording is not None:
+                    self._recording.responses.append(resp)
                 return resp
             target = self._redirect_target(key, target, location, resp)
         raise invalid_answer(resp, key, f"more than {MAX_REDIRECTS} redirects; check base_url")
@@ -108,12 +111,16 @@ class ApiClient:
             )
         if target.origin() != current.origin():
             elsewhere = one_line(str(target.origin()), 100)
+            if self._recording is not None:
+                self._recording.refused.append(elsewhere or "?")
             raise invalid_answer(
                 resp,
                 key,
                 f"redirected to another host ({elsewhere}); not followed, and the token was "
                 "not sent there: check the store's domain/handle and base_url",
             )
+        if self._recording is not None:
+            self._recording.followed.append((current.path, target.path))
         return target
 
     async def _get_once(
@@ -132,7 +139,7 @@ class ApiClient:
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
                 location = resp.headers.get("Location", "")
-                seen = _seen_headers(resp) if self.keep_headers else None
+                seen = None if self._recording is None else _seen_headers(resp)
                 body, complete = await _read_capped(resp, 0 if 300 <= status < 400 else self._cap)
         except TimeoutError:  # asyncio's, and aiohttp's ServerTimeoutError, which subclasses it
             raise PollError(
@@ -174,7 +181,7 @@ def _seen_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
     return {
         name: value
         for name, value in resp.headers.items()
-        if name.lower() in _PROBED or "ratelimit" in name.lower() or "limit" in name.lower()
+        if name.lower() in _PROBED or "limit" in name.lower()
     }
 
 

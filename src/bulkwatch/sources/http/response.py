@@ -17,7 +17,7 @@ class HttpResponse:
     request_id: str | None
     retry_after: float | None
     error_text: str | None  # the platform's own error text (non-2xx only), already redacted
-    headers: dict[str, str] | None = None  # a few headers, for clients that `keep_headers`
+    headers: dict[str, str] | None = None  # a few headers, when the client records
 
     @property
     def ok(self) -> bool:
