@@ -198,12 +198,24 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
     (
         "bad state url",
         {"state": {"url": "mysql://x"}, "stores": [LAZZA]},
-        ["state.url: use sqlite:///relative.db or sqlite:////absolute.db"],
+        [
+            "state.url: use sqlite:///relative.db, sqlite:////absolute.db or "
+            "postgresql://user@host:5432/database"
+        ],
     ),
     (
-        "postgresql state url",
-        {"state": {"url": "postgresql://bw@db/bulkwatch"}, "stores": [LAZZA]},
-        ["state.url: a PostgreSQL state store is not supported yet; use sqlite:///bulkwatch.db"],
+        "postgresql state url with a port that is not a number",
+        {"state": {"url": "postgresql://bw:hunter2@db:54x2/bulkwatch"}, "stores": [LAZZA]},
+        [
+            "state.url: the PostgreSQL state URL does not parse (is the port a number? is a "
+            "password with '@', '/' or ':' percent-encoded?); use "
+            "postgresql://user@host:5432/database"
+        ],
+    ),
+    (
+        "state pool size below one",
+        {"state": {"pool_size": 0}, "stores": [LAZZA]},
+        ["state.pool_size: input should be greater than or equal to 1"],
     ),
     ("stores not a list", {"stores": {"a": 1}}, ["stores: input should be a valid list"]),
     ("unknown top-level field", {"store": [LAZZA]}, ["store: unknown field"]),

@@ -12,6 +12,7 @@ from pathlib import Path
 from bulkwatch import __version__
 from bulkwatch.config import ConfigError, Settings, load_settings
 from bulkwatch.config.discovery import ConfigFile, find_config, nothing_to_watch
+from bulkwatch.store.base import SchemaTooNewError, StoreUnavailableError
 
 __all__ = ["main"]
 
@@ -153,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_POLL_FAILED
     except KeyboardInterrupt:
         return 130
+    except (StoreUnavailableError, SchemaTooNewError) as exc:  # their messages hide passwords
+        print(f"bulkwatch: state.url: {exc}", file=sys.stderr)
+        return EXIT_POLL_FAILED
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
 
 

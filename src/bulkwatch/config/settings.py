@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -34,6 +35,7 @@ __all__ = [
     "Settings",
     "ShoplazzaStore",
     "ShoplineStore",
+    "StateSettings",
     "StoreSettings",
 ]
 
@@ -178,19 +180,39 @@ class ShoplineStore(_StoreBase):
 StoreSettings = Annotated[ShoplazzaStore | ShoplineStore, Field(discriminator="platform")]
 
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _check_postgres_url(value: str) -> None:
+    """Refuse a PostgreSQL URL that cannot name a server; never echo it (it may hold a
+    password)."""
+    try:
+        urlsplit(value).port  # noqa: B018 - reading it is the check
+    except ValueError:
+        raise ValueError(
+            "the PostgreSQL state URL does not parse (is the port a number? is a password "
+            "with '@', '/' or ':' percent-encoded?); use postgresql://user@host:5432/database"
+        ) from None
+
+
 class StateSettings(_Model):
     url: str = "sqlite:///bulkwatch.db"
     retention: Duration = 30 * 86400.0
+    # PostgreSQL only: connections the process keeps at most. Polls and deliveries each hold
+    # one for a few statements; those beyond the pool wait for a connection, not fail.
+    pool_size: int = Field(default=10, ge=1, le=500)
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                "a PostgreSQL state store is not supported yet; use sqlite:///bulkwatch.db"
-            )
+        if value.lower().startswith(_POSTGRES_SCHEMES):
+            _check_postgres_url(value)
+            return value
         if not value.startswith("sqlite:///"):
-            raise ValueError("use sqlite:///relative.db or sqlite:////absolute.db")
+            raise ValueError(
+                "use sqlite:///relative.db, sqlite:////absolute.db or "
+                "postgresql://user@host:5432/database"
+            )
         return value
 
 

@@ -42,7 +42,7 @@ from bulkwatch.notifiers.log import LogNotifierConfig
 from bulkwatch.sources.base import Source
 from bulkwatch.sources.factory import make_source
 from bulkwatch.store.base import StateStore
-from bulkwatch.store.factory import daemon_lock, open_store_from_url
+from bulkwatch.store.factory import daemon_lock, open_store
 from bulkwatch.telemetry.metrics import Metrics
 from bulkwatch.telemetry.pollstats import PollStats
 from bulkwatch.tracking.tracker import Policy
@@ -79,7 +79,7 @@ class Engine:
         self.clock = clock
         self.stores = resolve_stores(settings)
         self.notifier_configs = _default_notifiers(settings)
-        self.store: StateStore = open_store_from_url(settings.state.url)
+        self.store: StateStore = open_store(settings.state)
         self.sources: list[Source] = []
         self.notifiers: dict[str, Notifier] = {}
         self.status = DaemonStatus(

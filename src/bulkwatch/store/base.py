@@ -31,6 +31,7 @@ __all__ = [
     "OutboxRow",
     "PollState",
     "PollWrite",
+    "SchemaTooNewError",
     "StateStore",
     "StatusReads",
     "StoreCorruptError",
@@ -46,6 +47,10 @@ __all__ = [
 
 class StoreUnavailableError(Exception):
     """The state store did not answer; readiness reports it until it does again."""
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer bulkwatch; downgrading it is not supported."""
 
 
 class StoreWriteError(StoreUnavailableError):

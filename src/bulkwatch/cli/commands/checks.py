@@ -7,6 +7,7 @@ import sys
 from urllib.parse import urlsplit
 
 from bulkwatch.cli.commands.preflight import check_machine
+from bulkwatch.common.urls import without_password
 from bulkwatch.config import Settings, resolve_stores
 from bulkwatch.config.discovery import ConfigFile
 from bulkwatch.notifiers.base import NotifierConfig
@@ -44,7 +45,7 @@ def summarise(settings: Settings, config: ConfigFile) -> str:
     lines = [
         f"config OK: {config.describe()}" if config.path else "config OK (no config file)",
         f"instance: {settings.instance}",
-        f"state: {settings.state.url}",
+        f"state: {without_password(settings.state.url)}",
         "server: "
         + (
             f"http://{settings.server.host}:{settings.server.port}"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from bulkwatch.cli.commands.preflight import check_machine
+from bulkwatch.common.urls import without_password
 from bulkwatch.config import Settings
 from bulkwatch.config.discovery import ConfigFile
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
@@ -20,7 +21,7 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import liveness
 from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
 from bulkwatch.daemon.web import start_web
-from bulkwatch.store.base import StoreCorruptError
+from bulkwatch.store.base import SchemaTooNewError, StoreCorruptError, StoreUnavailableError
 from bulkwatch.store.sqlite.lock import StateInUseError
 from bulkwatch.telemetry.logs import configure_logging
 
@@ -72,8 +73,11 @@ async def serve_daemon(
     async with contextlib.AsyncExitStack() as stack:
         try:
             engine = await stack.enter_async_context(Engine(settings))
+        except (StoreUnavailableError, SchemaTooNewError) as exc:  # each names the store
+            raise StartupError(f"state.url: {exc}") from exc
         except (OSError, sqlite3.Error) as exc:
-            raise StartupError(f"state.url: cannot open {settings.state.url}: {exc}") from exc
+            url = without_password(settings.state.url)
+            raise StartupError(f"state.url: cannot open {url}: {exc}") from exc
         runner = None
         if settings.server.enabled:
             host, port = settings.server.host, settings.server.port

@@ -11,7 +11,7 @@ from pathlib import Path
 from bulkwatch.config import Settings
 from bulkwatch.model import isoformat, utcnow
 from bulkwatch.store.base import DeliveryStatus, StateStore
-from bulkwatch.store.factory import open_store_from_url, sqlite_file
+from bulkwatch.store.factory import open_store, sqlite_file
 
 __all__ = ["NoStateError", "deliveries_list", "deliveries_retry", "open_state", "status"]
 
@@ -23,9 +23,9 @@ class NoStateError(Exception):
 @asynccontextmanager
 async def open_state(settings: Settings) -> AsyncIterator[StateStore]:
     """The existing state store of `settings`, open for the block and closed after it;
-    `NoStateError` when its database file does not exist (it is never created here)."""
+    `NoStateError` when its SQLite database file does not exist (it is never created here)."""
     _require_database(settings.state.url)
-    store = open_store_from_url(settings.state.url)
+    store = open_store(settings.state)
     await store.open()
     try:
         yield store

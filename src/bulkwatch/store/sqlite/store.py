@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import sqlite3
+import time
 from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
@@ -110,9 +111,24 @@ _PRUNE_TASKS = (
 )
 
 
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """Ask for WAL mode; return the journal mode in force. The switch needs the file to
+    itself, and SQLite may refuse it at once, without waiting `busy_timeout`, while other
+    processes open the same new file: retry for up to `busy_timeout` seconds."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return str(mode)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)
+
+
 def _configure(conn: sqlite3.Connection, busy_timeout: float, *, wal_required: bool) -> None:
     conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000):d}")
-    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    mode = _switch_to_wal(conn, busy_timeout)
     if wal_required and mode != "wal":
         raise RuntimeError(
             f"cannot switch the state database to WAL mode (journal mode is {mode!r}); "
