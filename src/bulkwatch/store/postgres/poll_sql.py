@@ -19,10 +19,8 @@ from bulkwatch.store.base import OutboxRow, PollWrite
 from bulkwatch.store.postgres.rows import (
     ENDPOINT_COLUMNS,
     HEALTH_COLUMNS,
+    ROWS,
     TASK_COLUMNS,
-    endpoint_params,
-    health_params,
-    task_params,
     utc,
 )
 
@@ -142,7 +140,7 @@ def _task_rows(upserts: Sequence[TrackedTask]) -> list[tuple[Any, ...]]:
     # Within one statement a row may be upserted once: keep each task's last state, as
     # writing them one after the other would.
     latest = {(t.snapshot.store, t.snapshot.platform, t.task_id): t for t in upserts}
-    return [task_params(t) for t in latest.values()]
+    return [ROWS.task_params(t) for t in latest.values()]
 
 
 def _outbox_rows(rows: Sequence[OutboxRow]) -> list[tuple[Any, ...]]:
@@ -152,7 +150,7 @@ def _outbox_rows(rows: Sequence[OutboxRow]) -> list[tuple[Any, ...]]:
 
 
 def _health(health: StoreHealth | None) -> tuple[Any, ...]:
-    return (False, *_NO_HEALTH) if health is None else (True, *health_params(health))
+    return (False, *_NO_HEALTH) if health is None else (True, *ROWS.health_params(health))
 
 
 def _note_columns(notes: Sequence[tuple[str, str]]) -> list[list[str]]:
@@ -163,7 +161,7 @@ def _note_columns(notes: Sequence[tuple[str, str]]) -> list[list[str]]:
 
 def save_poll_args(write: PollWrite) -> tuple[str, list[Any]]:
     """The statement and the arguments that write `write`."""
-    args: list[Any] = [*_health(write.health), *endpoint_params(write.endpoint)]
+    args: list[Any] = [*_health(write.health), *ROWS.endpoint_params(write.endpoint)]
     if write.upserts:
         args += _columns(_task_rows(write.upserts), 23)
     if write.outbox:

@@ -8,26 +8,34 @@ backwards for newest first, and a page continues from the last row of the one be
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from bulkwatch.model import EndpointState, StoreHealth, TrackedTask
 from bulkwatch.store.base import TaskQuery, Troubled
 from bulkwatch.store.postgres.rows import (
-    ENDPOINT_COLUMNS,
     HEALTH_COLUMNS,
-    TASK_COLUMNS,
-    endpoint_from_row,
-    health_from_row,
-    task_from_row,
+    ROWS,
+    SELECT_ENDPOINTS,
+    SELECT_HEALTH,
+    SELECT_TASKS,
     utc,
 )
 
-__all__ = ["PostgresReads"]
+__all__ = ["PostgresReads", "fetch_as"]
+
+T = TypeVar("T")
 
 _TROUBLED = "(down OR failing_endpoints <> '{}')"  # the partial index's own condition
 _NEWEST_FIRST = " ORDER BY first_seen_at DESC, store DESC, platform DESC, task_id DESC"
+
+
+async def fetch_as(
+    pool: asyncpg.Pool, convert: Callable[[Any], T], sql: str, *args: Any
+) -> list[T]:
+    """The rows `sql` selects, each converted."""
+    return [convert(r) for r in await pool.fetch(sql, *args)]
 
 
 def task_sql(query: TaskQuery) -> tuple[str, list[Any]]:
@@ -53,7 +61,7 @@ def task_sql(query: TaskQuery) -> tuple[str, list[Any]]:
             (arg(utc(a.first_seen_at)), arg(a.store), arg(a.platform.value), arg(a.task_id))
         )
         where.append(f"(first_seen_at, store, platform, task_id) < ({key})")
-    sql = f"SELECT {TASK_COLUMNS} FROM tasks"  # noqa: S608 - constant columns
+    sql = SELECT_TASKS
     if where:
         sql += " WHERE " + " AND ".join(where)
     return f"{sql}{_NEWEST_FIRST} LIMIT {arg(query.limit)}", params
@@ -68,25 +76,21 @@ class PostgresReads:
     async def recent_tasks(self, query: TaskQuery) -> list[TrackedTask]:
         """At most `query.limit` tasks, newest first; see `TaskQuery` for the filters."""
         sql, params = task_sql(query)
-        return [task_from_row(r) for r in await self._pool().fetch(sql, *params)]
+        return await fetch_as(self._pool(), ROWS.task_from_row, sql, *params)
 
     async def health_of(self, stores: Collection[str]) -> list[StoreHealth]:
         """The stored health of these stores, by store name and platform."""
-        rows = await self._pool().fetch(
-            f"SELECT {HEALTH_COLUMNS} FROM store_health "  # noqa: S608 - constant columns
-            "WHERE store = ANY($1::text[]) ORDER BY store, platform",
-            sorted(set(stores)),
+        where = " WHERE store = ANY($1::text[]) ORDER BY store, platform"
+        return await fetch_as(
+            self._pool(), ROWS.health_from_row, SELECT_HEALTH + where, sorted(set(stores))
         )
-        return [health_from_row(r) for r in rows]
 
     async def endpoints_of(self, stores: Collection[str]) -> list[EndpointState]:
         """The stored endpoints of these stores, by store, endpoint and platform."""
-        rows = await self._pool().fetch(
-            f"SELECT {ENDPOINT_COLUMNS} FROM endpoints "  # noqa: S608 - constant columns
-            "WHERE store = ANY($1::text[]) ORDER BY store, endpoint, platform",
-            sorted(set(stores)),
+        where = " WHERE store = ANY($1::text[]) ORDER BY store, endpoint, platform"
+        return await fetch_as(
+            self._pool(), ROWS.endpoint_from_row, SELECT_ENDPOINTS + where, sorted(set(stores))
         )
-        return [endpoint_from_row(r) for r in rows]
 
     async def troubled_stores(self, limit: int) -> Troubled:
         """Counts of down stores and of up stores with a failing endpoint, and the first
@@ -100,5 +104,5 @@ class PostgresReads:
             limit,
         )
         assert row is not None  # noqa: S101 - an aggregate always yields its one row
-        stores = [health_from_row(r) for r in row[2]]
+        stores = [ROWS.health_from_row(r) for r in row[2]]
         return Troubled(down=int(row[0]), failing=int(row[1]), stores=stores)

@@ -28,14 +28,12 @@ from bulkwatch.model import (
 from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
 from bulkwatch.store.postgres.outbox import PostgresOutbox, WriteOutcome, affected
 from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
-from bulkwatch.store.postgres.reads import PostgresReads
+from bulkwatch.store.postgres.reads import PostgresReads, fetch_as
 from bulkwatch.store.postgres.rows import (
-    ENDPOINT_COLUMNS,
-    HEALTH_COLUMNS,
-    TASK_COLUMNS,
-    endpoint_from_row,
-    health_from_row,
-    task_from_row,
+    ROWS,
+    SELECT_ENDPOINTS,
+    SELECT_HEALTH,
+    SELECT_TASKS,
     utc,
 )
 from bulkwatch.store.postgres.schema import migrate
@@ -176,12 +174,12 @@ class PostgresStore(PostgresTokens):
         assert row is not None  # noqa: S101 - the SELECT always yields its one row
         health_stored = row[3]
         health = (
-            health_from_row((key.store, platform, *row[0:3]))
+            ROWS.store_health(key.store, key.platform, row[0:3])
             if health_stored
             else StoreHealth(key.store, key.platform)
         )
-        endpoint = endpoint_from_row(row[5:13]) if row[4] else EndpointState(key)
-        tasks = {task.task_id: task for task in map(task_from_row, row[13])}
+        endpoint = ROWS.endpoint_from_row(row[5:13]) if row[4] else EndpointState(key)
+        tasks = {task.task_id: task for task in map(ROWS.task_from_row, row[13])}
         return EndpointView(health, endpoint, tasks, health_stored=health_stored)
 
     async def save_poll(self, write: PollWrite) -> None:
@@ -193,21 +191,15 @@ class PostgresStore(PostgresTokens):
 
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store."""
-        rows = await self._connections().fetch(
-            f"SELECT {ENDPOINT_COLUMNS} FROM endpoints "  # noqa: S608 - constant columns
-            "WHERE ($1::text IS NULL OR store = $1) ORDER BY store, endpoint, platform",
-            store,
+        where = " WHERE ($1::text IS NULL OR store = $1) ORDER BY store, endpoint, platform"
+        return await fetch_as(
+            self._connections(), ROWS.endpoint_from_row, SELECT_ENDPOINTS + where, store
         )
-        return [endpoint_from_row(r) for r in rows]
 
     async def list_tasks(self, store: str | None = None) -> list[TrackedTask]:
         """Tracked tasks (gone ones included), optionally of one store, by store and task id."""
-        rows = await self._connections().fetch(
-            f"SELECT {TASK_COLUMNS} FROM tasks "  # noqa: S608 - constant columns
-            "WHERE ($1::text IS NULL OR store = $1) ORDER BY store, task_id, platform",
-            store,
-        )
-        return [task_from_row(r) for r in rows]
+        where = " WHERE ($1::text IS NULL OR store = $1) ORDER BY store, task_id, platform"
+        return await fetch_as(self._connections(), ROWS.task_from_row, SELECT_TASKS + where, store)
 
     async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
         """(store, endpoint, name, value) of every endpoint note, optionally of one store."""
@@ -220,11 +212,8 @@ class PostgresStore(PostgresTokens):
 
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store that has been polled, by store name."""
-        rows = await self._connections().fetch(
-            f"SELECT {HEALTH_COLUMNS} FROM store_health "  # noqa: S608 - constant columns
-            "ORDER BY store, platform"
-        )
-        return [health_from_row(r) for r in rows]
+        sql = SELECT_HEALTH + " ORDER BY store, platform"
+        return await fetch_as(self._connections(), ROWS.health_from_row, sql)
 
     async def prune(self, before: datetime) -> int:
         """Forget terminal or gone tasks unchanged and unseen since `before`, and delivered

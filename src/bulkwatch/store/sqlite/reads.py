@@ -11,16 +11,10 @@ import functools
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from bulkwatch.model import EndpointKey, EndpointState, Platform, StoreHealth, TrackedTask
+from bulkwatch.model import EndpointState, StoreHealth, TrackedTask
 from bulkwatch.store.base import TaskQuery, Troubled
 from bulkwatch.store.sqlite.commit import GroupCommit
-from bulkwatch.store.sqlite.schema import (
-    TASK_COLUMNS,
-    endpoint_from_row,
-    health_from_row,
-    task_from_row,
-    ts,
-)
+from bulkwatch.store.sqlite.rows import ROWS, SELECT_ENDPOINTS, SELECT_HEALTH, TASK_COLUMNS, ts
 
 __all__ = ["SqliteReads"]
 
@@ -88,17 +82,14 @@ class SqliteReads:
     async def recent_tasks(self, query: TaskQuery) -> list[TrackedTask]:
         """At most `query.limit` tasks, newest first; see `TaskQuery` for the filters."""
         sql, params = _task_sql(query)
-        return [task_from_row(r) for r in self._rows(sql, params)]
+        return [ROWS.task_from_row(r) for r in self._rows(sql, params)]
 
     async def health_of(self, stores: Collection[str]) -> list[StoreHealth]:
         """The stored health of these stores, by store name and platform."""
         out: list[StoreHealth] = []
         for chunk in _chunks(stores):
-            sql = (
-                "SELECT store, platform, down, outage, failing_endpoints FROM store_health "  # noqa: S608
-                f"WHERE store IN ({_marks(len(chunk))}) ORDER BY store, platform"
-            )
-            out.extend(health_from_row(r[0], Platform(r[1]), r[2:]) for r in self._rows(sql, chunk))
+            sql = f"{SELECT_HEALTH} WHERE store IN ({_marks(len(chunk))}) ORDER BY store, platform"
+            out.extend(map(ROWS.health_from_row, self._rows(sql, chunk)))
         return out
 
     async def endpoints_of(self, stores: Collection[str]) -> list[EndpointState]:
@@ -106,14 +97,10 @@ class SqliteReads:
         out: list[EndpointState] = []
         for chunk in _chunks(stores):
             sql = (
-                "SELECT store, platform, endpoint, baselined, consecutive_failures, "  # noqa: S608
-                "current_task_id, last_success_at, last_failure FROM endpoints "
-                f"WHERE store IN ({_marks(len(chunk))}) ORDER BY store, endpoint, platform"
+                f"{SELECT_ENDPOINTS} WHERE store IN ({_marks(len(chunk))}) "
+                "ORDER BY store, endpoint, platform"
             )
-            out.extend(
-                endpoint_from_row(EndpointKey(r[0], Platform(r[1]), r[2]), r[3:])
-                for r in self._rows(sql, chunk)
-            )
+            out.extend(map(ROWS.endpoint_from_row, self._rows(sql, chunk)))
         return out
 
     async def troubled_stores(self, limit: int) -> Troubled:
@@ -125,10 +112,9 @@ class SqliteReads:
             (),
         )
         rows = self._rows(
-            "SELECT store, platform, down, outage, failing_endpoints "  # noqa: S608
-            f"FROM store_health INDEXED BY store_health_troubled WHERE {_TROUBLED} "
+            f"{SELECT_HEALTH} INDEXED BY store_health_troubled WHERE {_TROUBLED} "
             "ORDER BY store, platform LIMIT ?",
             (limit,),
         )
-        stores = [health_from_row(r[0], Platform(r[1]), r[2:]) for r in rows]
+        stores = [ROWS.health_from_row(r) for r in rows]
         return Troubled(down=down, failing=failing, stores=stores)

@@ -24,7 +24,6 @@ from bulkwatch.model import (
     EndpointKey,
     EndpointState,
     EndpointView,
-    Platform,
     StoreHealth,
     TrackedTask,
 )
@@ -34,17 +33,16 @@ from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.notes import list_notes, save_notes
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.reads import SqliteReads
-from bulkwatch.store.sqlite.schema import (
+from bulkwatch.store.sqlite.rows import (
+    ENDPOINT_COLUMNS,
+    HEALTH_COLUMNS,
+    ROWS,
+    SELECT_ENDPOINTS,
+    SELECT_HEALTH,
     TASK_COLUMNS,
-    endpoint_from_row,
-    endpoint_params,
-    health_from_row,
-    health_params,
-    migrate,
-    task_from_row,
-    task_params,
     ts,
 )
+from bulkwatch.store.sqlite.schema import migrate
 from bulkwatch.store.sqlite.tokens import SqliteTokens
 
 __all__ = ["SqliteStore"]
@@ -84,15 +82,8 @@ def _select_tasks(ids: int) -> str:
     )
 
 
-_UPSERT_HEALTH = _upsert(
-    "store_health", "store, platform, down, outage, failing_endpoints", "store, platform"
-)
-_UPSERT_ENDPOINT = _upsert(
-    "endpoints",
-    "store, platform, endpoint, baselined, consecutive_failures, current_task_id, "
-    "last_success_at, last_failure",
-    "store, platform, endpoint",
-)
+_UPSERT_HEALTH = _upsert("store_health", HEALTH_COLUMNS, "store, platform")
+_UPSERT_ENDPOINT = _upsert("endpoints", ENDPOINT_COLUMNS, "store, platform, endpoint")
 _UPSERT_TASK = _upsert("tasks", TASK_COLUMNS, "store, platform, task_id")
 # ON CONFLICT names the one constraint that may be skipped; OR IGNORE would also silently
 # drop a row that broke NOT NULL or CHECK, i.e. lose an event.
@@ -241,11 +232,11 @@ class SqliteStore(SqliteTokens):
         health = (
             StoreHealth(key.store, key.platform)
             if row is None
-            else health_from_row(key.store, key.platform, row)
+            else ROWS.store_health(key.store, key.platform, row)
         )
         health_stored = row is not None
         row = conn.execute(_SELECT_ENDPOINT, where).fetchone()
-        endpoint = EndpointState(key) if row is None else endpoint_from_row(key, row)
+        endpoint = EndpointState(key) if row is None else ROWS.endpoint_state(key, row)
         wanted = set(task_ids)
         if endpoint.current_task_id is not None:
             wanted.add(endpoint.current_task_id)
@@ -254,7 +245,7 @@ class SqliteStore(SqliteTokens):
         for i in range(0, len(ids), _ID_CHUNK):
             chunk = ids[i : i + _ID_CHUNK]
             rows = conn.execute(_select_tasks(len(chunk)), (*where, *chunk))
-            tasks.update((task.task_id, task) for task in map(task_from_row, rows))
+            tasks.update((task.task_id, task) for task in map(ROWS.task_from_row, rows))
         return EndpointView(health, endpoint, tasks, health_stored=health_stored)
 
     async def save_poll(self, write: PollWrite) -> None:
@@ -262,10 +253,10 @@ class SqliteStore(SqliteTokens):
         nothing is written and the error propagates."""
         with self._group.write(outbox=bool(write.outbox)) as conn:
             if write.health is not None:
-                conn.execute(_UPSERT_HEALTH, health_params(write.health))
-            conn.execute(_UPSERT_ENDPOINT, endpoint_params(write.endpoint))
+                conn.execute(_UPSERT_HEALTH, ROWS.health_params(write.health))
+            conn.execute(_UPSERT_ENDPOINT, ROWS.endpoint_params(write.endpoint))
             if write.upserts:
-                conn.executemany(_UPSERT_TASK, map(task_params, write.upserts))
+                conn.executemany(_UPSERT_TASK, map(ROWS.task_params, write.upserts))
             if write.notes:
                 save_notes(conn, write.endpoint.key, write.notes)
             if write.outbox:
@@ -280,13 +271,9 @@ class SqliteStore(SqliteTokens):
 
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store."""
-        sql = (
-            "SELECT store, platform, endpoint, baselined, consecutive_failures, "
-            "current_task_id, last_success_at, last_failure FROM endpoints "
-            "WHERE (:store IS NULL OR store = :store) ORDER BY store, endpoint, platform"
-        )
-        rows = self._db().execute(sql, {"store": store})
-        return [endpoint_from_row(EndpointKey(r[0], Platform(r[1]), r[2]), r[3:]) for r in rows]
+        where = " WHERE (:store IS NULL OR store = :store) ORDER BY store, endpoint, platform"
+        rows = self._db().execute(SELECT_ENDPOINTS + where, {"store": store})
+        return [ROWS.endpoint_from_row(r) for r in rows]
 
     async def list_tasks(self, store: str | None = None) -> list[TrackedTask]:
         """Tracked tasks (gone ones included), optionally of one store, by store and task id."""
@@ -297,7 +284,7 @@ class SqliteStore(SqliteTokens):
         else:
             sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE store = ?" + order  # noqa: S608
             rows = conn.execute(sql, (store,))
-        return [task_from_row(r) for r in rows]
+        return [ROWS.task_from_row(r) for r in rows]
 
     async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
         """(store, endpoint, name, value) of every endpoint note, optionally of one store."""
@@ -305,11 +292,8 @@ class SqliteStore(SqliteTokens):
 
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store that has been polled, by store name."""
-        rows = self._db().execute(
-            "SELECT store, platform, down, outage, failing_endpoints FROM store_health "
-            "ORDER BY store, platform"
-        )
-        return [health_from_row(r[0], Platform(r[1]), r[2:]) for r in rows]
+        rows = self._db().execute(SELECT_HEALTH + " ORDER BY store, platform")
+        return [ROWS.health_from_row(r) for r in rows]
 
     async def prune(self, before: datetime) -> int:
         """Forget terminal or gone tasks unchanged and unseen since `before`, and delivered

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bulkwatch.store.base import StoredToken
 from bulkwatch.store.sqlite.commit import GroupCommit
-from bulkwatch.store.sqlite.schema import dt, dt_required, ts, ts_or_none
+from bulkwatch.store.sqlite.rows import dt, dt_required, ts, ts_or_none
 
 __all__ = ["SqliteTokens"]
 
