@@ -129,64 +129,8 @@ def _singles() -> dict[str, Variants]:
 SINGLE_VARIANTS: Final = _singles()
 
 
-def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `--list-order`, `--past-end`, ... options of both simulator command lines."""
-    group = parser.add_argument_group(
-        "platform variants", "how the simulated platforms behave where their docs are silent"
-    )
-    group.add_argument(
-        "--list-order",
-        choices=get_args(ListOrder),
-        default="newest",
-        help="Shoplazza task list order (default: newest first)",
-    )
-    group.add_argument(
-        "--past-end",
-        choices=get_args(PastEnd),
-        default="empty",
-        help="Shoplazza answer for a page after the last one: 200 with an empty list, 404 or "
-        "400 (default: empty)",
-    )
-    group.add_argument(
-        "--no-task",
-        choices=get_args(EmptyStyle),
-        default=None,
-        help="Shopline answer when there is no current task (default: object, i.e. 200 {})",
-    )
-    group.add_argument(
-        "--failed-code",
-        type=int,
-        default=3,
-        help="Shoplazza query_status of a failed task (default: 3)",
-    )
-    group.add_argument(
-        "--auth-failure",
-        choices=get_args(AuthFailure),
-        default="401",
-        help="Shoplazza answer to a wrong token: 401 or a bare 400 (default: 401)",
-    )
-    group.add_argument(
-        "--redirect",
-        choices=get_args(Redirect),
-        default="none",
-        help="redirect every API request first: to the same host or to another (default: none)",
-    )
-    group.add_argument(
-        "--created-times",
-        choices=get_args(CreatedTimes),
-        default="absent",
-        help="whether Shoplazza list entries carry created_at (default: absent)",
-    )
-    group.add_argument(
-        "--token-lifetime",
-        type=_positive_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="Shopline access tokens expire after SECONDS (the platform's: 36000) and are "
-        "renewed with POST /admin/oauth/token/refresh, signed with the app secret; the "
-        "Shopline stores get app credentials, in the written config too (default: tokens "
-        "never expire)",
-    )
+def _choice(kind: Any, default: str | None, help: str) -> dict[str, Any]:
+    return {"choices": get_args(kind), "default": default, "help": help}
 
 
 def _positive_seconds(value: str) -> float:
@@ -194,6 +138,61 @@ def _positive_seconds(value: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value}")
     return seconds
+
+
+# The options of `add_variant_arguments`, in the order `--help` lists them.
+_OPTIONS: Final[dict[str, dict[str, Any]]] = {
+    "--list-order": _choice(
+        ListOrder, "newest", "Shoplazza task list order (default: newest first)"
+    ),
+    "--past-end": _choice(
+        PastEnd,
+        "empty",
+        "Shoplazza answer for a page after the last one: 200 with an empty list, 404 or "
+        "400 (default: empty)",
+    ),
+    "--no-task": _choice(
+        EmptyStyle,
+        None,
+        "Shopline answer when there is no current task (default: object, i.e. 200 {})",
+    ),
+    "--failed-code": {
+        "type": int,
+        "default": 3,
+        "help": "Shoplazza query_status of a failed task (default: 3)",
+    },
+    "--auth-failure": _choice(
+        AuthFailure,
+        "401",
+        "Shoplazza answer to a wrong token: 401 or a bare 400 (default: 401)",
+    ),
+    "--redirect": _choice(
+        Redirect,
+        "none",
+        "redirect every API request first: to the same host or to another (default: none)",
+    ),
+    "--created-times": _choice(
+        CreatedTimes, "absent", "whether Shoplazza list entries carry created_at (default: absent)"
+    ),
+    "--token-lifetime": {
+        "type": _positive_seconds,
+        "default": None,
+        "metavar": "SECONDS",
+        "help": "Shopline access tokens expire after SECONDS (the platform's: 36000) and are "
+        "renewed with POST /admin/oauth/token/refresh, signed with the app secret; the "
+        "Shopline stores get app credentials, in the written config too (default: tokens "
+        "never expire)",
+    },
+}
+
+
+def add_variant_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `--list-order`, `--past-end`, ... options of both simulator command lines."""
+    group = parser.add_argument_group(
+        "platform variants", "how the simulated platforms behave where their docs are silent"
+    )
+    for flag, options in _OPTIONS.items():
+        group.add_argument(flag, **options)
 
 
 def variants_from_arguments(args: argparse.Namespace) -> Variants:

@@ -22,7 +22,7 @@ whenever it is not the whole list.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
@@ -75,30 +75,22 @@ class _Read:
     past_end: str | None = None
 
 
+@dataclass(slots=True)
 class ListReader:
     """Reads one poll's pages of a list; `pages` in list order, and the `Listing`."""
 
-    def __init__(
-        self,
-        fetch: Fetch,
-        *,
-        limit: int,
-        max_pages: int,
-        memory: ListMemory,
-        id_of: Callable[[Any], str | None],
-        created_of: Callable[[Any], datetime | None],
-    ) -> None:
-        self._fetch = fetch
-        self._limit = limit
-        self._max_pages = max_pages
-        self._memory = memory
-        self._id_of = id_of
-        self._created_of = created_of
-        self._read = _Read()
+    fetch: Fetch
+    _: KW_ONLY
+    limit: int
+    max_pages: int
+    memory: ListMemory
+    id_of: Callable[[Any], str | None]
+    created_of: Callable[[Any], datetime | None]
+    _read: _Read = field(default_factory=_Read, init=False)
 
     async def read(self, first: Page) -> tuple[list[Page], Listing]:
         """Every page this poll reads, given page 1 (already read); updates the memory."""
-        memory, limit, pages = self._memory, self._limit, self._read.pages
+        memory, limit, pages = self.memory, self.limit, self._read.pages
         pages[1] = first
         length: int | None
         if len(first.entries) < limit:
@@ -109,14 +101,14 @@ class ListReader:
                 await self._head()
             else:
                 last = -(-length // limit)
-                await self._pages(range(last, max(1, last - self._max_pages + 1) - 1, -1))
+                await self._pages(range(last, max(1, last - self.max_pages + 1) - 1, -1))
         else:
             length = await self._head()
             if length is None and memory.order == NEWEST_FIRST:
-                window = self._max_pages * limit
+                window = self.max_pages * limit
                 length = None if await self._exists(window + 1) else window
             elif length is None:
-                length = await self._length(self._max_pages * limit)
+                length = await self._length(self.max_pages * limit)
                 if length is not None:
                     await self._tail(-(-length // limit))
         ordered = [pages[n] for n in sorted(pages) if pages[n].past_end is None]
@@ -128,7 +120,7 @@ class ListReader:
     async def _page(self, number: int) -> Page:
         page = self._read.pages.get(number)
         if page is None:
-            page = self._read.pages[number] = await self._fetch(number, self._limit)
+            page = self._read.pages[number] = await self.fetch(number, self.limit)
             if page.past_end is not None:
                 self._read.past_end = page.past_end
         return page
@@ -139,24 +131,24 @@ class ListReader:
 
     async def _head(self) -> int | None:
         """Pages 2..max_pages until the list ends: its length, None when it goes on."""
-        for number in range(2, self._max_pages + 1):
+        for number in range(2, self.max_pages + 1):
             page = await self._page(number)
-            if page.past_end is not None or len(page.entries) < self._limit:
-                return (number - 1) * self._limit + len(page.entries)
+            if page.past_end is not None or len(page.entries) < self.limit:
+                return (number - 1) * self.limit + len(page.entries)
         return None
 
     async def _tail(self, last: int) -> None:
         """From the last page backwards, beyond the head, until a page shows a task the last
         poll read (the rest was read then) or `max_pages` pages were read."""
-        stop = max(self._max_pages, last - self._max_pages)
+        stop = max(self.max_pages, last - self.max_pages)
         for number in range(last, stop, -1):
             page = await self._page(number)
-            if any(self._id_of(e) in self._memory.ids for e in page.entries):
+            if any(self.id_of(e) in self.memory.ids for e in page.entries):
                 return
 
     async def _exists(self, position: int) -> bool:
         """Whether the list has an entry at `position` (1-based): one one-entry page."""
-        page = await self._fetch(position, 1)
+        page = await self.fetch(position, 1)
         if page.past_end is not None:
             self._read.past_end = page.past_end
         return page.past_end is None and len(page.entries) > 0
@@ -166,7 +158,7 @@ class ListReader:
         two requests when it barely moved; a gallop and a binary search otherwise. None when
         it seems longer than `MAX_LENGTH` (a server that ignores `page` never ends)."""
         low, high = at_least, None
-        hint = self._memory.length
+        hint = self.memory.length
         if hint is not None and hint > low:
             if await self._exists(hint):
                 low = hint
@@ -191,13 +183,13 @@ class ListReader:
 
     def _learn(self, ordered: list[Page], length: int | None) -> None:
         """Update the memory: the order (from this poll's evidence), length, ids, end."""
-        memory = self._memory
+        memory = self.memory
         evidence = self._evidence(ordered, length)
         if evidence is not None:
             memory.order = evidence
         memory.length = length
         memory.ids = frozenset(
-            i for page in ordered for i in map(self._id_of, page.entries) if i is not None
+            i for page in ordered for i in map(self.id_of, page.entries) if i is not None
         )
         if self._read.past_end is not None:
             memory.past_end = self._read.past_end
@@ -205,22 +197,22 @@ class ListReader:
     def _evidence(self, ordered: list[Page], length: int | None) -> str | None:
         """Which end new tasks appear at, if this poll shows it; None when it does not."""
         first = ordered[0].entries if ordered else ()
-        times = [self._created_of(e) for e in first]
+        times = [self.created_of(e) for e in first]
         if len(times) > 1 and all(t is not None for t in times):
             known = [t for t in times if t is not None]
             if known[0] > known[-1] and all(a >= b for a, b in pairwise(known)):
                 return NEWEST_FIRST
             if known[0] < known[-1] and all(a <= b for a, b in pairwise(known)):
                 return OLDEST_FIRST
-        seen = self._memory.ids
+        seen = self.memory.ids
         if not seen:
             return None
-        head = [self._id_of(e) in seen for e in first]
+        head = [self.id_of(e) in seen for e in first]
         newest = True in head and head.index(True) > 0
         oldest = False
         last = ordered[-1] if ordered else None
-        if last is not None and length is not None and _holds_end(last, length, self._limit):
-            tail = [self._id_of(e) in seen for e in last.entries]
+        if last is not None and length is not None and _holds_end(last, length, self.limit):
+            tail = [self.id_of(e) in seen for e in last.entries]
             oldest = True in tail and tail[-1] is False
         if newest != oldest:
             return NEWEST_FIRST if newest else OLDEST_FIRST

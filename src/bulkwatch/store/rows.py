@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bulkwatch.model import (
+    TERMINAL_STATUSES,
     EndpointKey,
     EndpointState,
     Platform,
@@ -35,6 +36,8 @@ __all__ = [
     "TASK_COLUMNS",
     "Row",
     "RowCodec",
+    "prune_delivered",
+    "prune_tasks",
 ]
 
 TASK_COLUMNS = (
@@ -55,6 +58,27 @@ DELIVERY_COLUMNS = (
 SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM tasks"  # noqa: S608 - constant columns
 SELECT_ENDPOINTS = f"SELECT {ENDPOINT_COLUMNS} FROM endpoints"  # noqa: S608 - constant columns
 SELECT_HEALTH = f"SELECT {HEALTH_COLUMNS} FROM store_health"  # noqa: S608 - constant columns
+
+_TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
+
+
+def prune_tasks(before: str) -> str:
+    """The DELETE of the terminal or gone tasks unchanged and unseen since `before` (the
+    backend's placeholder for the cutoff).
+
+    A terminal task is only forgotten once it is also out of sight (observed_at old): a task
+    still listed by the platform would otherwise come back on the next poll as a "new" task
+    and notify again.
+    """
+    return (
+        f"DELETE FROM tasks WHERE changed_at < {before} AND observed_at < {before} "  # noqa: S608
+        f"AND (gone OR status IN ({_TERMINAL}))"
+    )
+
+
+def prune_delivered(before: str) -> str:
+    """The DELETE of the outbox rows delivered before `before` (a placeholder)."""
+    return f"DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < {before}"  # noqa: S608
 
 
 class Row(Protocol):

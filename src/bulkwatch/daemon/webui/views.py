@@ -140,29 +140,31 @@ async def summary(ctx: WebContext) -> Summary:
 # --- tasks --------------------------------------------------------------------------------
 
 
+# The `TaskOut` fields that are the snapshot's, under the same names, and the tracked task's.
+_FROM_SNAPSHOT = (
+    "store",
+    "platform",
+    "task_id",
+    "operation_type",
+    "status",
+    "raw_status",
+    "completed_count",
+    "error_code",
+    "reason",
+    "created_at",
+    "completed_at",
+    "expires_at",
+    "observed_at",
+)
+_FROM_TASK = ("endpoint", "first_seen_at", "changed_at", "gone")
+
+
 def task_out(task: TrackedTask, now: datetime) -> TaskOut:
     s = task.snapshot
     valid = s.status is TaskStatus.COMPLETED and (s.expires_at is None or s.expires_at > now)
-    return TaskOut(
-        store=s.store,
-        platform=s.platform,
-        task_id=s.task_id,
-        endpoint=task.endpoint,
-        operation_type=s.operation_type,
-        status=s.status,
-        raw_status=s.raw_status,
-        completed_count=s.completed_count,
-        error_code=s.error_code,
-        reason=s.reason,
-        created_at=s.created_at,
-        completed_at=s.completed_at,
-        expires_at=s.expires_at,
-        result_url=s.url if valid and not task.gone else None,
-        first_seen_at=task.first_seen_at,
-        changed_at=task.changed_at,
-        observed_at=s.observed_at,
-        gone=task.gone,
-    )
+    fields = {name: getattr(s, name) for name in _FROM_SNAPSHOT}
+    fields.update((name, getattr(task, name)) for name in _FROM_TASK)
+    return TaskOut(**fields, result_url=s.url if valid and not task.gone else None)
 
 
 async def tasks(ctx: WebContext, q: TaskQueryParams) -> TaskList:

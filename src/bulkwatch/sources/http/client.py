@@ -15,6 +15,7 @@ from yarl import URL
 
 from bulkwatch.common.retry_after import parse_retry_after
 from bulkwatch.model import EndpointKey, FailureKind, PollError
+from bulkwatch.sources.http.budget import RequestBudget
 from bulkwatch.sources.http.failures import (
     error_text,
     html_title,
@@ -51,11 +52,8 @@ class ApiClient:
         limiter: RateLimiter | None = None,
         recording: Recording | None = None,
     ) -> None:
-        self._session = session
+        self._http = RequestBudget(session, timeout, limiter)
         self._recording = recording
-        self._limiter = limiter
-        self._seconds = timeout
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._cap = max_body_bytes
         self._request_id_header = request_id_header
         # The same few URLs every poll: each is built once (yarl's query encoding is not free).
@@ -128,12 +126,11 @@ class ApiClient:
     ) -> tuple[HttpResponse, str | None]:
         """One request: the response, and the Location of a redirect (None otherwise)."""
         request_id: str | None = None
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        await self._http.slot()
         try:
             # aiohttp's own redirect handling is off: `get` decides which to follow.
-            async with self._session.get(
-                url, headers=headers, timeout=self._timeout, allow_redirects=False
+            async with self._http.session.get(
+                url, headers=headers, timeout=self._http.timeout, allow_redirects=False
             ) as resp:
                 request_id = one_line(resp.headers.get(self._request_id_header), 100)
                 status = resp.status
@@ -142,12 +139,7 @@ class ApiClient:
                 seen = None if self._recording is None else _seen_headers(resp)
                 body, complete = await _read_capped(resp, 0 if 300 <= status < 400 else self._cap)
         except TimeoutError:  # asyncio's, and aiohttp's ServerTimeoutError, which subclasses it
-            raise PollError(
-                FailureKind.TIMEOUT,
-                f"no complete response within {self._seconds:g} s",
-                key=key,
-                request_id=request_id,
-            ) from None
+            raise self._http.timed_out("no complete response", key, request_id) from None
         except aiohttp.ClientResponseError as exc:  # the client could not parse the response
             message = f"malformed HTTP response: {one_line(exc.message)}"
             raise invalid(message, key=key, request_id=request_id) from None
@@ -159,10 +151,7 @@ class ApiClient:
                 request_id=request_id,
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
-            detail = one_line(str(exc) or type(exc).__name__)
-            raise PollError(
-                FailureKind.NETWORK, f"connection failed: {detail}", key=key, request_id=request_id
-            ) from None
+            raise self._http.unreachable(exc, key, request_id=request_id) from None
         redirect = status in _REDIRECTS
         if 300 <= status < 400 and not redirect:
             message = f"unexpected HTTP {status}; check base_url"

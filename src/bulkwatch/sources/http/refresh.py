@@ -26,6 +26,7 @@ import structlog
 
 from bulkwatch.model import EndpointKey, FailureKind, PollError
 from bulkwatch.sources.fields import read_datetime
+from bulkwatch.sources.http.budget import RequestBudget
 from bulkwatch.sources.http.failures import error_text, kind_for_status, one_line
 from bulkwatch.sources.http.ratelimit import RateLimiter
 from bulkwatch.sources.http.signing import app_headers
@@ -110,11 +111,8 @@ class RefreshingTokenProvider:
         self._store = store
         self._app = app
         self._state = state
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._seconds = timeout
+        self._http = RequestBudget(session, timeout, limiter)
         self._ahead = ahead
-        self._limiter = limiter
         self._lock = asyncio.Lock()  # the store's endpoints poll at once: one refresh
         self._seed: str | None = None
         self._token: str | None = None
@@ -209,15 +207,14 @@ class RefreshingTokenProvider:
     async def _request(self, key: EndpointKey, now: datetime) -> tuple[str, datetime]:
         """One refresh: the new token and its expiry, or `PollError`."""
         headers = app_headers(self._app.app_key, self._app.app_secret, now)
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        await self._http.slot()
         request_id: str | None = None
         try:
-            async with self._session.post(
+            async with self._http.session.post(
                 self._app.url,
                 data=b"",
                 headers=headers,
-                timeout=self._timeout,
+                timeout=self._http.timeout,
                 allow_redirects=False,
             ) as resp:
                 request_id = one_line(resp.headers.get("traceId"), 100)
@@ -228,17 +225,10 @@ class RefreshingTokenProvider:
                     if len(body) > _CAP:
                         break
         except TimeoutError:
-            raise PollError(
-                FailureKind.TIMEOUT,
-                f"token refresh: no complete answer within {self._seconds:g} s",
-                key=key,
-                request_id=request_id,
-            ) from None
+            what = "token refresh: no complete answer"
+            raise self._http.timed_out(what, key, request_id) from None
         except (aiohttp.ClientError, OSError) as exc:
-            detail = one_line(str(exc) or type(exc).__name__)
-            raise PollError(
-                FailureKind.NETWORK, f"token refresh: connection failed: {detail}", key=key
-            ) from None
+            raise self._http.unreachable(exc, key, doing="token refresh: ") from None
         return self._answer(key, status, bytes(body), request_id, now)
 
     def _answer(

@@ -51,6 +51,18 @@ class StoreReport:
     def add(self, name: str, verdict: Verdict, value: Any, observed: str, advice: str = "") -> None:
         self.checks.append(Check(name, verdict, value, observed, advice))
 
+    def statuses(
+        self, value: dict[str, Any], unknown: list[str], observed: str, advice: str, *, none: str
+    ) -> None:
+        """The `statuses` check: each raw status seen (`value`), failing on the `unknown`
+        ones with `advice`; `none` is what the check says when no task was seen."""
+        if not value:
+            self.add("statuses", "ok", {}, none)
+        elif unknown:
+            self.add("statuses", "fail", value, observed, advice)
+        else:
+            self.add("statuses", "ok", value, observed)
+
     def skip(self, *names: str, why: str) -> None:
         """Checks that could not run, each saying why."""
         for name in names:

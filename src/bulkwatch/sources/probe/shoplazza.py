@@ -135,19 +135,13 @@ def _statuses(report: StoreReport, result: PollResult) -> None:
         for raw, n in sorted(counts.items(), key=lambda item: str(item[0]))
     )
     unknown = sorted(str(raw) for raw in counts if mapped[raw] is TaskStatus.UNKNOWN)
-    if not counts:
-        report.add("statuses", "ok", {}, "no tasks in the list")
-    elif unknown:
-        report.add(
-            "statuses",
-            "fail",
-            value,
-            shown,
-            f"add {', '.join(unknown)} to status_map (e.g. status_map: {{{unknown[0]}: FAILED}} "
-            "if that is what it means); until then each fires task.unknown",
-        )
-    else:
-        report.add("statuses", "ok", value, shown)
+    advice = (
+        f"add {', '.join(unknown)} to status_map (e.g. status_map: {{{unknown[0]}: FAILED}} "
+        "if that is what it means); until then each fires task.unknown"
+        if unknown
+        else ""
+    )
+    report.statuses(value, unknown, shown, advice, none="no tasks in the list")
 
 
 def _name(status: TaskStatus) -> str | None:

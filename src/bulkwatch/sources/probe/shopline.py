@@ -85,15 +85,6 @@ def _statuses(report: StoreReport, results: dict[str, PollResult]) -> None:
     seen = {t.raw_status: t.status for r in results.values() for t in r.tasks}
     value = {str(raw): None if s is TaskStatus.UNKNOWN else s.value for raw, s in seen.items()}
     unknown = sorted(str(raw) for raw, s in seen.items() if s is TaskStatus.UNKNOWN)
-    if not seen:
-        report.add("statuses", "ok", {}, "no current task on any type")
-    elif unknown:
-        report.add(
-            "statuses",
-            "fail",
-            value,
-            f"undocumented: {', '.join(unknown)}",
-            "report it with this output; until then each fires task.unknown",
-        )
-    else:
-        report.add("statuses", "ok", value, ", ".join(sorted(value)))
+    observed = f"undocumented: {', '.join(unknown)}" if unknown else ", ".join(sorted(value))
+    advice = "report it with this output; until then each fires task.unknown"
+    report.statuses(value, unknown, observed, advice, none="no current task on any type")

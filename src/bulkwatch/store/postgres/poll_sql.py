@@ -16,13 +16,8 @@ from typing import Any
 
 from bulkwatch.model import StoreHealth, TrackedTask
 from bulkwatch.store.base import OutboxRow, PollWrite
-from bulkwatch.store.postgres.rows import (
-    ENDPOINT_COLUMNS,
-    HEALTH_COLUMNS,
-    ROWS,
-    TASK_COLUMNS,
-    utc,
-)
+from bulkwatch.store.postgres.rows import ROWS, utc
+from bulkwatch.store.rows import ENDPOINT_COLUMNS, HEALTH_COLUMNS, TASK_COLUMNS
 
 __all__ = ["SELECT_VIEW", "save_poll_args", "save_poll_statement"]
 

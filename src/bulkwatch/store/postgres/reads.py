@@ -14,14 +14,8 @@ import asyncpg
 
 from bulkwatch.model import EndpointState, StoreHealth, TrackedTask
 from bulkwatch.store.base import TaskQuery, Troubled
-from bulkwatch.store.postgres.rows import (
-    HEALTH_COLUMNS,
-    ROWS,
-    SELECT_ENDPOINTS,
-    SELECT_HEALTH,
-    SELECT_TASKS,
-    utc,
-)
+from bulkwatch.store.postgres.rows import ROWS, utc
+from bulkwatch.store.rows import HEALTH_COLUMNS, SELECT_ENDPOINTS, SELECT_HEALTH, SELECT_TASKS
 
 __all__ = ["PostgresReads", "fetch_as"]
 

@@ -10,31 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bulkwatch.store.rows import (
-    DELIVERY_COLUMNS,
-    ENDPOINT_COLUMNS,
-    HEALTH_COLUMNS,
-    NO_ENDPOINTS,
-    SELECT_ENDPOINTS,
-    SELECT_HEALTH,
-    SELECT_TASKS,
-    TASK_COLUMNS,
-    RowCodec,
-)
+from bulkwatch.store.rows import DELIVERY_COLUMNS, NO_ENDPOINTS, RowCodec
 
-__all__ = [
-    "DELIVERY_COLUMNS",
-    "ENDPOINT_COLUMNS",
-    "HEALTH_COLUMNS",
-    "ROWS",
-    "SELECT_ENDPOINTS",
-    "SELECT_HEALTH",
-    "SELECT_TASKS",
-    "TASK_COLUMNS",
-    "delivery_from_row",
-    "utc",
-    "utc_or_none",
-]
+# DELIVERY_COLUMNS and delivery_from_row stay importable from here for the outbox.
+__all__ = ["DELIVERY_COLUMNS", "ROWS", "delivery_from_row", "utc", "utc_or_none"]
 
 
 def utc(value: datetime) -> datetime:

@@ -18,7 +18,6 @@ import asyncpg
 
 from bulkwatch.common.urls import without_password
 from bulkwatch.model import (
-    TERMINAL_STATUSES,
     EndpointKey,
     EndpointState,
     EndpointView,
@@ -29,15 +28,16 @@ from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteErr
 from bulkwatch.store.postgres.outbox import PostgresOutbox, WriteOutcome, affected
 from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
 from bulkwatch.store.postgres.reads import PostgresReads, fetch_as
-from bulkwatch.store.postgres.rows import (
-    ROWS,
+from bulkwatch.store.postgres.rows import ROWS, utc
+from bulkwatch.store.postgres.schema import migrate
+from bulkwatch.store.postgres.tokens import PostgresTokens
+from bulkwatch.store.rows import (
     SELECT_ENDPOINTS,
     SELECT_HEALTH,
     SELECT_TASKS,
-    utc,
+    prune_delivered,
+    prune_tasks,
 )
-from bulkwatch.store.postgres.schema import migrate
-from bulkwatch.store.postgres.tokens import PostgresTokens
 
 __all__ = ["PostgresStore"]
 
@@ -54,14 +54,8 @@ _CONNECTION_ERRORS = (
 )
 
 
-_TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
-# A terminal task is only forgotten once it is also out of sight (observed_at old): a task still
-# listed by the platform would otherwise come back on the next poll as a "new" task.
-_PRUNE_TASKS = (
-    "DELETE FROM tasks WHERE changed_at < $1 AND observed_at < $1 "  # noqa: S608
-    f"AND (gone OR status IN ({_TERMINAL}))"
-)
-_PRUNE_DELIVERED = "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < $1"
+_PRUNE_TASKS = prune_tasks("$1")
+_PRUNE_DELIVERED = prune_delivered("$1")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

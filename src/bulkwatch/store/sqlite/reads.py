@@ -13,8 +13,9 @@ from typing import Any
 
 from bulkwatch.model import EndpointState, StoreHealth, TrackedTask
 from bulkwatch.store.base import TaskQuery, Troubled
+from bulkwatch.store.rows import SELECT_ENDPOINTS, SELECT_HEALTH, SELECT_TASKS
 from bulkwatch.store.sqlite.commit import GroupCommit
-from bulkwatch.store.sqlite.rows import ROWS, SELECT_ENDPOINTS, SELECT_HEALTH, TASK_COLUMNS, ts
+from bulkwatch.store.sqlite.rows import ROWS, ts
 
 __all__ = ["SqliteReads"]
 
@@ -63,7 +64,7 @@ def _task_sql(query: TaskQuery) -> tuple[str, list[Any]]:
         a = query.after
         where.append("(first_seen_at, store, platform, task_id) < (?, ?, ?, ?)")
         params.extend((ts(a.first_seen_at), a.store, a.platform.value, a.task_id))
-    sql = f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY {index}"  # noqa: S608 - constants
+    sql = f"{SELECT_TASKS} INDEXED BY {index}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     params.append(query.limit)

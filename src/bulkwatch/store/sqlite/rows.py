@@ -11,25 +11,12 @@ import json
 from datetime import UTC, datetime
 
 from bulkwatch.model import as_utc
-from bulkwatch.store.rows import (
-    DELIVERY_COLUMNS,
-    ENDPOINT_COLUMNS,
-    HEALTH_COLUMNS,
-    NO_ENDPOINTS,
-    SELECT_ENDPOINTS,
-    SELECT_HEALTH,
-    TASK_COLUMNS,
-    RowCodec,
-)
+from bulkwatch.store.rows import DELIVERY_COLUMNS, NO_ENDPOINTS, RowCodec
 
+# DELIVERY_COLUMNS and delivery_from_row stay importable from here for the outbox.
 __all__ = [
     "DELIVERY_COLUMNS",
-    "ENDPOINT_COLUMNS",
-    "HEALTH_COLUMNS",
     "ROWS",
-    "SELECT_ENDPOINTS",
-    "SELECT_HEALTH",
-    "TASK_COLUMNS",
     "delivery_from_row",
     "dt",
     "dt_required",

@@ -14,7 +14,6 @@ from bulkwatch.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 # The row mapping lives in `rows`; its names stay importable from here.
 from bulkwatch.store.sqlite.rows import (
     DELIVERY_COLUMNS,
-    TASK_COLUMNS,
     delivery_from_row,
     dt,
     dt_required,
@@ -24,7 +23,6 @@ from bulkwatch.store.sqlite.rows import (
 
 __all__ = [
     "DELIVERY_COLUMNS",
-    "TASK_COLUMNS",
     "SchemaTooNewError",
     "delivery_from_row",
     "dt",

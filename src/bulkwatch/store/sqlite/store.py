@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 
 from bulkwatch.model import (
-    TERMINAL_STATUSES,
     EndpointKey,
     EndpointState,
     EndpointView,
@@ -28,20 +27,22 @@ from bulkwatch.model import (
     TrackedTask,
 )
 from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
+from bulkwatch.store.rows import (
+    ENDPOINT_COLUMNS,
+    HEALTH_COLUMNS,
+    SELECT_ENDPOINTS,
+    SELECT_HEALTH,
+    SELECT_TASKS,
+    TASK_COLUMNS,
+    prune_delivered,
+    prune_tasks,
+)
 from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.notes import list_notes, save_notes
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.reads import SqliteReads
-from bulkwatch.store.sqlite.rows import (
-    ENDPOINT_COLUMNS,
-    HEALTH_COLUMNS,
-    ROWS,
-    SELECT_ENDPOINTS,
-    SELECT_HEALTH,
-    TASK_COLUMNS,
-    ts,
-)
+from bulkwatch.store.sqlite.rows import ROWS, ts
 from bulkwatch.store.sqlite.schema import migrate
 from bulkwatch.store.sqlite.tokens import SqliteTokens
 
@@ -77,8 +78,7 @@ _ID_CHUNK = 500  # far below SQLite's limit on parameters
 def _select_tasks(ids: int) -> str:
     marks = ", ".join("?" * ids)
     return (
-        f"SELECT {TASK_COLUMNS} FROM tasks "  # noqa: S608 - constant columns, only marks
-        f"WHERE store = ? AND platform = ? AND endpoint = ? AND task_id IN ({marks})"
+        f"{SELECT_TASKS} WHERE store = ? AND platform = ? AND endpoint = ? AND task_id IN ({marks})"
     )
 
 
@@ -92,14 +92,8 @@ _INSERT_OUTBOX = (
     "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
     "ON CONFLICT (event_id, notifier) DO NOTHING"
 )
-_TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
-# A terminal task is only forgotten once it is also out of sight (observed_at old): a task still
-# listed by the platform would otherwise come back on the next poll as a "new" task and
-# notify again.
-_PRUNE_TASKS = (
-    "DELETE FROM tasks WHERE changed_at < :before AND observed_at < :before "  # noqa: S608
-    f"AND (gone OR status IN ({_TERMINAL}))"
-)
+_PRUNE_TASKS = prune_tasks(":before")
+_PRUNE_DELIVERED = prune_delivered(":before")
 
 
 def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
@@ -280,9 +274,9 @@ class SqliteStore(SqliteTokens):
         conn = self._db()
         order = " ORDER BY store, task_id, platform"
         if store is None:
-            rows = conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks" + order)  # noqa: S608
+            rows = conn.execute(SELECT_TASKS + order)
         else:
-            sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE store = ?" + order  # noqa: S608
+            sql = SELECT_TASKS + " WHERE store = ?" + order
             rows = conn.execute(sql, (store,))
         return [ROWS.task_from_row(r) for r in rows]
 
@@ -301,8 +295,5 @@ class SqliteStore(SqliteTokens):
         params = {"before": ts(before)}
         with self._group.write() as conn:
             deleted = conn.execute(_PRUNE_TASKS, params).rowcount
-            deleted += conn.execute(
-                "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < :before",
-                params,
-            ).rowcount
+            deleted += conn.execute(_PRUNE_DELIVERED, params).rowcount
         return deleted
