@@ -247,6 +247,12 @@ def _status_not_an_int(world: World, seen: Seen) -> Reply:
     return _first_page(seen, lazza_entry("t1", "done"), lazza_entry("t2", 1))
 
 
+def _page_size_ignored(world: World, seen: Seen) -> Reply:
+    # Every task on every page, whatever `limit` asked for (PAGE_LIMIT is 2).
+    listed = [lazza_entry(f"x{n}", 1) for n in range(3)]
+    return json_reply({"tasks": [lazza_entry("t1", 2), *listed]})
+
+
 @dataclass(frozen=True)
 class StubCase:
     id: str
@@ -293,6 +299,13 @@ STUB_CASES = [
         "invalid_response",
         "has no UTC offset; read as UTC",
         failed=False,
+    ),
+    StubCase(
+        "page-larger-than-its-limit",
+        _page_size_ignored,
+        "invalid_response",
+        "lists 4 tasks, more than the 2 asked for: the server ignores the page size",
+        ("shoplazza",),
     ),
     StubCase(
         "status-not-an-integer",
@@ -359,10 +372,10 @@ async def test_a_scripted_bad_answer_is_logged_counted_and_changes_no_task_state
             assert task_types(receiver) == first
             labels = {"platform": platform, "store": "s1"}
             assert sample(engine, "bulkwatch_api_errors_total", **labels, kind=case.kind) == 1
-            message = "poll failing" if case.failed else "response entry skipped or assumed"
+            message = "poll failing" if case.failed else "response entries skipped or assumed"
             [logged] = [e for e in logs if e["event"] == message]
             assert logged["store"] == "s1"
-            said = logged["error"] if case.failed else logged["problem"]
+            said = logged["error"] if case.failed else logged["examples"][0]
             assert reason_of(case.reason, platform) in said
             downs = [e for e in receiver.events if e["type"] == "bulkwatch.store.down"]
             assert len(downs) == (1 if case.down_now else 0)
@@ -400,3 +413,30 @@ async def test_a_refused_connection_is_a_network_failure_and_changes_nothing(
         async with engine_at(platform_stub.url) as engine:
             assert await cycle(engine)
         assert task_types(receiver)[-1] == "bulkwatch.task.completed"
+
+
+async def test_hundreds_of_broken_entries_make_one_log_line_counted_by_kind(
+    tmp_path: Path, platform_stub: PlatformStub
+) -> None:
+    broken = [lazza_entry(f"b{n}", "done") for n in range(200)]
+    other = [{"query_status": 1} for _ in range(40)]  # no id
+    entries = [lazza_entry("t1", 1), *broken, *other]
+
+    def respond(seen: Seen) -> Reply:
+        return json_reply({"tasks": entries if seen.query["page"] == "1" else []})
+
+    platform_stub.respond = respond
+    store = {**stub_store("shoplazza", platform_stub.url), "page_limit": 250}
+    async with running_receiver() as receiver:
+        settings = settings_for(tmp_path, [store], receiver.url, defaults=LIMITS)
+        engine = Engine(settings, metrics=Metrics(CollectorRegistry()), clock=lambda: NOW)
+        async with engine:
+            with capture_logs(processors=[merge_contextvars]) as logs:
+                assert await cycle(engine)
+            labels = {"platform": "shoplazza", "store": "s1", "kind": "invalid_response"}
+            assert sample(engine, "bulkwatch_api_errors_total", **labels) == 240
+    [logged] = [e for e in logs if e["event"] == "response entries skipped or assumed"]
+    assert logged["count"] == 240
+    assert sorted(logged["kinds"].values()) == [40, 200]
+    assert len(logged["examples"]) == 3
+    assert [e for e in logs if e.get("log_level") == "warning"] == [logged]

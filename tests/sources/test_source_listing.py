@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import pytest
 
-from bulkwatch.model import EndpointKey, Platform
+from bulkwatch.model import EndpointKey, Platform, PollError
 from bulkwatch.sources.listing import MAX_LENGTH, NEWEST_FIRST, OLDEST_FIRST
 from bulkwatch.sources.shoplazza import ShoplazzaSource
 from helpers.platform_stub import PlatformStub, Reply, Seen, json_reply
@@ -117,7 +118,11 @@ async def test_a_list_of_exactly_max_pages_with_a_404_past_the_end_is_complete(
 async def test_a_server_that_ignores_page_costs_a_bounded_number_of_requests(
     platform_stub: PlatformStub, http_session: aiohttp.ClientSession
 ) -> None:
-    platform_stub.script(json_reply({"tasks": [entry(1), entry(2)]}))
+    # It honours `limit` but not `page`: every page starts at the first task.
+    def respond(seen: Seen) -> Reply:
+        return json_reply({"tasks": [entry(1), entry(2)][: int(seen.query["limit"])]})
+
+    platform_stub.respond = respond
     lazza = source(http_session, platform_stub.url, page_limit=2, max_pages=2)
 
     result = await poll(lazza, KEY, NOW)
@@ -126,3 +131,14 @@ async def test_a_server_that_ignores_page_costs_a_bounded_number_of_requests(
     assert result.listing is not None
     assert not result.listing.complete
     assert [t.task_id for t in result.tasks] == ["t1", "t2"]
+
+
+async def test_a_server_that_ignores_the_page_size_fails_the_poll_at_a_bounded_cost(
+    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+) -> None:
+    platform_stub.script(json_reply({"tasks": [entry(n) for n in range(1, 4)]}))
+    lazza = source(http_session, platform_stub.url, page_limit=2, max_pages=2)
+
+    with pytest.raises(PollError, match="lists 3 tasks, more than the 2 asked for"):
+        await poll(lazza, KEY, NOW)
+    assert len(platform_stub.seen) == 1

@@ -176,6 +176,15 @@ class ShoplazzaSource(HttpSource):
         if page > 1 and resp.status in _PAST_END:
             return Page(page, (), past_end=str(resp.status))
         entries, path = _task_list(resp, key, page, self._never_polled)
+        if len(entries) > limit:
+            # A server that ignores paging: taking the page whole would judge (and announce)
+            # every task it lists on every poll, at a cost no one bounded.
+            raise invalid_answer(
+                resp,
+                key,
+                f"page {page} lists {len(entries)} tasks, more than the {limit} asked for: "
+                "the server ignores the page size",
+            )
         if page > 1 and not entries:
             return Page(page, entries, path, past_end="empty")
         return Page(page, entries, path)

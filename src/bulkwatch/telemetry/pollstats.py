@@ -7,7 +7,9 @@ changes.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +19,20 @@ import structlog
 from bulkwatch.model import EndpointKey, FailureKind, PollError, PollOutcome, PollResult, TaskStatus
 from bulkwatch.telemetry.metrics import Metrics
 
-__all__ = ["PollStats"]
+__all__ = ["PollStats", "problem_kinds"]
+
+# How many problems of one poll its log line quotes in full.
+_EXAMPLES = 3
+# Where an entry sat ("page 2 tasks[17]: ") and the values quoted in a problem: a problem's
+# kind is what is left.
+_WHERE = re.compile(r"^page \d+ [^:]*: ")
+_VALUES = re.compile(r"'[^']*'|\b\d+\b")
+
+
+def problem_kinds(problems: Sequence[str]) -> dict[str, int]:
+    """Problems counted by kind: the text without where the entry sat or what it held."""
+    return dict(Counter(_VALUES.sub("…", _WHERE.sub("", problem)) for problem in problems))
+
 
 log = structlog.get_logger("bulkwatch")
 
@@ -111,11 +126,17 @@ class PollStats:
         else:
             series.ok.inc()
             series.last_success.set(now.timestamp())
-            for problem in result.problems:
-                m.api_errors.labels(platform, key.store, FailureKind.INVALID_RESPONSE.value).inc()
+            if result.problems:
+                m.api_errors.labels(platform, key.store, FailureKind.INVALID_RESPONSE.value).inc(
+                    len(result.problems)
+                )
+                # One line per poll, however many entries were odd: a store listing 10,000
+                # broken entries must not drown the log (or the other stores' lines).
                 log.warning(
-                    "response entry skipped or assumed",
-                    problem=problem,
+                    "response entries skipped or assumed",
+                    count=len(result.problems),
+                    kinds=problem_kinds(result.problems),
+                    examples=list(result.problems[:_EXAMPLES]),
                     request_id=result.request_id,
                 )
             self._log.debug("polled", tasks=len(result.tasks), events=len(outcome.events))
