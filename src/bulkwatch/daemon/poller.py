@@ -29,7 +29,7 @@ from bulkwatch.model import (
     Unchanged,
 )
 from bulkwatch.sources.base import Source
-from bulkwatch.store.base import PollState, PollWrite
+from bulkwatch.store.base import PollState, PollWrite, StoreUnavailableError
 from bulkwatch.telemetry.pollstats import PollStats
 from bulkwatch.tracking.quiet import QuietPolls
 from bulkwatch.tracking.tracker import Policy, judge_failure, judge_success
@@ -69,6 +69,7 @@ class Poller:
         # The endpoints of one store share its health row: their load-judge-write runs one at
         # a time, so no poll judges a health that another is about to overwrite.
         self._store_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._record_error: str | None = None  # why the last poll could not be recorded
 
     async def poll_if_due(self, source: Source, key: EndpointKey) -> bool | None:
         """The scheduled poll: `poll`, unless the store is backing off after failures; then
@@ -151,10 +152,13 @@ class Poller:
                 return True
         try:
             view, outcome = await self._record(key, result, now)
-        except Exception:
-            log.exception("recording the poll failed; it will be judged again next time")
+        except Exception as exc:  # noqa: BLE001 - logged once per kind by _record_failed
+            self._record_failed(exc)
             self._stats.failed_to_record(key)
             return False
+        if self._record_error is not None:
+            log.info("recording polls again", after_error=self._record_error)
+            self._record_error = None
         self.last_poll[key] = now
         if isinstance(result, PollResult):
             self._quiet.remember(key, result, view, outcome, now)
@@ -169,6 +173,17 @@ class Poller:
         if outcome.events:
             self._on_events()
         return not isinstance(result, PollError)
+
+    def _record_failed(self, exc: Exception) -> None:
+        """Log a failed write once per kind of failure, not once per poll: a failing disk
+        fails every poll of every store in the same way."""
+        error = f"{type(exc).__name__}: {exc}"
+        if error == self._record_error:
+            return
+        self._record_error = error
+        if isinstance(exc, StoreUnavailableError) and exc.reported:
+            return  # the store logged it
+        log.error("recording the poll failed; it will be judged again next time", exc_info=exc)
 
     async def _record(
         self, key: EndpointKey, result: PollResult | PollError, now: datetime

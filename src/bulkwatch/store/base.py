@@ -45,6 +45,9 @@ __all__ = [
 class StoreUnavailableError(Exception):
     """The state store did not answer; readiness reports it until it does again."""
 
+    # True when the store logged this failure itself: callers count it without a log line.
+    reported: bool = False
+
 
 class StoreWriteError(StoreUnavailableError):
     """The state store answers reads, but its last write failed (disk full, read-only, I/O

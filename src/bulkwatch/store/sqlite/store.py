@@ -30,6 +30,7 @@ from bulkwatch.model import (
 from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
 from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
+from bulkwatch.store.sqlite.identity import FileIdentity
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.reads import SqliteReads
 from bulkwatch.store.sqlite.schema import (
@@ -175,10 +176,11 @@ class SqliteStore:
             _configure(conn, self.busy_timeout, wal_required=self.path != _MEMORY)
             quick_check(conn, self.path, self.check_timeout)
             migrate(conn)
+            identity = None if self.path == _MEMORY else FileIdentity(self.path)
         except BaseException:
             conn.close()
             raise
-        self._group.attach(conn)
+        self._group.attach(conn, identity)
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -202,6 +204,7 @@ class SqliteStore:
             conn.execute("SELECT 1 FROM store_health LIMIT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"{self!r}: {exc}") from exc
+        self._group.check_identity()
         if self._group.write_error is not None:
             raise StoreWriteError(f"{self!r}: {self._group.write_error}")
 
