@@ -206,13 +206,11 @@ class Engine:
         return await self.poller.poll_all(self.endpoints, concurrency)
 
     async def deliver_due_once(self) -> int:
-        """Attempt every delivery that is due now, once. Returns the attempts made."""
+        """Attempt every delivery that is due now, once, and those released by them (the
+        next event of a task, once the one before is delivered). Returns the attempts made."""
         total = 0
-        while True:
-            attempted = await self.dispatcher.run_once()
+        while attempted := await self.dispatcher.run_once():
             total += attempted
-            if attempted < self.settings.delivery.batch:
-                break
         await self.dispatcher.refresh_gauges()
         return total
 

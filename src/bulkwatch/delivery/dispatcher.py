@@ -8,9 +8,11 @@ them in memory, pauses (`StorePause`: nothing is sent, the store is tried again 
 growing wait) and records them once the store takes writes again, so an outage costs no
 repeated send at all.
 
-Ordering is not guaranteed: the rows of one batch are sent concurrently (up to
-`delivery.concurrency` at a time, several to the same notifier in parallel), and a retried row
-falls behind newer events. Receivers order events by their `time` and the task's status.
+Each notifier gets the events of one subject (a task, or one store's up and down) in order:
+the outbox hands out a row only when no older row of its notifier and subject is pending, so
+a batch holds at most one row per subject and notifier, and a later event waits for the one
+before it to be delivered or dead. Rows of different subjects are sent concurrently (up to
+`delivery.concurrency` at a time, several to the same notifier in parallel).
 
 What each attempt comes to (delivered, retried after a backoff, dead) is decided and
 recorded by `delivery.outcome`.

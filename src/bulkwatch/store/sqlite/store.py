@@ -96,7 +96,7 @@ _UPSERT_TASK = _upsert("tasks", TASK_COLUMNS, "store, platform, task_id")
 # drop a row that broke NOT NULL or CHECK, i.e. lose an event.
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (event_id, notifier, event_type, store, body, status, attempts, "
-    "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
+    "created_at, next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) "
     "ON CONFLICT (event_id, notifier) DO NOTHING"
 )
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
@@ -255,7 +255,7 @@ class SqliteStore:
                 conn.executemany(
                     _INSERT_OUTBOX,
                     [
-                        (r.event_id, r.notifier, r.event_type, r.store, r.body, at, at)
+                        (r.event_id, r.notifier, r.event_type, r.store, r.body, at, at, r.subject)
                         for r in write.outbox
                         for at in (ts(r.created_at),)
                     ],
