@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "notify-test":
             return asyncio.run(commands.notify_test(settings, args.name))
         if args.command == "run":
-            return commands.run(settings)
+            return commands.run(settings, load=lambda: load_settings(args.config))
         if args.command == "once":
             return commands.once(settings)
         if args.command == "status":

@@ -85,6 +85,11 @@ class Dispatcher:
         """Whether delivery waits for the store to take writes again."""
         return self._pause.active
 
+    def set_notifiers(self, notifiers: Mapping[str, Notifier]) -> None:
+        """Send through these notifiers from the next batch on (a config reload); sends in
+        flight finish on the notifier they started with."""
+        self._notifiers = dict(notifiers)
+
     def wake(self) -> None:
         """Ask `run()` to look for due rows now (the app calls this after writing events)."""
         self._wake.set()
