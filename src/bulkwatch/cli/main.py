@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bulkwatch import __version__
+from bulkwatch.common.redact import redacted_output
 from bulkwatch.config import ConfigError, Settings, load_settings
 
 __all__ = ["main"]
@@ -81,8 +82,14 @@ def _load(path: Path | None) -> Settings | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `bulkwatch` console script."""
+    """Entry point of the `bulkwatch` console script. No configured secret reaches its
+    output, whatever printed it."""
     args = _parser().parse_args(argv)
+    with redacted_output():
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
     from bulkwatch.cli import commands  # noqa: PLC0415 - keeps `--help` fast
 
     if args.command == "simulate":

@@ -16,8 +16,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from bulkwatch.common.redact import register_secrets
 from bulkwatch.config.errors import ConfigError, validation_problems
 from bulkwatch.config.notifiers import validate_notifiers
+from bulkwatch.config.secrets import secrets_of
 from bulkwatch.config.settings import Settings
 from bulkwatch.config.tokens import resolve_tokens
 
@@ -63,4 +65,7 @@ def load_settings(
         problems = validation_problems(exc) + problems
     if problems:
         raise ConfigError(problems)
-    return resolve_tokens(settings, env)
+    settings = resolve_tokens(settings, env)
+    # From here on, none of its secrets leaves the process (logs, stored errors, output).
+    register_secrets(secrets_of(settings))
+    return settings

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bulkwatch.common.redact import register_secrets
+
 __all__ = ["TokenProvider"]
 
 
@@ -46,5 +48,6 @@ class TokenProvider:
         if token:  # an empty file is a writer caught halfway: read it again next poll
             if token != self._token:
                 self.version += 1
+                register_secrets([token])  # a rotated token is as secret as the first
             self._token = token
             self._seen = signature

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from bulkwatch.common.redact import redact
 from bulkwatch.store.base import Delivery, DeliveryStatus, StoreUnavailableError
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.schema import DELIVERY_COLUMNS, delivery_from_row, dt_required, ts
@@ -114,14 +115,14 @@ class SqliteOutbox:
         self._mark(
             "UPDATE outbox SET status = 'pending', attempts = ?, next_attempt_at = ?, "
             "last_error = ? WHERE id = ?",
-            (attempts, ts(next_attempt_at), error, delivery_id),
+            (attempts, ts(next_attempt_at), redact(error), delivery_id),
         )
 
     async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None:
         """Stop trying a row; it stays listed until requeued."""
         self._mark(
             "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?",
-            (attempts, error, delivery_id),
+            (attempts, redact(error), delivery_id),
         )
 
     async def list_deliveries(

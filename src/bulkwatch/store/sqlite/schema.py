@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bulkwatch.common.redact import redact
 from bulkwatch.model import (
     EndpointKey,
     EndpointState,
@@ -94,6 +95,11 @@ def _raw_status(text: str) -> Any:
     return int(text) if text.isascii() and text.isdigit() else json.loads(text)
 
 
+def _redacted(text: str | None) -> str | None:
+    """Text from outside (a platform's error, a task's reason) as stored: no secret in it."""
+    return None if text is None else redact(text)
+
+
 def health_params(h: StoreHealth) -> tuple[Any, ...]:
     """Store health as (store, platform, down, outage, failing_endpoints) parameters."""
     failing = json.dumps(sorted(h.failing_endpoints)) if h.failing_endpoints else "[]"
@@ -111,7 +117,7 @@ def endpoint_params(e: EndpointState) -> tuple[Any, ...]:
         e.consecutive_failures,
         e.current_task_id,
         ts_or_none(e.last_success_at),
-        e.last_failure,
+        _redacted(e.last_failure),
     )
 
 
@@ -128,8 +134,8 @@ def task_params(task: TrackedTask) -> tuple[Any, ...]:
         ts(s.observed_at),
         s.url,
         s.partial_data_url,
-        s.error_code,
-        s.reason,
+        _redacted(s.error_code),
+        _redacted(s.reason),
         s.completed_count,
         ts_or_none(s.created_at),
         ts_or_none(s.completed_at),

@@ -18,6 +18,7 @@ from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
+from bulkwatch.common.redact import redact_bytes
 from bulkwatch.model import (
     TERMINAL_STATUSES,
     EndpointKey,
@@ -255,9 +256,9 @@ class SqliteStore:
                 conn.executemany(
                     _INSERT_OUTBOX,
                     [
-                        (r.event_id, r.notifier, r.event_type, r.store, r.body, at, at, r.subject)
+                        (r.event_id, r.notifier, r.event_type, r.store, body, at, at, r.subject)
                         for r in write.outbox
-                        for at in (ts(r.created_at),)
+                        for at, body in ((ts(r.created_at), redact_bytes(r.body)),)
                     ],
                 )
 
