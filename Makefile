@@ -48,14 +48,18 @@ format: .venv/.synced
 
 # `make bench STORES=1000 DURATION=30` for a quicker run; LATENCY is the simulated API delay;
 # CREATE_EVERY the mean seconds between new tasks per store (300: the stress lifecycle);
+# POSTGRES the server for the PostgreSQL rows (POSTGRES= to leave them out; skipped, saying
+# so, when it does not answer).
 # PAGE=1 serves the status page and API in the daemon phase, with a client reading them.
 STORES ?= 10000
 DURATION ?= 90
 LATENCY ?= 0.15
 CREATE_EVERY ?= 3600
-bench: .venv/.synced  ## simulator + bare aiohttp + bulkwatch + requests: the table, latest.json
+POSTGRES ?= postgresql://postgres@127.0.0.1:5432/test
+bench: .venv/.synced  ## simulator + bare aiohttp + bulkwatch (SQLite, PostgreSQL) + requests
 	$(UV) run --frozen python -m benchmarks --stores $(STORES) --duration $(DURATION) \
-		--latency $(LATENCY) --create-every $(CREATE_EVERY) $(if $(PAGE),--page-client)
+		--latency $(LATENCY) --create-every $(CREATE_EVERY) --postgres "$(POSTGRES)" \
+		$(if $(PAGE),--page-client)
 
 verify-deploy: .venv/.synced  ## promtool, Prometheus, systemd-analyze, hadolint, k8s, shellcheck, yamllint
 	scripts/install-deploy-tools.sh

@@ -1,4 +1,4 @@
-"""bulkwatch's real engine against the simulator: sources, tracker, SQLite, outbox, webhook.
+"""bulkwatch's real engine against the simulator: sources, tracker, store, outbox, webhook.
 
 `--mode throughput`: `Engine.poll_all_once(concurrency)` rounds back to back, with the
 dispatcher delivering alongside (as in the daemon), after one unmeasured warm-up round that
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Meter, emit, raise_fd_limit, rss_mib
+from benchmarks.pgserver import StoreCpu
 from bulkwatch.config import load_settings
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
@@ -150,6 +151,8 @@ async def throughput(
     before = polls_done(engine)
     profile.start()
     GC.reset()
+    store_cpu = StoreCpu(engine.settings.state.url)
+    await store_cpu.start()
     meter = Meter()
     meter.start()
     rounds = 0
@@ -157,13 +160,14 @@ async def throughput(
         await engine.poll_all_once(concurrency)
         rounds += 1
         meter.stop()
+    await store_cpu.stop()
     profile.stop()
     polls, errors = _delta(polls_done(engine), before)
     left = await _outbox_empty(engine, 30.0)
     await engine.dispatcher.drain(5.0)
     await dispatcher
     return {
-        **meter.figures(polls),
+        **store_cpu.add_to(meter.figures(polls)),
         "errors": errors,
         "rounds": rounds,
         "concurrency": concurrency,
@@ -196,12 +200,15 @@ async def daemon(
     rss: list[float] = []
     profile.start()
     GC.reset()
+    store_cpu = StoreCpu(engine.settings.state.url)
+    await store_cpu.start()
     meter = Meter()
     meter.start()
     while meter.wall < duration:
         rss.append(rss_mib())
         await asyncio.sleep(min(5.0, max(duration - meter.wall, 0.01)))
         meter.stop()
+    await store_cpu.stop()
     profile.stop()
     polls, errors = _delta(polls_done(engine), before)
     lagging.cancel()
@@ -210,7 +217,7 @@ async def daemon(
     if web is not None:
         await web.cleanup()
     return {
-        **meter.figures(polls),
+        **store_cpu.add_to(meter.figures(polls)),
         "errors": errors,
         "startup_s": round(startup_s, 2),
         "warmup_s": warmup,

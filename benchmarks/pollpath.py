@@ -1,4 +1,4 @@
-"""bulkwatch's cost per poll without the HTTP request: judging, SQLite, outbox, metrics, logs.
+"""bulkwatch's cost per poll without the HTTP request: judging, the store, outbox, metrics, logs.
 
 Each source is replaced by one that returns a ready `PollResult` (what the platform showed),
 fingerprinting a canned body of the size a real one has, and `Unchanged` when that body is the
@@ -7,6 +7,10 @@ one last judged, as the real sources do. What is left is what bulkwatch adds to 
 enough to compare one change with the next.
 
     python -m benchmarks.pollpath --stores 2000 --rounds 5 [--profile out.txt]
+    python -m benchmarks.pollpath --postgres postgresql://postgres@127.0.0.1:5432/test
+
+With `--postgres URL` the state is in PostgreSQL (a schema of its own, dropped after), and
+the server's CPU for this process is counted beside the process's own.
 
 Every `--change-every`-th poll of a Shoplazza store sees a new task, so events, outbox rows
 and deliveries to a (discarding) notifier are part of the figure, as in a live fleet.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Meter, emit
+from benchmarks.pgserver import StoreCpu, fresh_schema, with_params
 from bulkwatch.config import load_settings
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import (
@@ -101,7 +107,7 @@ class CannedSource:
         )
 
 
-def _config(tmp: Path, stores: int) -> Path:
+def _config(tmp: Path, stores: int, state: str) -> Path:
     half = stores // 2
     entries: list[dict[str, Any]] = [
         {
@@ -125,7 +131,7 @@ def _config(tmp: Path, stores: int) -> Path:
     ]
     doc = {
         "instance": "bench",
-        "state": {"url": f"sqlite:///{tmp / 'state.db'}"},
+        "state": {"url": state},
         "server": {"enabled": False},
         "notifiers": [{"name": "discard", "type": "log", "format": "json"}],
         "stores": entries,
@@ -135,8 +141,8 @@ def _config(tmp: Path, stores: int) -> Path:
     return path
 
 
-async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    settings = load_settings(_config(tmp, args.stores), environ={})
+async def _run(args: argparse.Namespace, tmp: Path, state: str) -> dict[str, Any]:
+    settings = load_settings(_config(tmp, args.stores, state), environ={})
     async with Engine(settings) as engine:
         work: list[tuple[CannedSource, EndpointKey]] = []
         for src in engine.sources:
@@ -151,6 +157,8 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
             profiler = cProfile.Profile()
             profiler.enable()
+        store_cpu = StoreCpu(state)
+        await store_cpu.start()
         meter = Meter()
         meter.start()
         for _ in range(args.rounds):
@@ -158,6 +166,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 await engine.poll(canned, key)  # type: ignore[arg-type]
             await engine.deliver_due_once()
         meter.stop()
+        await store_cpu.stop()
         if profiler is not None:
             profiler.disable()
             import pstats  # noqa: PLC0415
@@ -166,11 +175,15 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(60)
         polls = args.rounds * len(work)
         figures = meter.figures(polls)
+        server_s = store_cpu.seconds or 0.0
         return {
             "client": "pollpath",
+            "store": "postgresql" if args.postgres else "sqlite",
             "endpoints": len(work),
             "polls": polls,
             "us_per_poll": round(1e6 * meter.cpu / polls, 1),
+            "server_us_per_poll": round(1e6 * server_s / polls, 1),
+            "wall_us_per_poll": round(1e6 * meter.wall / polls, 1),
             "cpu_s": figures["cpu_s"],
         }
 
@@ -182,12 +195,18 @@ def main() -> None:
     parser.add_argument("--change-every", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="cProfile report here")
     parser.add_argument("--sort", default="cumulative", help="cProfile order: tottime...")
+    parser.add_argument("--postgres", default="", metavar="URL", help="state in PostgreSQL")
     args = parser.parse_args()
     # The log notifier writes every delivered event: send them nowhere interesting.
     configure_logging("info", "json", stream=open("/dev/null", "w"))  # noqa: SIM115
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bulkwatch-pollpath-") as tmp:
-        result = asyncio.run(_run(args, Path(tmp)))
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bulkwatch-pollpath-")))
+        state = f"sqlite:///{tmp / 'state.db'}"
+        if args.postgres:
+            url = stack.enter_context(fresh_schema(args.postgres))
+            state = with_params(url, application_name="bulkwatch-pollpath")
+        result = asyncio.run(_run(args, tmp, state))
     result["wall_s"] = round(time.perf_counter() - started, 1)
     emit(result)
     sys.exit(0)

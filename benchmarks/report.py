@@ -80,6 +80,12 @@ def summarise(
         ),
         "polls_vs_requests": _ratio(engine["polls_per_s"], clients["requests"]["polls_per_s"]),
     }
+    if "engine_pg" in clients:
+        for phase in ("engine", "daemon"):
+            ratios[f"postgres_vs_sqlite_{phase}_cpu"] = _ratio(
+                clients[f"{phase}_pg"]["cpu_s_per_1000_polls"],
+                clients[phase]["cpu_s_per_1000_polls"],
+            )
     p99 = latency.get("daemon", {}).get("p99_s")
     targets = {
         "cpu_vs_limit": _verdict(
@@ -130,8 +136,13 @@ def render(s: dict[str, Any]) -> str:
         (f"limit: bare aiohttp, {every}", c["limit_paced"], None),
         (f"bulkwatch daemon, {every}", c["daemon"], lat.get("daemon")),
     ]
+    if "engine_pg" in c:
+        rows += [
+            ("bulkwatch engine, max rate, PostgreSQL", c["engine_pg"], lat.get("throughput_pg")),
+            (f"bulkwatch daemon, {every}, PostgreSQL", c["daemon_pg"], lat.get("daemon_pg")),
+        ]
     head = (
-        f"{'client':<34} {'polls/s':>8} {'CPU s/1k polls':>14} {'CPU % core':>10} "
+        f"{'client':<42} {'polls/s':>8} {'CPU s/1k polls':>14} {'CPU % core':>10} "
         f"{'peak RSS MiB':>12} {'p50 s':>6} {'p99 s':>6}"
     )
     lines = [
@@ -144,7 +155,7 @@ def render(s: dict[str, Any]) -> str:
     for label, r, seen in rows:
         got = seen or {}
         lines.append(
-            f"{label:<34} {r['polls_per_s']:>8.1f} {r['cpu_s_per_1000_polls']:>14.3f} "
+            f"{label:<42} {r['polls_per_s']:>8.1f} {r['cpu_s_per_1000_polls']:>14.3f} "
             f"{r['cpu_percent']:>10.1f} {r['peak_rss_mib']:>12.1f} "
             f"{_fmt(got.get('p50_s'), '6.3f'):>6} {_fmt(got.get('p99_s'), '6.3f'):>6}"
         )
@@ -180,6 +191,18 @@ def render(s: dict[str, Any]) -> str:
         f"detection to delivery p99: {_fmt(lat.get('daemon', {}).get('p99_s'), '.3f')} s "
         f"(target < 1 s: {t['latency_p99']})",
     ]
+    if "engine_pg" in c:
+        engine_pg, daemon_pg = c["engine_pg"], c["daemon_pg"]
+        lines += [
+            "",
+            "PostgreSQL rows: CPU = the client's + the server's for it (its backends and "
+            f"background processes): engine {engine_pg['client_cpu_s']:.1f} + "
+            f"{engine_pg['server_cpu_s']:.1f} s, daemon {daemon_pg['client_cpu_s']:.1f} + "
+            f"{daemon_pg['server_cpu_s']:.1f} s",
+            "CPU per poll, PostgreSQL / SQLite: engine at max rate "
+            f"{_fmt(r['postgres_vs_sqlite_engine_cpu'], '.2f')}x, daemon {every} "
+            f"{_fmt(r['postgres_vs_sqlite_daemon_cpu'], '.2f')}x",
+        ]
     if "page" in c:
         lines.append(f"status page and API read beside the daemon ({c['page']['errors']} errors):")
         lines.extend(

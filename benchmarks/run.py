@@ -18,6 +18,8 @@ Phases, in order:
    from its events. During its warm-up (only then) three light clients run beside it:
    the limit paced at the same interval, the sequential `requests` script, and the engine
    with an idle scheduler. Each is mostly asleep, and each measures only its own process.
+4. with `--postgres URL`: phases 2 and 3 again with the state in PostgreSQL, their CPU
+   including the server's for them (`benchmarks.pgserver`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import free_port, raise_fd_limit
+from benchmarks.pgserver import fresh_schema, problem, with_params
 from benchmarks.procs import ROOT, CpuWatch, Server, collect, run_clients, start_client
 from benchmarks.report import render, summarise
 from bulkwatch.config import Settings, ShoplazzaStore, load_settings
@@ -56,18 +59,18 @@ def _get_json(url: str) -> Any:
 def write_config(
     path: Path,
     stores: list[dict[str, Any]],
-    state: Path,
+    state: Path | str,
     hook: str,
     interval: float,
     *,
     port: int | None = None,
 ) -> Path:
-    """A bulkwatch config (YAML accepts JSON) for the simulated stores; `port`: serve the
-    status page and API there."""
+    """A bulkwatch config (YAML accepts JSON) for the simulated stores; `state` is a SQLite
+    file or a state URL; `port`: serve the status page and API there."""
     server = {"enabled": False} if port is None else {"host": "127.0.0.1", "port": port}
     doc = {
         "instance": "bench",
-        "state": {"url": f"sqlite:///{state}"},
+        "state": {"url": state if isinstance(state, str) else f"sqlite:///{state}"},
         "server": server,
         "defaults": {"interval": interval},
         "notifiers": [{"name": "bench", "type": "webhook", "url": hook}],
@@ -117,6 +120,65 @@ def _simulator_argv(args: argparse.Namespace) -> list[str]:
         "--history=2",
         "--seed=1",
     ]
+
+
+def _postgres_phases(
+    args: argparse.Namespace, stores: list[dict[str, Any]], work: Path, hook: str, logs: Path
+) -> dict[str, dict[str, Any]]:
+    """The engine at max rate, then the daemon, with their state in PostgreSQL (a schema of
+    their own, dropped after): the same phases as SQLite's, one after the other."""
+    clients: dict[str, dict[str, Any]] = {}
+    with fresh_schema(args.postgres) as url:
+        cfg = {
+            phase: write_config(
+                work / f"{phase}.yaml",
+                stores,
+                with_params(url, application_name=f"bulkwatch-bench-{phase}"),
+                f"{hook}/hook/{phase}",
+                args.interval,
+            )
+            for phase in ("throughput_pg", "daemon_pg")
+        }
+        engine = ["-m", "benchmarks.engine", f"--config={cfg['throughput_pg']}"]
+        clients |= run_clients(
+            {
+                "engine_pg": [
+                    *engine,
+                    "--mode=throughput",
+                    f"--duration={args.duration}",
+                    f"--concurrency={args.concurrency}",
+                ]
+            },
+            logs,
+        )
+        warmup = max(args.duration, args.interval) + SIDE_MARGIN
+        daemon = [
+            *("-m", "benchmarks.engine", f"--config={cfg['daemon_pg']}", "--mode=daemon"),
+            f"--duration={args.duration}",
+            f"--warmup={warmup}",
+        ]
+        clients |= run_clients({"daemon_pg": daemon}, logs)
+    return clients
+
+
+def _profile(args: argparse.Namespace, engine: list[str], daemon_config: Path, logs: Path) -> None:
+    """pyinstrument runs of the engine and the daemon, apart from the measured ones."""
+    duration, rate = f"--duration={args.duration}", f"--concurrency={args.concurrency}"
+    # Separate: the profiler's own overhead would skew the figures above.
+    profile = logs / "engine-profile.txt"
+    run_clients({"engine-profiled": [*engine, duration, rate, f"--profile={profile}"]}, logs)
+    print(f"profile of the engine at max rate: {profile} (+ .html, .pyisession)")
+    profile = logs / "daemon-profile.txt"
+    daemon_argv = [
+        *("-m", "benchmarks.engine", f"--config={daemon_config}", "--mode=daemon"),
+        duration,
+        # Past the first poll of every endpoint: the first after a start is always
+        # judged in full, which is not the steady state being profiled.
+        f"--warmup={args.interval + SIDE_MARGIN}",
+        f"--profile={profile}",
+    ]
+    run_clients({"daemon-profiled": daemon_argv}, logs)
+    print(f"profile of the daemon: {profile} (+ .html, .pyisession)")
 
 
 def _page_client(
@@ -208,25 +270,14 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
         phases["daemon"] = watch.stop()  # includes the rest of its warm-up
         clients |= {} if page is None else {"page": collect("page", page, logs)}
         latency = {phase: _get_json(f"{hook}/stats/{phase}") for phase in ("throughput", "daemon")}
+        if args.postgres:
+            watch.start()
+            clients |= _postgres_phases(args, stores, work, hook, logs)
+            phases["postgres"] = watch.stop()
+            latency |= {p: _get_json(f"{hook}/stats/{p}") for p in ("throughput_pg", "daemon_pg")}
 
         if args.profile:
-            # Separate: the profiler's own overhead would skew the figures above.
-            profile = logs / "engine-profile.txt"
-            run_clients(
-                {"engine-profiled": [*engine, duration, rate, f"--profile={profile}"]}, logs
-            )
-            print(f"profile of the engine at max rate: {profile} (+ .html, .pyisession)")
-            profile = logs / "daemon-profile.txt"
-            daemon_argv = [
-                *("-m", "benchmarks.engine", f"--config={cfg['daemon']}", "--mode=daemon"),
-                duration,
-                # Past the first poll of every endpoint: the first after a start is always
-                # judged in full, which is not the steady state being profiled.
-                f"--warmup={args.interval + SIDE_MARGIN}",
-                f"--profile={profile}",
-            ]
-            run_clients({"daemon-profiled": daemon_argv}, logs)
-            print(f"profile of the daemon: {profile} (+ .html, .pyisession)")
+            _profile(args, engine, cfg["daemon"], logs)
     finally:
         sim.stop()
         receiver.stop()
@@ -260,6 +311,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--logs", type=Path, default=RESULTS / "logs", help="process logs")
     parser.add_argument("--profile", action="store_true", help="also pyinstrument the engine")
     parser.add_argument(
+        "--postgres",
+        default="",
+        metavar="URL",
+        help="also run the engine and the daemon with their state in this PostgreSQL "
+        "(a schema of their own, dropped after); the server must run on this machine",
+    )
+    parser.add_argument(
         "--page-client",
         action="store_true",
         help="serve the status page and API in the daemon phase, with a client reading them",
@@ -268,6 +326,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.stores < 2:
         parser.error("--stores must be at least 2 (one per platform)")
+    if args.postgres:
+        why = problem(args.postgres)
+        if why is not None:
+            print(f"PostgreSQL does not answer ({why}): the PostgreSQL rows are skipped")
+            args.postgres = ""
     raise_fd_limit()
     args.logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

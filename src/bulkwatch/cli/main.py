@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,13 +12,17 @@ from pathlib import Path
 from bulkwatch import __version__
 from bulkwatch.common.redact import redacted_output
 from bulkwatch.config import ConfigError, Settings, load_settings
+from bulkwatch.config.discovery import ConfigFile, find_config, nothing_to_watch
+from bulkwatch.store.base import SchemaTooNewError, StoreUnavailableError
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_POLL_FAILED, EXIT_CONFIG = 0, 1, 2
+# The commands that poll stores or report on them: a config that watches none is an error.
+_NEED_STORES = frozenset({"run", "once", "check-config", "status", "probe"})
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulkwatch",
         description="Watch Shoplazza and Shopline background tasks and deliver every change.",
@@ -31,13 +36,20 @@ def _parser() -> argparse.ArgumentParser:
             "-c",
             type=Path,
             default=None,
-            help="YAML config file (default: $BULKWATCH_CONFIG)",
+            help="YAML config file (default: $BULKWATCH_CONFIG, else ./bulkwatch.yaml, "
+            "else /etc/bulkwatch/config.yaml)",
         )
         return p
 
     with_config(sub.add_parser("run", help="run the daemon until SIGINT/SIGTERM"))
     with_config(sub.add_parser("once", help="poll every store once and attempt due deliveries"))
-    with_config(sub.add_parser("check-config", help="validate the config and summarise it"))
+    check = with_config(sub.add_parser("check-config", help="validate the config and summarise it"))
+    check.add_argument(
+        "--machine",
+        action="store_true",
+        help="also check this machine: the state directory is writable, the server port is "
+        "free (unless this config's daemon runs) and command notifiers' programs exist",
+    )
     notify_test = with_config(
         sub.add_parser("notify-test", help="send a sample event through one notifier")
     )
@@ -45,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     status = with_config(sub.add_parser("status", help="tracked tasks per store"))
     status.add_argument("--store", help="only this store")
     status.add_argument("--json", action="store_true", help="JSON output")
+
+    probe = with_config(
+        sub.add_parser(
+            "probe",
+            help="how each store's platform behaves where its docs are silent (read-only)",
+            description="Read-only: one line per platform behaviour bulkwatch depends on, and "
+            "whether the config suits it. Exit 0 when everything suits, 1 when something does "
+            "not, 2 on a config error. Attach the --json output to bug reports.",
+        )
+    )
+    probe.add_argument("--store", help="only this store (probed even when disabled)")
+    probe.add_argument("--json", action="store_true", help="JSON output")
 
     deliveries = sub.add_parser("deliveries", help="dead (or pending) deliveries")
     dsub = deliveries.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -56,15 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     dretry.add_argument("ids", nargs="*", type=int, help="delivery ids (default: all dead)")
     dretry.add_argument("--notifier")
 
-    sim = sub.add_parser("simulate", help="serve the built-in Shoplazza + Shopline simulator")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8081)
-    sim.add_argument("--shoplazza", type=int, default=2, help="Shoplazza stores")
-    sim.add_argument("--shopline", type=int, default=2, help="Shopline stores")
-    sim.add_argument("--step", type=float, default=3.0, help="seconds between task steps")
-    sim.add_argument("--latency", type=float, default=0.0, help="seconds added per response")
-    sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--write-config", type=Path, help="write a bulkwatch config for it here")
+    sim = sub.add_parser(
+        "simulate",
+        help="serve the built-in Shoplazza + Shopline simulator",
+        description="Serve the built-in Shoplazza + Shopline simulator "
+        "(also: python -m bulkwatch.simulator, with the same options).",
+    )
+    if with_simulator:
+        # Its options come with the simulator's import: only paid for when asked for.
+        from bulkwatch.simulator.options import add_options  # noqa: PLC0415
+
+        add_options(sim)
 
     demo = sub.add_parser("demo", help="simulator + daemon in one process, events on the console")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
@@ -72,19 +98,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path | None) -> Settings | None:
+def _load(config: ConfigFile, command: str) -> Settings | None:
+    """The settings, or None after one `config error:` line per problem on stderr."""
     try:
-        return load_settings(path)
+        settings = load_settings(config.path)
     except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config error: {line}", file=sys.stderr)
-        return None
+        problems = exc.problems
+    else:
+        empty = nothing_to_watch(settings, config) if command in _NEED_STORES else None
+        if empty is None:
+            return settings
+        problems = [empty]
+    for line in problems:
+        print(f"config error: {line}", file=sys.stderr)
+    return None
+
+
+def _reload(config: ConfigFile) -> Settings:
+    """The settings again from the file the daemon started from (SIGHUP); `ConfigError`
+    when they are invalid or watch nothing, as at start."""
+    settings = load_settings(config.path)
+    if (empty := nothing_to_watch(settings, config)) is not None:
+        raise ConfigError([empty])
+    return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bulkwatch` console script. No configured secret reaches its
     output, whatever printed it."""
-    args = _parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(with_simulator="simulate" in words).parse_args(words)
     with redacted_output():
         return _command(args)
 
@@ -93,32 +136,43 @@ def _command(args: argparse.Namespace) -> int:
     from bulkwatch.cli import commands  # noqa: PLC0415 - keeps `--help` fast
 
     if args.command == "simulate":
-        return asyncio.run(commands.simulate(args))
+        return commands.simulate(args)
     if args.command == "demo":
         return commands.demo(args)
-    settings = _load(args.config)
+    config = find_config(args.config, os.environ)
+    settings = _load(config, args.command)
     if settings is None:
         return EXIT_CONFIG
+    if config.searched and args.command not in {"run", "once", "check-config"}:
+        # run and once log it, check-config prints it; the others say it here.
+        print(f"bulkwatch: using {config.describe()}", file=sys.stderr)
     try:
         if args.command == "check-config":
-            print(commands.summarise(settings, args.config))
-            return EXIT_OK
+            return commands.check_config(settings, config, machine=args.machine)
         if args.command == "notify-test":
             return asyncio.run(commands.notify_test(settings, args.name))
         if args.command == "run":
-            return commands.run(settings, load=lambda: load_settings(args.config))
+            return commands.run(settings, config, load=lambda: _reload(config))
         if args.command == "once":
-            return commands.once(settings)
+            return commands.once(settings, config)
         if args.command == "status":
             return asyncio.run(commands.status(settings, args.store, as_json=args.json))
+        if args.command == "probe":
+            return asyncio.run(commands.probe(settings, args.store, as_json=args.json))
         if args.command == "deliveries" and args.action == "list":
             return asyncio.run(
                 commands.deliveries_list(settings, args.status, args.notifier, as_json=args.json)
             )
         if args.command == "deliveries" and args.action == "retry":
             return asyncio.run(commands.deliveries_retry(settings, args.ids, args.notifier))
+    except commands.NoStateError as exc:
+        print(f"bulkwatch: {exc}", file=sys.stderr)
+        return EXIT_POLL_FAILED
     except KeyboardInterrupt:
         return 130
+    except (StoreUnavailableError, SchemaTooNewError) as exc:  # their messages hide passwords
+        print(f"bulkwatch: state.url: {exc}", file=sys.stderr)
+        return EXIT_POLL_FAILED
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
 
 

@@ -16,6 +16,7 @@ from bulkwatch.config.settings import (
     Settings,
     ShoplazzaStore,
     ShoplineStore,
+    StateSettings,
     StoreSettings,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "Settings",
     "ShoplazzaStore",
     "ShoplineStore",
+    "StateSettings",
     "StoreSettings",
     "load_settings",
     "resolve_stores",

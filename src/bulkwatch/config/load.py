@@ -3,7 +3,8 @@ once into `Settings`.
 
 It raises `ConfigError` holding one readable line per problem, each naming the field
 (`stores[1].handle: field required`). Its steps live beside this module: `notifiers` (each
-notifier by its type), `tokens` (token files) and `errors` (the error and its lines).
+notifier by its type), `filters` (notifier globs that match nothing), `tokens` (token files)
+and `errors` (the error and its lines).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from bulkwatch.common.redact import register_secrets
 from bulkwatch.config.errors import ConfigError, validation_problems
+from bulkwatch.config.filters import filter_problems
 from bulkwatch.config.notifiers import validate_notifiers
 from bulkwatch.config.secrets import secrets_of
 from bulkwatch.config.settings import Settings
@@ -65,7 +67,13 @@ def load_settings(
         problems = validation_problems(exc) + problems
     if problems:
         raise ConfigError(problems)
-    settings = resolve_tokens(settings, env)
+    problems = filter_problems(settings)
+    try:
+        settings = resolve_tokens(settings, env)
+    except ConfigError as exc:
+        problems = exc.problems + problems
+    if problems:
+        raise ConfigError(problems)
     # From here on, none of its secrets leaves the process (logs, stored errors, output).
     register_secrets(secrets_of(settings))
     return settings

@@ -1,7 +1,8 @@
 """Every secret a config holds, for `common.redact` to keep out of what leaves the process.
 
 A secret is any `SecretStr` (tokens, webhook secrets, Slack URLs, SMTP passwords, apprise
-URLs, the API token) and every value of a mapping hidden from `repr` (webhook headers, which
+URLs, the API token, a Shopline app's secret), the password in the state database URL, and
+every value of a mapping hidden from `repr` (webhook headers, which
 often carry an `Authorization`, and a command's environment). A command's `argv` is not
 searched: put what a command must keep secret in its `env`. A model with a `username` and a
 `password` also yields what SMTP `AUTH PLAIN` sends for them.
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from bulkwatch.common.redact import smtp_plain
+from bulkwatch.common.urls import url_passwords
 
 __all__ = ["secrets_of"]
 
@@ -51,4 +53,8 @@ def _secrets(value: Any) -> Iterator[str]:
 
 def secrets_of(settings: BaseModel) -> set[str]:
     """Every secret value in `settings` (empty strings left out)."""
-    return {s for s in _secrets(settings) if s}
+    found = set(_secrets(settings))
+    url = getattr(getattr(settings, "state", None), "url", None)
+    if isinstance(url, str):
+        found.update(url_passwords(url))  # a PostgreSQL password (state.url)
+    return {s for s in found if s}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -21,7 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bulkwatch.common.durations import Duration
-from bulkwatch.common.secret_file import read_secret_file
+from bulkwatch.common.secret_file import fill_secret_from_file
 from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers.base import NotifierConfig
 
@@ -34,6 +35,7 @@ __all__ = [
     "Settings",
     "ShoplazzaStore",
     "ShoplineStore",
+    "StateSettings",
     "StoreSettings",
 ]
 
@@ -134,12 +136,38 @@ class ShoplineStore(_StoreBase):
         default_factory=lambda: list(_ALL_OPERATION_TYPES), min_length=1
     )
 
+    # A custom or public app's credentials: with them bulkwatch refreshes the access token
+    # (which lasts 10 hours) before it expires. Never logged, never shown.
+    app_key: str | None = Field(default=None, min_length=1, max_length=256)
+    app_secret: SecretStr | None = None
+    app_secret_file: Path | None = None
+
     @field_validator("operation_types")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("operation types must not repeat")
         return value
+
+    @model_validator(mode="after")
+    def _app_credentials(self) -> ShoplineStore:
+        fill_secret_from_file(self, "app_secret")
+        if (self.app_key is None) != (self.app_secret is None):
+            given, missing = (
+                ("app_key", "app_secret (or app_secret_file)")
+                if self.app_secret is None
+                else ("app_secret", "app_key")
+            )
+            raise ValueError(f"{given} needs {missing}: give both to refresh the token, or none")
+        if self.app_secret is not None and not self.app_secret.get_secret_value().strip():
+            raise ValueError("app_secret is empty")
+        return self
+
+    def app_credentials(self) -> tuple[str, str] | None:
+        """(app key, app secret) when the token is to be refreshed, else None."""
+        if self.app_key is None or self.app_secret is None:
+            return None
+        return self.app_key, self.app_secret.get_secret_value()
 
     def url_base(self) -> str:
         return self.base_url or f"https://{self.handle}.myshopline.com"
@@ -152,19 +180,39 @@ class ShoplineStore(_StoreBase):
 StoreSettings = Annotated[ShoplazzaStore | ShoplineStore, Field(discriminator="platform")]
 
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _check_postgres_url(value: str) -> None:
+    """Refuse a PostgreSQL URL that cannot name a server; never echo it (it may hold a
+    password)."""
+    try:
+        urlsplit(value).port  # noqa: B018 - reading it is the check
+    except ValueError:
+        raise ValueError(
+            "the PostgreSQL state URL does not parse (is the port a number? is a password "
+            "with '@', '/' or ':' percent-encoded?); use postgresql://user@host:5432/database"
+        ) from None
+
+
 class StateSettings(_Model):
     url: str = "sqlite:///bulkwatch.db"
     retention: Duration = 30 * 86400.0
+    # PostgreSQL only: connections the process keeps at most. Polls and deliveries each hold
+    # one for a few statements; those beyond the pool wait for a connection, not fail.
+    pool_size: int = Field(default=10, ge=1, le=500)
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                "a PostgreSQL state store is not supported yet; use sqlite:///bulkwatch.db"
-            )
+        if value.lower().startswith(_POSTGRES_SCHEMES):
+            _check_postgres_url(value)
+            return value
         if not value.startswith("sqlite:///"):
-            raise ValueError("use sqlite:///relative.db or sqlite:////absolute.db")
+            raise ValueError(
+                "use sqlite:///relative.db, sqlite:////absolute.db or "
+                "postgresql://user@host:5432/database"
+            )
         return value
 
 
@@ -189,19 +237,13 @@ class ServerSettings(_Model):
 
     @model_validator(mode="after")
     def _read_token_file(self) -> ServerSettings:
-        if self.api_token_file is None:
-            return self
-        if self.api_token is not None:
-            raise ValueError("give api_token or api_token_file, not both")
-        token = read_secret_file("api_token_file", self.api_token_file)
-        if len(token) < _MIN_TOKEN:
-            raise ValueError(
-                f"api_token_file: the token in {self.api_token_file} must be at least "
-                f"{_MIN_TOKEN} characters"
-            )
-        # The model is frozen; this runs once, during validation, before anyone sees it.
-        object.__setattr__(self, "api_token", SecretStr(token))
+        fill_secret_from_file(self, "api_token", _check_token_length)
         return self
+
+
+def _check_token_length(token: str) -> None:
+    if len(token) < _MIN_TOKEN:
+        raise ValueError(f"must be at least {_MIN_TOKEN} characters")
 
 
 class RetrySettings(_Model):
@@ -220,6 +262,10 @@ class DeliverySettings(_Model):
 class LogSettings(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    # One info line per event recorded, and per delivery made (failed deliveries are logged
+    # at warning or error whatever these say): a console that shows the daemon working.
+    events: bool = True
+    deliveries: bool = True
 
 
 class Settings(BaseSettings):

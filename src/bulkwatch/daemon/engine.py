@@ -42,7 +42,7 @@ from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext
 from bulkwatch.sources.base import Source
 from bulkwatch.store.base import StateStore
-from bulkwatch.store.factory import daemon_lock, open_store_from_url
+from bulkwatch.store.factory import daemon_lock, open_store
 from bulkwatch.telemetry.metrics import Metrics
 from bulkwatch.telemetry.pollstats import PollStats
 from bulkwatch.tracking.tracker import Policy
@@ -80,7 +80,7 @@ class Engine:
         self.clock = clock
         stores = resolve_stores(settings)
         self.notifier_configs = notifier_configs(settings)
-        self.store: StateStore = open_store_from_url(settings.state.url)
+        self.store: StateStore = open_store(settings.state)
         self.notifiers: dict[str, Notifier] = {}
         self.status = DaemonStatus(settings.instance, len(stores), stores, staleness={})
         self.poller = Poller(
@@ -93,6 +93,7 @@ class Engine:
             clock=clock,
             last_poll=self.status.last_poll,
             on_events=self._wake_dispatcher,
+            log_events=settings.log.events,
         )
         self.status.backoff_until = self._backoff_until
         self._inflight = InflightJobs()  # scheduled polls running now
@@ -152,11 +153,17 @@ class Engine:
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self.status.ping = self.store.ping
-        self.fleet.start(session)
+        self.fleet.start(session, self.store)
         self._nctx = NotifierContext(session=delivery_session, instance=s.instance)
         self.notifiers.update((cfg.name, self._build(cfg)) for cfg in self.notifier_configs)
         self._dispatcher = Dispatcher(
-            self.store.outbox, self.notifiers, s.retry, s.delivery, self.metrics, clock=self.clock
+            self.store.outbox,
+            self.notifiers,
+            s.retry,
+            s.delivery,
+            self.metrics,
+            clock=self.clock,
+            log_deliveries=s.log.deliveries,
         )
         self.metrics.declare(
             [(store.platform.value, store.name, store.interval) for store in self.stores],
@@ -248,10 +255,15 @@ class Engine:
         return plan
 
     async def serve(
-        self, stop: asyncio.Event, *, grace: float = 10.0, ready: Callable[[], None] | None = None
+        self,
+        stop: asyncio.Event,
+        *,
+        grace: float = 10.0,
+        ready: Callable[[], None] | None = None,
+        config: str | None = None,
     ) -> None:
         """Run until `stop` is set; then stop polling, finish in-flight work, and return.
-        `ready` is called once everything runs."""
+        `ready` is called once everything runs; `config` (the file read) goes in the log."""
         scheduler = self.scheduler = build_scheduler(
             self.fleet.jobs(),
             self.clock(),
@@ -275,6 +287,7 @@ class Engine:
                 endpoints=len(self.endpoints),
                 notifiers=sorted(self.notifiers),
                 version=__version__,
+                **({"config": config} if config is not None else {}),
             )
             if ready is not None:
                 ready()

@@ -18,6 +18,7 @@ from bulkwatch.daemon.status import DaemonStatus
 from bulkwatch.model import EndpointKey
 from bulkwatch.sources.base import Source
 from bulkwatch.sources.factory import make_source
+from bulkwatch.store.base import TokenState
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -44,12 +45,15 @@ class Fleet:
         self._poll = poll
         self._inflight = inflight
         self._session: aiohttp.ClientSession | None = None
+        self._tokens: TokenState | None = None
         self._show(stores)
 
-    def start(self, session: aiohttp.ClientSession) -> None:
-        """Build every store's source, polling over `session` (which the caller owns)."""
+    def start(self, session: aiohttp.ClientSession, tokens: TokenState) -> None:
+        """Build every store's source, polling over `session` (which the caller owns) and
+        keeping renewed access tokens in `tokens`."""
         self._session = session
-        self.sources = [make_source(store, session) for store in self.stores]
+        self._tokens = tokens
+        self.sources = [make_source(store, session, tokens) for store in self.stores]
 
     @property
     def endpoints(self) -> list[tuple[Source, EndpointKey]]:
@@ -74,7 +78,7 @@ class Fleet:
         if self._session is None:
             raise RuntimeError("the fleet has not started")
         fresh = {s.name for s in (*plan.added, *plan.changed)}
-        return [make_source(s, self._session) for s in plan.stores if s.name in fresh]
+        return [make_source(s, self._session, self._tokens) for s in plan.stores if s.name in fresh]
 
     def swap(
         self,

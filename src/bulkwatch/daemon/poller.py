@@ -22,15 +22,19 @@ from bulkwatch.delivery.routing import Router
 from bulkwatch.model import (
     EndpointKey,
     EndpointView,
+    Event,
     FailureKind,
     PollError,
     PollOutcome,
     PollResult,
     Unchanged,
 )
+from bulkwatch.notifiers.log import describe
 from bulkwatch.sources.base import Source
 from bulkwatch.store.base import PollState, PollWrite, StoreUnavailableError
+from bulkwatch.telemetry.notes import NoteStats
 from bulkwatch.telemetry.pollstats import PollStats
+from bulkwatch.tracking.notes import endpoint_notes
 from bulkwatch.tracking.quiet import QuietPolls
 from bulkwatch.tracking.tracker import Policy, judge_failure, judge_success
 
@@ -54,6 +58,7 @@ class Poller:
         clock: Callable[[], datetime],
         last_poll: dict[EndpointKey, datetime],
         on_events: Callable[[], None],
+        log_events: bool = True,
     ) -> None:
         self._state = state
         self._router = router
@@ -66,10 +71,14 @@ class Poller:
         # When each endpoint's job last ran: polled, or deliberately skipped under backoff.
         self.last_poll = last_poll
         self._on_events = on_events
+        self._log_events = log_events
         # The endpoints of one store share its health row: their load-judge-write runs one at
         # a time, so no poll judges a health that another is about to overwrite.
         self._store_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._record_error: str | None = None  # why the last poll could not be recorded
+        # The endpoint notes as last written, to write only what changed.
+        self._notes: dict[EndpointKey, dict[str, str]] = {}
+        self._note_stats = NoteStats(stats.metrics)
 
     def reconfigure(
         self,
@@ -93,6 +102,7 @@ class Poller:
         for name in reset:
             self._quiet.forget(name)
             self.backoff.succeeded(name)
+        self._notes = {key: notes for key, notes in self._notes.items() if key.store not in reset}
 
     async def poll_if_due(self, source: Source, key: EndpointKey) -> bool | None:
         """The scheduled poll: `poll`, unless the store is backing off after failures; then
@@ -112,10 +122,18 @@ class Poller:
         tokens = structlog.contextvars.bind_contextvars(
             store=key.store, platform=key.platform.value, endpoint=key.endpoint, request_id=None
         )
+        recorded: list[Event] = []
         try:
-            return await self._poll(source, key)
+            ok = await self._poll(source, key, recorded)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
+        if self._log_events:
+            # After the poll's context is gone: one short line each, naming what changed.
+            for event in recorded:
+                log.info(
+                    describe(event.type, event.subject, event.store, event.data), event_id=event.id
+                )
+        return ok
 
     async def poll_all(
         self, endpoints: Iterable[tuple[Source, EndpointKey]], concurrency: int = 64
@@ -151,7 +169,7 @@ class Poller:
                 FailureKind.INVALID_RESPONSE, f"unexpected {type(exc).__name__}: {exc}", key=key
             )
 
-    async def _poll(self, source: Source, key: EndpointKey) -> bool:
+    async def _poll(self, source: Source, key: EndpointKey, recorded: list[Event]) -> bool:
         now = self._clock()
         started = time.perf_counter()
         memo = self._quiet.take(key)
@@ -194,6 +212,7 @@ class Poller:
             retry_in=retry_in,
         )
         if outcome.events:
+            recorded.extend(outcome.events)
             self._on_events()
         return not isinstance(result, PollError)
 
@@ -215,10 +234,14 @@ class Poller:
         task_ids = [s.task_id for s in result.tasks] if isinstance(result, PollResult) else ()
         async with self._store_locks[key.store]:
             view = await self._state.load_view(key, task_ids)
+            notes: dict[str, str] = {}
             if isinstance(result, PollError):
                 outcome = judge_failure(view, result, now, self._policy)
             else:
                 outcome = judge_success(view, result, now, self._policy)
+                notes = endpoint_notes(result, outcome)
+            written = self._notes.get(key, {})
+            changed = [(k, v) for k, v in notes.items() if written.get(k) != v]
             health_changed = not view.health_stored or outcome.health != view.health
             await self._state.save_poll(
                 PollWrite(
@@ -226,8 +249,12 @@ class Poller:
                     health=outcome.health if health_changed else None,
                     upserts=outcome.upserts,
                     outbox=self._router.rows(outcome.events),
+                    notes=changed,
                 )
             )
+        if changed:
+            self._notes[key] = {**written, **notes}
+            self._note_stats.observed(key, notes)
         return view, outcome
 
     def _backoff_after(

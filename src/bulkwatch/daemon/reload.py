@@ -36,8 +36,9 @@ RESTART_FIELDS = ("state", "server", "instance", "log", "retry", "delivery", "sh
 
 
 def notifier_configs(settings: Settings) -> list[NotifierConfig]:
-    """The notifiers to run: the configured ones, or a `log` notifier when there are none."""
-    if settings.notifiers:
+    """The notifiers to run: the configured ones, or a `log` notifier when there are none
+    and `log.events` does not already write each event to the log."""
+    if settings.notifiers or settings.log.events:
         return list(settings.notifiers)
     return [LogNotifierConfig(name="log")]
 

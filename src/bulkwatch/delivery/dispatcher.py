@@ -60,6 +60,7 @@ class Dispatcher:
         *,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        log_deliveries: bool = True,
     ) -> None:
         self._store = outbox
         self._notifiers = dict(notifiers)
@@ -67,7 +68,7 @@ class Dispatcher:
         self._metrics = metrics
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter only
-        self._judge = Judge(retry, metrics, self._rng, clock)
+        self._judge = Judge(retry, metrics, self._rng, clock, log_delivered=log_deliveries)
         self._slots = asyncio.Semaphore(delivery.concurrency)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -270,7 +271,10 @@ class Dispatcher:
             if self._stopping or self._batch_error is not None:
                 return None
             error = await self._send(notifier, event)
-        return self._judge.attempt(row, attempt, error)
+        subject = cloudevent.get("subject")
+        return self._judge.attempt(
+            row, attempt, error, subject if isinstance(subject, str) else row.store
+        )
 
     async def _send(self, notifier: Notifier, event: OutgoingEvent) -> DeliveryError | None:
         started = time.perf_counter()

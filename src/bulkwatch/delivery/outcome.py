@@ -52,19 +52,29 @@ class Judge:
         metrics: Metrics,
         rng: random.Random,
         clock: Callable[[], datetime],
+        *,
+        log_delivered: bool = True,
     ) -> None:
+        self._log_delivered = _log.info if log_delivered else _log.debug
         self._retry = retry
         self._metrics = metrics
         self._rng = rng
         self._clock = clock
 
-    def attempt(self, row: Delivery, attempt: int, error: DeliveryError | None) -> Outcome:
-        """The outcome of attempt number `attempt` of `row`, which failed with `error` (or
-        succeeded: None)."""
+    def attempt(
+        self, row: Delivery, attempt: int, error: DeliveryError | None, subject: str
+    ) -> Outcome:
+        """The outcome of attempt number `attempt` of `row` (its event about `subject`), which
+        failed with `error` (or succeeded: None)."""
         now = self._clock()
         if error is None:
             self._count(row, "delivered")
-            _log.debug("delivered", notifier=row.notifier, event_id=row.event_id, attempt=attempt)
+            kind = row.event_type.removeprefix("bulkwatch.")
+            self._log_delivered(
+                f"delivered {subject} {kind} to {row.notifier}",
+                event_id=row.event_id,
+                attempt=attempt,
+            )
             return Outcome(row, DeliveryStatus.DELIVERED, attempt, now)
         message = str(error) or type(error).__name__
         if error.permanent:

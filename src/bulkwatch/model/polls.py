@@ -15,6 +15,7 @@ __all__ = [
     "EndpointState",
     "EndpointView",
     "FailureKind",
+    "Listing",
     "PollError",
     "PollOutcome",
     "PollResult",
@@ -51,6 +52,27 @@ class EndpointKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Listing:
+    """How much of a paged list one poll read (Shoplazza), and what it learnt of the list.
+
+    `order` is the end new tasks appear at, as far as the polls have seen: "newest first",
+    "oldest first", or "unknown" (then both ends are read). `length` is None when only a lower
+    bound is known (more than `read`). `past_end` is how the platform answered a page after
+    the last one ("empty", "404", "400"), when a poll asked for one.
+    """
+
+    read: int
+    length: int | None
+    order: str
+    past_end: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every task of the list was read."""
+        return self.length is not None and self.read >= self.length
+
+
+@dataclass(frozen=True, slots=True)
 class PollResult:
     """A successful poll of one endpoint.
 
@@ -70,6 +92,10 @@ class PollResult:
     # reads the same bytes may skip parsing them (see `Unchanged`). Not part of equality:
     # two results that show the same are equal, however the bytes were laid out.
     fingerprint: bytes | None = field(default=None, compare=False, repr=False)
+    # A paged list: how much of it was read (None for a single-object endpoint).
+    listing: Listing | None = field(default=None, compare=False)
+    # An exclusive endpoint showing no task: how it said so ("404", "404 html", "{}", ...).
+    no_task: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

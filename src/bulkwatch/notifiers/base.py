@@ -33,6 +33,12 @@ class NotifierConfig(BaseModel):
     events: list[str] = Field(default_factory=lambda: ["*"])
     stores: list[str] = Field(default_factory=lambda: ["*"])
 
+    def machine_problems(self) -> list[str]:
+        """What on this machine stops this notifier from ever delivering (a missing program,
+        an unreadable file), one `field: problem` line each. `bulkwatch run` and
+        `check-config --machine` ask; a type with such needs overrides this."""
+        return []
+
     def matches(self, event_type: str, store: str) -> bool:
         """True when the event passes this notifier's `events` and `stores` globs."""
         return any(fnmatch.fnmatchcase(event_type, g) for g in self.events) and any(

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import tempfile
 from collections.abc import Mapping
@@ -88,6 +89,21 @@ class CommandNotifierConfig(NotifierConfig):
             if "\x00" in content:
                 raise ValueError(f"{name}: values cannot contain NUL characters")
         return value
+
+    def machine_problems(self) -> list[str]:
+        """The program must exist and be executable: found on PATH (the `env` one if given)
+        when argv[0] has no slash, else at that path."""
+        program = self.argv[0]
+        if "/" not in program:
+            search = self.env.get("PATH", os.environ.get("PATH", os.defpath))
+            if shutil.which(program, path=search) is None:
+                return [f"argv[0]: program {program!r} not found on PATH ({search})"]
+            return []
+        if not os.path.exists(program):
+            return [f"argv[0]: {program} does not exist"]
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            return [f"argv[0]: {program} is not an executable file"]
+        return []
 
 
 def event_environment(event: OutgoingEvent, notifier: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ from aiosmtplib import SMTPResponse
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bulkwatch.common.durations import Duration
-from bulkwatch.common.secret_file import read_secret_file
+from bulkwatch.common.secret_file import fill_secret_from_file
 from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierType, OutgoingEvent
 from bulkwatch.notifiers.templates import MessageTemplate, render
 
@@ -102,12 +102,7 @@ class EmailNotifierConfig(NotifierConfig):
 
     @model_validator(mode="after")
     def _check_login(self) -> EmailNotifierConfig:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give password or password_file, not both")
-        if self.password_file is not None:
-            secret = read_secret_file("password_file", self.password_file)
-            # The model is frozen; this runs once, during validation, before anyone sees it.
-            object.__setattr__(self, "password", SecretStr(secret))
+        fill_secret_from_file(self, "password")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password (or password_file) go together")
         if self.password is not None and self.security == "none":

@@ -13,7 +13,7 @@ import structlog
 
 from bulkwatch.notifiers.base import NotifierConfig, NotifierType, OutgoingEvent
 
-__all__ = ["TYPE", "LogNotifier", "LogNotifierConfig", "format_line"]
+__all__ = ["TYPE", "LogNotifier", "LogNotifierConfig", "describe", "format_line"]
 
 _logger = structlog.get_logger("bulkwatch")
 
@@ -67,18 +67,23 @@ def format_line(event: OutgoingEvent) -> str:
     """
     raw = event.cloudevent.get("data")
     data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-    subject = _text(event.cloudevent.get("subject")) or event.store
+    return describe(event.type, _text(event.cloudevent.get("subject")), event.store, data)
 
-    if event.type.startswith(_STORE_PREFIX):
-        store = _text(data.get("store")) or event.store
-        state = event.type.removeprefix(_STORE_PREFIX).upper()
+
+def describe(event_type: str, subject: str | None, store: str, data: Mapping[str, Any]) -> str:
+    """The line of `format_line` from an event's parts: also what the daemon logs for each
+    event it records (`log.events`)."""
+    subject = subject or store
+    if event_type.startswith(_STORE_PREFIX):
+        store = _text(data.get("store")) or store
+        state = event_type.removeprefix(_STORE_PREFIX).upper()
         reason = _text(data.get("reason"))
         return f"store {store} {state}: {reason}" if reason else f"store {store} {state}"
 
-    if not event.type.startswith(_TASK_PREFIX):
-        return f"{event.type} {subject}"
+    if not event_type.startswith(_TASK_PREFIX):
+        return f"{event_type} {subject}"
 
-    kind = event.type.removeprefix(_TASK_PREFIX)
+    kind = event_type.removeprefix(_TASK_PREFIX)
     status = _text(data.get("status")) or "?"
     previous = _text(data.get("previous_status"))
     if kind == "superseded":
@@ -93,11 +98,13 @@ def format_line(event: OutgoingEvent) -> str:
     else:
         head = f"{subject} → {status}"
 
+    url, partial = _text(data.get("url")), _text(data.get("partial_data_url"))
     details = [
         f"{label}={value}"
         for label, value in (
-            ("url", _text(data.get("url"))),
-            ("partial_data_url", _text(data.get("partial_data_url"))),
+            ("url", url),
+            # Shopline repeats the result URL as partial_data_url once COMPLETED: once is enough.
+            ("partial_data_url", partial if partial != url else None),
             ("error", _error(data)),
         )
         if value

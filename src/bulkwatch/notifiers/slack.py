@@ -21,7 +21,7 @@ import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bulkwatch.common.durations import Duration
-from bulkwatch.common.secret_file import read_secret_file
+from bulkwatch.common.secret_file import fill_secret_from_file
 from bulkwatch.notifiers.base import NotifierConfig, NotifierType, OutgoingEvent
 from bulkwatch.notifiers.http import check_url, failure, post
 from bulkwatch.notifiers.templates import MessageTemplate, placeholders, render
@@ -74,17 +74,7 @@ class SlackNotifierConfig(NotifierConfig):
             if self.webhook_url is None:
                 raise ValueError("webhook_url: field required (or webhook_url_file)")
             return self
-        if self.webhook_url is not None:
-            raise ValueError("give webhook_url or webhook_url_file, not both")
-        url = read_secret_file("webhook_url_file", self.webhook_url_file)
-        try:
-            check_url(url)
-        except ValueError as exc:
-            raise ValueError(
-                f"webhook_url_file: the URL in {self.webhook_url_file} {exc}"
-            ) from None
-        # The model is frozen; this runs once, during validation, before anyone sees it.
-        object.__setattr__(self, "webhook_url", SecretStr(url))
+        fill_secret_from_file(self, "webhook_url", check_url)
         return self
 
 

@@ -19,7 +19,7 @@ import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bulkwatch.common.durations import Duration
-from bulkwatch.common.secret_file import read_secret_file
+from bulkwatch.common.secret_file import fill_secret_from_file
 from bulkwatch.notifiers.base import DeliveryError, NotifierConfig, NotifierType, OutgoingEvent
 from bulkwatch.notifiers.http import Answer, check_url, failure, post
 
@@ -92,18 +92,7 @@ class WebhookNotifierConfig(NotifierConfig):
 
     @model_validator(mode="after")
     def _read_secret_file(self) -> WebhookNotifierConfig:
-        if self.secret_file is None:
-            return self
-        if self.secret is not None:
-            raise ValueError("give secret or secret_file, not both")
-        path = self.secret_file
-        text = read_secret_file("secret_file", path)
-        try:
-            _decode_secret(text)
-        except ValueError as exc:
-            raise ValueError(f"secret_file: the content of {path} {exc}") from None
-        # The model is frozen; this runs once, during validation, before anyone sees it.
-        object.__setattr__(self, "secret", SecretStr(text))
+        fill_secret_from_file(self, "secret", _decode_secret)
         return self
 
 

@@ -9,15 +9,24 @@ Each store is reached under its own path prefix, which is its bulkwatch `base_ur
   with `Authorization: Bearer <token>` → the current task at top level (or `{"data": {...}}`);
   no task → the store's `empty_style` (200 `{}` by default); `traceId` header.
 
+Where the platforms' documentation is silent (list order, the page past the end, the no-task
+answer, the failed code, the auth failure, redirects, created times in the list), `Variants`
+choose the behaviour.
+
 Tokens default to `sim-<store>`; a wrong one gets 401. Start it with
 `async with run_simulator(stores=make_stores(2, 2)) as sim:` and drive it with the `Simulator`
-methods, or from another process (`python -m bulkwatch.simulator --port 0 --manual`) with the
-control routes. Bodies are JSON; task fields are snake_case, times epoch seconds:
+methods, or from another process (`bulkwatch simulate --port 0 --manual`, or
+`python -m bulkwatch.simulator`: the same options, in `options`) with the control routes
+(docs/simulator.md has them for users). Bodies are JSON; task fields are snake_case, times
+epoch seconds:
 
 - `GET /_sim/health` → `{"ok": true, "stores": N}`
 - `GET /_sim/config` → `store_configs()`, the `stores:` of a bulkwatch config
 - `GET /_sim/stats[?store=S]` → request counters; `DELETE /_sim/stats` resets them
 - `PUT /_sim/latency` `{"seconds"}` → seconds added to every API response
+- `GET /_sim/variants` → the platform variants (`simulator.variants`); `PATCH` changes them
+  (`{"list_order"?, "past_end"?, "no_task"?, "failed_code"?, "auth_failure"?, "redirect"?,
+  "created_times"?}`)
 - `GET /_sim/faults` → installed fault rules
 - `POST /_sim/faults` `{"kind", "store"?, "endpoint"?, "times"?, "probability"?, "status"?,
   "retry_after"?, "delay"?, "size"?}` → 201 the rule, with its `id`; `times` defaults to 1,
@@ -60,9 +69,11 @@ from bulkwatch.simulator.model import (
 )
 from bulkwatch.simulator.runner import run_simulator, serve, write_config
 from bulkwatch.simulator.state import DEFAULT_EXPIRE_AFTER
+from bulkwatch.simulator.variants import SINGLE_VARIANTS, Variants
 
 __all__ = [
     "DEFAULT_EXPIRE_AFTER",
+    "SINGLE_VARIANTS",
     "Driver",
     "DriverConfig",
     "Fault",
@@ -74,6 +85,7 @@ __all__ = [
     "Simulator",
     "StoreSpec",
     "TaskFields",
+    "Variants",
     "make_app",
     "make_stores",
     "next_status",

@@ -1,4 +1,5 @@
-"""`python -m bulkwatch.simulator`: run the simulator until interrupted.
+"""`python -m bulkwatch.simulator`: run the simulator until interrupted; the same command as
+`bulkwatch simulate`, with the same options (`bulkwatch.simulator.options`).
 
 The first line printed is `bulkwatch simulator listening on <url>`, so a parent process that
 asked for `--port 0` can read the bound port from it.
@@ -7,43 +8,19 @@ asked for `--port 0` can read the bound port from it.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import functools
 from collections.abc import Sequence
 
-from bulkwatch.simulator.runner import serve, until_signalled
+from bulkwatch.simulator.options import add_options, main_from_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments and serve until SIGINT or SIGTERM; exit 1 if the port cannot be bound."""
-    parser = argparse.ArgumentParser(prog="python -m bulkwatch.simulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--stores", type=int, default=2, help="split between the platforms")
-    parser.add_argument("--shoplazza", type=int, default=None)
-    parser.add_argument("--shopline", type=int, default=None)
-    parser.add_argument("--step", type=float, default=2.0, help="seconds per lifecycle step")
-    parser.add_argument("--create-every", type=float, default=None)
-    parser.add_argument("--expire-after", type=float, default=None)
-    parser.add_argument("--history", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--manual", dest="auto", action="store_false", help="no automatic driver")
-    parser.add_argument(
-        "--config-out",
-        dest="config_path",
-        metavar="CONFIG_OUT",
-        default=None,
-        help="write a bulkwatch config here",
+    parser = argparse.ArgumentParser(
+        prog="python -m bulkwatch.simulator",
+        description="Serve the built-in Shoplazza + Shopline simulator (as `bulkwatch simulate`).",
     )
-    # Every option's `dest` is the name of a `serve` parameter.
-    args = parser.parse_args(argv)
-    run = serve(**vars(args), announce=functools.partial(print, flush=True))
-    code = 0
-    # A SIGINT before `until_signalled` installs its handler comes out as KeyboardInterrupt.
-    with contextlib.suppress(KeyboardInterrupt):
-        code = asyncio.run(until_signalled(run, args.host, args.port))
+    add_options(parser)
+    code = main_from_args(parser.parse_args(argv))
     if code:
         raise SystemExit(code)  # here, not in __name__ == "__main__": benchmarks call main()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timedelta, timezone
-from itertools import islice
 from typing import Any, Final
 
 from aiohttp import web
@@ -18,6 +17,15 @@ from bulkwatch.simulator.control import SIMULATOR_KEY, control_app
 from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.faults import FaultKind, error_body, fault_response, reason_phrase
 from bulkwatch.simulator.model import SimStore, SimTask
+from bulkwatch.simulator.oauth import REFRESH_PATH, authorised, refresh
+from bulkwatch.simulator.variants import (
+    MOVED_PREFIX,
+    arrived_elsewhere,
+    auth_failure,
+    list_page,
+    no_task_answer,
+    redirect,
+)
 
 __all__ = ["SIMULATOR_KEY", "make_app", "shoplazza_item", "shopline_body"]
 
@@ -25,12 +33,6 @@ _CST: Final = timezone(timedelta(hours=8))  # the seed page's offset: 2023-04-06
 _MAX_LIMIT: Final = 250
 _DEFAULT_LIMIT: Final = 20
 _SHOPLINE_TYPES: Final = ("QUERY", "MUTATION")
-_EMPTY_BODIES: Final = {
-    "object": b"{}",
-    "null": b"null",
-    "empty": b"",
-    "data_null": b'{"data":null}',
-}
 
 
 def _json(obj: Any) -> bytes:
@@ -41,9 +43,16 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, _CST).isoformat(timespec="seconds")
 
 
-def shoplazza_item(task: SimTask) -> dict[str, Any]:
-    """One entry of the Shoplazza task list."""
-    return {"query_id": task.id, "query_status": task.status, "query": {"url": task.url or ""}}
+def shoplazza_item(task: SimTask, *, created: bool = False) -> dict[str, Any]:
+    """One entry of the Shoplazza task list (with `created_at` under that variant)."""
+    item: dict[str, Any] = {
+        "query_id": task.id,
+        "query_status": task.status,
+        "query": {"url": task.url or ""},
+    }
+    if created:
+        item["created_at"] = _iso(task.created_at)
+    return item
 
 
 def shopline_body(st: SimStore, task: SimTask) -> dict[str, Any]:
@@ -88,7 +97,7 @@ def _endpoint(st: SimStore, tail: str, query: Any) -> str | None:
     return kind if kind in _SHOPLINE_TYPES else "invalid"
 
 
-def _shoplazza(st: SimStore, request: web.Request) -> tuple[int, bytes]:
+def _shoplazza(sim: Simulator, st: SimStore, request: web.Request) -> tuple[int, bytes]:
     try:
         page = int(request.query.get("page", "1"))
         limit = int(request.query.get("limit", str(_DEFAULT_LIMIT)))
@@ -96,8 +105,11 @@ def _shoplazza(st: SimStore, request: web.Request) -> tuple[int, bytes]:
         return 400, _json({"error": "page and limit must be integers"})
     if page < 1 or not 1 <= limit <= _MAX_LIMIT:
         return 400, _json({"error": f"page must be >= 1 and limit between 1 and {_MAX_LIMIT}"})
-    start = (page - 1) * limit
-    items = [shoplazza_item(t) for t in islice(reversed(st.tasks.values()), start, start + limit)]
+    status, page_tasks = list_page(st, page, limit, sim.variants)
+    if isinstance(page_tasks, bytes):
+        return status, page_tasks  # past the end, under a variant that answers an error
+    created = sim.variants.created_times == "present"
+    items = [shoplazza_item(t, created=created) for t in page_tasks]
     if st.body_style == "querys":
         body: dict[str, Any] = {"querys": items}
     elif st.body_style == "wrapped":
@@ -107,22 +119,24 @@ def _shoplazza(st: SimStore, request: web.Request) -> tuple[int, bytes]:
     return 200, _json(body)
 
 
-def _shopline(st: SimStore, endpoint: str) -> tuple[int, bytes]:
+def _shopline(st: SimStore, endpoint: str) -> tuple[int, bytes] | None:
+    """The answer, or None when there is no current task (the variant decides that one)."""
     if endpoint == "invalid":
         return 400, _json({"errors": "type must be QUERY or MUTATION"})
     task = st.current.get(endpoint)
-    if task is not None:
-        body = shopline_body(st, task)
-        return 200, _json({"data": body} if st.body_style == "wrapped" else body)
-    if st.empty_style == "404":
-        return 404, error_body(Platform.SHOPLINE, 404)
-    return 200, _EMPTY_BODIES[st.empty_style]
+    if task is None:
+        return None
+    body = shopline_body(st, task)
+    return 200, _json({"data": body} if st.body_style == "wrapped" else body)
 
 
-def _authorised(st: SimStore, request: web.Request) -> bool:
+def _authorised(sim: Simulator, st: SimStore, request: web.Request) -> bool:
     if st.platform is Platform.SHOPLAZZA:
         return request.headers.get("Access-Token") == st.token
-    return request.headers.get("Authorization") == st.bearer
+    header = request.headers.get("Authorization")
+    if header == st.bearer and sim.variants.token_lifetime is None:
+        return True  # the common case, without a look at the clock
+    return authorised(st, header, sim.clock(), sim.variants.token_lifetime)
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
@@ -135,7 +149,17 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _response(404, _json({"error": "unknown store"}), {})
     id_header = "Request-Id" if st.platform is Platform.SHOPLAZZA else "traceId"
     headers = {id_header: sim.next_response_id()}
-    endpoint = _endpoint(st, request.match_info["tail"], request.query)
+    tail = request.match_info["tail"]
+    moved = redirect(request, tail, sim.variants)
+    if moved is not None:
+        return moved
+    if sim.variants.redirect != "none":
+        tail = tail.removeprefix(MOVED_PREFIX)
+        if arrived_elsewhere(request) and _carries_token(request):
+            sim.leaked_tokens += 1  # a client followed a redirect to another host, token and all
+    if tail == REFRESH_PATH:
+        return await refresh(st, request, sim.clock(), sim.variants.token_lifetime, headers)
+    endpoint = _endpoint(st, tail, request.query)
     if endpoint is None:
         return _response(404, error_body(st.platform, 404), headers)
     if request.method != "GET":
@@ -147,23 +171,31 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         if fault.kind is FaultKind.SLOW:
             await asyncio.sleep(fault.delay)
         else:
-            _status, normal = _answer(st, endpoint, request)
+            _status, normal = _answer(sim, st, endpoint, request) or (200, b"{}")
             return fault_response(fault, st.platform, normal, headers)
-    if not _authorised(st, request):
+    if not _authorised(sim, st, request):
         st.stats.unauthorized += 1
-        return _response(401, error_body(st.platform, 401), headers)
+        return auth_failure(st.platform, sim.variants, headers)
     if st.require_content_type and not request.headers.get("Content-Type", "").startswith(
         "application/json"
     ):
         return _response(400, error_body(st.platform, 400), headers)
-    status, body = _answer(st, endpoint, request)
-    return _response(status, body, headers)
+    answer = _answer(sim, st, endpoint, request)
+    if answer is None:
+        return no_task_answer(st, sim.variants, headers)
+    return _response(*answer, headers)
 
 
-def _answer(st: SimStore, endpoint: str, request: web.Request) -> tuple[int, bytes]:
+def _answer(
+    sim: Simulator, st: SimStore, endpoint: str, request: web.Request
+) -> tuple[int, bytes] | None:
     if st.platform is Platform.SHOPLAZZA:
-        return _shoplazza(st, request)
+        return _shoplazza(sim, st, request)
     return _shopline(st, endpoint)
+
+
+def _carries_token(request: web.Request) -> bool:
+    return "Access-Token" in request.headers or "Authorization" in request.headers
 
 
 def make_app(sim: Simulator) -> web.Application:

@@ -6,93 +6,36 @@ docstring for the route list). Unknown store or task: 404; invalid input: 400 `{
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from bulkwatch.model import Platform
+from bulkwatch.simulator.control_bodies import (
+    Advance,
+    FaultBody,
+    Latency,
+    StoreCreate,
+    StorePatch,
+    TaskCreate,
+    TaskUpdate,
+    VariantsPatch,
+)
 from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.model import (
     BODY_STYLES,
-    EmptyStyle,
     NotFoundError,
     StoreSpec,
-    TaskFields,
 )
+from bulkwatch.simulator.variants import with_changes
 
 __all__ = ["SIMULATOR_KEY", "control_app"]
 
 SIMULATOR_KEY: Final = web.AppKey("simulator", Simulator)
-_FIELDS: Final = frozenset(TaskFields.__annotations__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _TaskUpdate(_Body):
-    status: int | str | None = None
-    url: str | None = None
-    partial_data_url: str | None = None
-    completed_count: int = Field(default=0, ge=0)
-    error_code: str | None = None
-    reason: str | None = None
-    created_at: float = 0.0
-    completed_at: float | None = None
-    expired_at: float | None = None
-
-    def fields(self) -> TaskFields:
-        # Only what the caller sent: absent keys keep or derive their values.
-        return cast(TaskFields, {k: getattr(self, k) for k in self.model_fields_set & _FIELDS})
-
-
-class _TaskCreate(_TaskUpdate):
-    id: str | None = None
-    type: str | None = None
-
-
-class _Advance(_Body):
-    fail: bool = False
-
-
-class _FaultBody(_Body):
-    """The parameters of `Simulator.inject`."""
-
-    kind: str | int
-    store: str | None = None
-    endpoint: str | None = None
-    times: int | None = 1
-    probability: float = 1.0
-    status: int | None = None
-    retry_after: float | None = None
-    delay: float | None = None
-    size: int | None = None
-
-
-class _StoreCreate(_Body):
-    name: str
-    platform: Platform
-    token: str | None = None
-    body_style: str | None = None
-    empty_style: EmptyStyle = "object"
-    operation_types: tuple[Literal["QUERY", "MUTATION"], ...] = ("QUERY", "MUTATION")
-    require_content_type: bool = False
-    max_tasks: int = 1000
-
-
-class _StorePatch(_Body):
-    token: str | None = None
-    body_style: str | None = None
-    empty_style: EmptyStyle | None = None
-    require_content_type: bool | None = None
-
-
-class _Latency(_Body):
-    seconds: float = Field(ge=0)
 
 
 @web.middleware
@@ -138,9 +81,20 @@ async def _reset_stats(request: web.Request) -> web.Response:
 
 
 async def _latency(request: web.Request) -> web.Response:
-    body = await _read(request, _Latency)
+    body = await _read(request, Latency)
     _sim(request).latency = body.seconds
     return web.json_response({"latency": body.seconds})
+
+
+async def _variants(request: web.Request) -> web.Response:
+    return web.json_response(dataclasses.asdict(_sim(request).variants))
+
+
+async def _patch_variants(request: web.Request) -> web.Response:
+    b = await _read(request, VariantsPatch)
+    sim = _sim(request)
+    sim.variants = with_changes(sim.variants, **b.model_dump(exclude_unset=True))
+    return web.json_response(dataclasses.asdict(sim.variants))
 
 
 async def _faults(request: web.Request) -> web.Response:
@@ -148,7 +102,7 @@ async def _faults(request: web.Request) -> web.Response:
 
 
 async def _add_fault(request: web.Request) -> web.Response:
-    rule = _sim(request).inject(**(await _read(request, _FaultBody)).model_dump())
+    rule = _sim(request).inject(**(await _read(request, FaultBody)).model_dump())
     return web.json_response(rule.as_dict(), status=201)
 
 
@@ -168,7 +122,7 @@ async def _remove_fault(request: web.Request) -> web.Response:
 
 
 async def _add_store(request: web.Request) -> web.Response:
-    spec = StoreSpec(**(await _read(request, _StoreCreate)).model_dump())
+    spec = StoreSpec(**(await _read(request, StoreCreate)).model_dump())
     sim = _sim(request)
     st = sim.add_store(spec)
     return web.json_response(st.config(sim.base_url(st.name)), status=201)
@@ -185,7 +139,7 @@ async def _store(request: web.Request) -> web.Response:
 
 async def _patch_store(request: web.Request) -> web.Response:
     st = _sim(request).store(request.match_info["store"])
-    b = await _read(request, _StorePatch)
+    b = await _read(request, StorePatch)
     if b.body_style is not None and b.body_style not in BODY_STYLES[st.platform]:
         raise ValueError(f"body_style must be one of {', '.join(BODY_STYLES[st.platform])}")
     if b.token is not None:
@@ -203,7 +157,7 @@ async def _tasks(request: web.Request) -> web.Response:
 
 
 async def _create_task(request: web.Request) -> web.Response:
-    b = await _read(request, _TaskCreate)
+    b = await _read(request, TaskCreate)
     task = _sim(request).create_task(
         request.match_info["store"],
         b.id,
@@ -220,14 +174,14 @@ async def _task(request: web.Request) -> web.Response:
 
 
 async def _update_task(request: web.Request) -> web.Response:
-    b = await _read(request, _TaskUpdate)
+    b = await _read(request, TaskUpdate)
     store, task_id = request.match_info["store"], request.match_info["task"]
     task = _sim(request).update_task(store, task_id, b.status, **b.fields())
     return web.json_response(task.as_dict())
 
 
 async def _advance(request: web.Request) -> web.Response:
-    b = await _read(request, _Advance)
+    b = await _read(request, Advance)
     store, task_id = request.match_info["store"], request.match_info["task"]
     return web.json_response(_sim(request).advance(store, task_id, fail=b.fail).as_dict())
 
@@ -259,6 +213,8 @@ def control_app(sim: Simulator) -> web.Application:
         ("GET", "/stats", _stats),
         ("DELETE", "/stats", _reset_stats),
         ("PUT", "/latency", _latency),
+        ("GET", "/variants", _variants),
+        ("PATCH", "/variants", _patch_variants),
         ("GET", "/faults", _faults),
         ("POST", "/faults", _add_fault),
         ("DELETE", "/faults", _clear_faults),

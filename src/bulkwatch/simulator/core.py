@@ -12,6 +12,7 @@ from bulkwatch.simulator.driver import Driver
 from bulkwatch.simulator.faults import Fault, FaultInjector, FaultKind, FaultRule
 from bulkwatch.simulator.model import SimStore, StoreSpec, make_rng
 from bulkwatch.simulator.state import DEFAULT_EXPIRE_AFTER, SimulatedPlatforms
+from bulkwatch.simulator.variants import Variants
 
 __all__ = ["Simulator"]
 
@@ -21,7 +22,8 @@ class Simulator(SimulatedPlatforms):
 
     `seed` makes ids, fault probabilities and the automatic driver reproducible; `clock`
     (epoch seconds) stamps task times; `latency` seconds are added to every API response;
-    `expire_after` is how long a COMPLETED Shopline result lives (`expiredAt`).
+    `expire_after` is how long a COMPLETED Shopline result lives (`expiredAt`); `variants`
+    how the platforms behave where their documentation is silent (`simulator.variants`).
     """
 
     def __init__(
@@ -32,8 +34,13 @@ class Simulator(SimulatedPlatforms):
         clock: Callable[[], float] | None = None,
         latency: float = 0.0,
         expire_after: float = DEFAULT_EXPIRE_AFTER,
+        variants: Variants | None = None,
     ) -> None:
-        super().__init__(stores, seed=seed, clock=clock, expire_after=expire_after)
+        super().__init__(
+            stores, seed=seed, clock=clock, expire_after=expire_after, variants=variants
+        )
+        # Requests that followed a cross-host redirect carrying a token: a client must never.
+        self.leaked_tokens = 0
         self.latency = latency
         self.faults = FaultInjector(make_rng(seed, "faults"))
         self.driver: Driver | None = None

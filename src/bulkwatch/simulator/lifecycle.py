@@ -63,10 +63,12 @@ def shopline_slot(task_type: str) -> str:
 def next_status(task: SimTask, *, fail: bool = False) -> int | str | None:
     """The status one lifecycle step moves a task to, or None when it has no next step.
 
-    Shoplazza 0 → 1 → 2; Shopline CREATED → RUNNING → COMPLETED (or FAILED when `fail`)
-    → EXPIRED, and CANCELING → CANCELED.
+    Shoplazza 0 → 1 → 2 (or FAILED, the variant's code, when `fail`); Shopline CREATED →
+    RUNNING → COMPLETED (or FAILED when `fail`) → EXPIRED, and CANCELING → CANCELED.
     """
     if task.platform is Platform.SHOPLAZZA:
+        if task.status == 1 and fail:
+            return TaskStatus.FAILED.value
         return {0: 1, 1: 2}.get(task.status) if isinstance(task.status, int) else None
     if task.status == "RUNNING":
         return "FAILED" if fail else "COMPLETED"

@@ -15,7 +15,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict, get_args
 
 from bulkwatch.model import Platform
 
@@ -37,12 +37,14 @@ __all__ = [
     "make_stores",
 ]
 
-EmptyStyle = Literal["object", "null", "empty", "404", "data_null"]
+EmptyStyle = Literal[
+    "object", "null", "empty", "404", "404_html", "id_null", "id_empty", "data_null"
+]
 BODY_STYLES: Final = {
     Platform.SHOPLAZZA: ("tasks", "querys", "wrapped"),
     Platform.SHOPLINE: ("plain", "wrapped"),
 }
-EMPTY_STYLES: Final = ("object", "null", "empty", "404", "data_null")
+EMPTY_STYLES: Final = get_args(EmptyStyle)
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # bulkwatch's store name rule
 SHOPLAZZA_TYPE: Final = "DATA_QUERY"
 SHOPLINE_TYPES: Final = ("QUERY", "MUTATION", "MUTATION_GENERAL")
@@ -122,8 +124,9 @@ class StoreSpec:
     `body_style`: Shoplazza `tasks` (default), `querys` or `wrapped` (`{"code", "data"}`);
     Shopline `plain` (default) or `wrapped` (`{"data": {...}}`). `empty_style` is what the
     Shopline endpoint answers with no current task: `object` (200 `{}`), `null`, `empty`,
-    `404` or `data_null`. `require_content_type` makes Shoplazza answer 400 without
-    `Content-Type: application/json`, as its gateway does.
+    `404`, `404_html`, `id_null`, `id_empty` or `data_null` (see `simulator.variants`).
+    `require_content_type` makes Shoplazza answer 400 without `Content-Type:
+    application/json`, as its gateway does.
     """
 
     name: str
@@ -135,6 +138,9 @@ class StoreSpec:
     store_id: str | None = None
     require_content_type: bool = False
     max_tasks: int = 1000
+    # A Shopline app's credentials (secret derived from the key unless given): `oauth`.
+    app_key: str | None = None
+    app_secret: str | None = None
 
 
 @dataclass(slots=True)
@@ -182,6 +188,13 @@ class SimStore:
     stats: StoreStats = field(default_factory=StoreStats)
     superseded: int = 0
     bearer: str = ""
+    # Renewal (`oauth`): tokens accepted besides the current one (-> until), counters.
+    app_key: str | None = None
+    app_secret: str = ""
+    issued: dict[str, float] = field(default_factory=dict)
+    refreshes: int = 0
+    refused_refreshes: int = 0
+    revoked: bool = False
 
     @classmethod
     def from_spec(cls, spec: StoreSpec) -> SimStore:
@@ -214,10 +227,17 @@ class SimStore:
             require_content_type=spec.require_content_type,
             max_tasks=spec.max_tasks,
             bearer=f"Bearer {token}",
+            app_key=spec.app_key,
+            app_secret=spec.app_secret or f"{spec.app_key}-secret",
         )
 
     def set_token(self, token: str) -> None:
         """Change the token the store accepts (a test simulating an expired token)."""
+        self.set_token_keeping_issued(token)
+        self.issued.clear()
+
+    def set_token_keeping_issued(self, token: str) -> None:
+        """Change the current token, previous ones still accepted as `issued` says."""
         self.token = token
         self.bearer = f"Bearer {token}"
 
@@ -249,6 +269,8 @@ class SimStore:
         conf["base_url"] = base_url
         if self.platform is Platform.SHOPLINE:
             conf["operation_types"] = list(self.operation_types)
+            if self.app_key is not None:
+                conf.update(app_key=self.app_key, app_secret=self.app_secret)
         return conf
 
 

@@ -1,5 +1,6 @@
 """Starting the simulator: `run_simulator` in-process, `serve` until cancelled, and
-`until_signalled` around it for the command lines (`bulkwatch simulate`, `python -m`)."""
+`until_signalled` around it for the command lines (`bulkwatch simulate`, `python -m`; their
+options are in `options`)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,24 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 
+from bulkwatch.model import Platform
 from bulkwatch.simulator.api import make_app
 from bulkwatch.simulator.core import Simulator
 from bulkwatch.simulator.driver import Driver, DriverConfig
 from bulkwatch.simulator.model import StoreSpec, make_stores
 from bulkwatch.simulator.state import DEFAULT_EXPIRE_AFTER
+from bulkwatch.simulator.variants import Variants
 
-__all__ = ["run_simulator", "serve", "until_signalled", "write_config"]
+__all__ = ["SIM_APP_KEY", "run_simulator", "serve", "until_signalled", "write_config"]
+
+SIM_APP_KEY = "sim-app"  # the app `serve` installs on its Shopline stores under expiring tokens
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -64,6 +70,7 @@ async def run_simulator(
     clock: Callable[[], float] | None = None,
     latency: float = 0.0,
     expire_after: float = DEFAULT_EXPIRE_AFTER,
+    variants: Variants | None = None,
     driver: DriverConfig | None = None,
     driver_sleep: Sleep = asyncio.sleep,
     backlog: int = 1024,
@@ -76,8 +83,16 @@ async def run_simulator(
     tasks move on their own (`sim.driver`), ticking every `driver.tick_seconds` through
     `driver_sleep`; without it, only the manual API and control routes change anything.
     On exit, requests still in flight (a `slow` fault) get `shutdown_timeout` seconds.
+    `variants` choose how the platforms behave where their docs are silent.
     """
-    sim = Simulator(stores, seed=seed, clock=clock, latency=latency, expire_after=expire_after)
+    sim = Simulator(
+        stores,
+        seed=seed,
+        clock=clock,
+        latency=latency,
+        expire_after=expire_after,
+        variants=variants,
+    )
     # No access log: at 10,000 stores it would cost more than answering.
     runner = web.AppRunner(
         make_app(sim), access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout
@@ -118,7 +133,7 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8081,
     *,
-    stores: int = 2,
+    stores: int = 4,
     shoplazza: int | None = None,
     shopline: int | None = None,
     step: float = 2.0,
@@ -132,6 +147,7 @@ async def serve(
     auto: bool = True,
     config_path: str | Path | None = None,
     poll_interval: float | None = None,
+    variants: Variants | None = None,
     announce: Callable[[str], object] | None = print,
     ready: Callable[[Simulator], object] | None = None,
 ) -> None:
@@ -143,6 +159,7 @@ async def serve(
     Shopline result expires after `expire_after` (default 30 steps). `config_path` gets a
     ready bulkwatch config (polling every `poll_interval`, default `step`). `announce`
     receives the human-readable lines (the URL first); `ready` receives the Simulator.
+    `variants`: how the platforms behave where their docs are silent.
     """
     n_lazza = (stores + 1) // 2 if shoplazza is None else shoplazza
     n_line = stores // 2 if shopline is None else shopline
@@ -155,13 +172,20 @@ async def serve(
         history=history,
         tick_seconds=min(1.0, step / 4),
     )
+    specs = make_stores(n_lazza, n_line)
+    if variants is not None and variants.token_lifetime is not None:
+        # Expiring tokens need renewing: every Shopline store has the app installed.
+        specs = [
+            replace(s, app_key=SIM_APP_KEY) if s.platform is Platform.SHOPLINE else s for s in specs
+        ]
     async with run_simulator(
         host,
         port,
-        stores=make_stores(n_lazza, n_line),
+        stores=specs,
         seed=seed,
         latency=latency,
         expire_after=30 * step if expire_after is None else expire_after,
+        variants=variants,
     ) as sim:
         if auto:
             sim.driver = Driver(sim, config)
@@ -169,6 +193,7 @@ async def serve(
         if announce is not None:
             announce(f"bulkwatch simulator listening on {sim.url}")
             announce(f"  {n_lazza} Shoplazza stores (lazza-1..), {n_line} Shopline (line-1..)")
+            announce(f"  platform variants: {sim.variants.describe()}")
         if config_path is not None:
             written = write_config(config_path, sim, interval=poll_interval or step)
             if announce is not None:

@@ -20,6 +20,7 @@ from bulkwatch.simulator.model import (
     collect,
     make_rng,
 )
+from bulkwatch.simulator.variants import Variants, shoplazza_failed
 
 __all__ = ["DEFAULT_EXPIRE_AFTER", "SimulatedPlatforms"]
 
@@ -29,8 +30,10 @@ DEFAULT_EXPIRE_AFTER = 12 * 3600.0  # Shopline result files live about 12 hours
 class SimulatedPlatforms:
     """Simulated Shoplazza and Shopline stores and their tasks.
 
-    `seed` makes ids reproducible; `clock` (epoch seconds) stamps task times; `expire_after`
-    is how long a COMPLETED Shopline result lives (`expiredAt`).
+    `seed` (with the same clock) makes ids reproducible; `clock` (epoch seconds) stamps task
+    times and begins every id, so ids never repeat across runs; `expire_after`
+    is how long a COMPLETED Shopline result lives (`expiredAt`); `variants` how the platforms
+    behave where their documentation is silent (`simulator.variants`).
     """
 
     def __init__(
@@ -40,12 +43,15 @@ class SimulatedPlatforms:
         seed: int | None = None,
         clock: Callable[[], float] | None = None,
         expire_after: float = DEFAULT_EXPIRE_AFTER,
+        variants: Variants | None = None,
     ) -> None:
+        self.variants = variants or Variants()
         self.stores: dict[str, SimStore] = collect(stores)
         self.seed = seed
         self.clock: Callable[[], float] = clock or time.time
         self.expire_after = expire_after
         self._ids = make_rng(seed, "ids")
+        self._last_number = 0  # the last Shopline id handed out
 
     # -- stores -------------------------------------------------------------------------
 
@@ -188,10 +194,21 @@ class SimulatedPlatforms:
         return self.store(store).current.get(shopline_slot(operation_type))
 
     def new_task_id(self, platform: Platform) -> str:
-        """A fresh id in the platform's style: a UUID (Shoplazza) or a long number (Shopline)."""
+        """A fresh id in the platform's style: a UUID (Shoplazza) or a long number (Shopline).
+
+        Both begin with the clock's milliseconds (a version 7 UUID; a "snowflake" number, the
+        milliseconds above 22 random bits), so a restarted simulator never hands out an id
+        it gave before, whatever the seed: the same seed and the same clock give the same
+        ids (tests), a real clock new ones. Shopline numbers also only ever grow in one run.
+        """
+        ms = max(0, int(self.clock() * 1000))
         if platform is Platform.SHOPLAZZA:
-            return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
-        return str(self._ids.randrange(10**18, 10**19))
+            rand_a, rand_b = self._ids.getrandbits(12), self._ids.getrandbits(62)
+            value = (ms & (2**48 - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+            return str(uuid.UUID(int=value))
+        number = max(ms << 22 | self._ids.getrandbits(22), self._last_number + 1)
+        self._last_number = number
+        return str(number)
 
     def insert(self, st: SimStore, task: SimTask) -> None:
         """Make a new task visible; Shopline supersedes, Shoplazza drops its oldest past
@@ -211,4 +228,5 @@ class SimulatedPlatforms:
         self, st: SimStore, task: SimTask, status: Status | None, at: float, fields: TaskFields
     ) -> None:
         """Set a status and fields, deriving what the platform would fill in."""
+        status = shoplazza_failed(st.platform, status, self.variants)
         apply_change(st, task, status, at, fields, expire_after=self.expire_after, rng=self._ids)

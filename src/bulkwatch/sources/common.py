@@ -11,7 +11,8 @@ from bulkwatch.config import ResolvedStore
 from bulkwatch.model import EndpointKey, FailureKind, PollError, PollResult, Unchanged
 from bulkwatch.sources.http.client import ApiClient
 from bulkwatch.sources.http.ratelimit import RateLimiter
-from bulkwatch.sources.http.tokens import TokenProvider
+from bulkwatch.sources.http.recording import Recording
+from bulkwatch.sources.http.tokens import TokenProvider, Tokens
 
 __all__ = ["HttpSource"]
 
@@ -20,12 +21,17 @@ class HttpSource:
     """Base of the platform sources: one store, its endpoints and its HTTP plumbing.
 
     The rate limiter is shared by every endpoint (and every page) of the store, since the
-    platforms count requests per store.
+    platforms count requests per store. A `recording` keeps what the client saw (the probe).
     """
 
     request_id_header: ClassVar[str]
 
-    def __init__(self, store: ResolvedStore, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        store: ResolvedStore,
+        session: aiohttp.ClientSession,
+        recording: Recording | None = None,
+    ) -> None:
         self.platform = store.platform
         self.store = store.name
         self.endpoints: tuple[EndpointKey, ...] = tuple(
@@ -33,7 +39,7 @@ class HttpSource:
         )
         self._headers_token: str | None = None
         self._headers_cache: dict[str, str] = {}
-        self._tokens = TokenProvider(store.config.token(), store.config.access_token_file)
+        self._tokens: Tokens = TokenProvider(store.config.token(), store.config.access_token_file)
         self.limiter = RateLimiter(store.rate_limit, store.burst)
         self._client = ApiClient(
             session,
@@ -41,6 +47,7 @@ class HttpSource:
             max_body_bytes=store.max_body_bytes,
             limiter=self.limiter,
             request_id_header=self.request_id_header,
+            recording=recording,
         )
 
     async def poll_since(
@@ -64,6 +71,15 @@ class HttpSource:
         """Changes whenever a new access token is read (a rotated token file)."""
         self._tokens.current()
         return self._tokens.version
+
+    async def _fresh_token(self, key: EndpointKey, now: datetime) -> str:
+        """`_token_for`, after renewing the token when it is due (a Shopline app's)."""
+        if key not in self.endpoints:
+            raise ValueError(f"{key} is not an endpoint of store {self.store}")
+        token = await self._tokens.token_at(key, now)
+        if not token:
+            raise PollError(FailureKind.AUTH, "no access token configured", key=key)
+        return token
 
     def _token_for(self, key: EndpointKey) -> str:
         """The current token for polling `key`; `PollError` (auth) when there is none."""

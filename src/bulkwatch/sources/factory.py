@@ -8,13 +8,17 @@ from bulkwatch.config import ResolvedStore, ShoplazzaStore
 from bulkwatch.sources.base import Source
 from bulkwatch.sources.shoplazza import ShoplazzaSource
 from bulkwatch.sources.shopline import ShoplineSource
+from bulkwatch.store.base import TokenState
 
 __all__ = ["make_source"]
 
 
-def make_source(store: ResolvedStore, session: aiohttp.ClientSession) -> Source:
-    """The source that polls `store` over `session` (which the caller owns)."""
+def make_source(
+    store: ResolvedStore, session: aiohttp.ClientSession, tokens: TokenState | None = None
+) -> Source:
+    """The source that polls `store` over `session` (which the caller owns); `tokens` keeps
+    the access tokens it renews (a Shopline store with app credentials)."""
     config = store.config
     if isinstance(config, ShoplazzaStore):
         return ShoplazzaSource(config, store, session)
-    return ShoplineSource(config, store, session)
+    return ShoplineSource(config, store, session, tokens=tokens)

@@ -1,7 +1,8 @@
 """The Shoplazza source: the store's data-query task list, read page by page.
 
-The list has no total, no has-more flag and no documented order, so paging stops at the first
-short page or at `max_pages`, and a task seen twice (the list moved while we paged) counts once.
+The list has no total, no has-more flag and no documented order: `sources.listing` finds the
+end new tasks appear at and reads up to `max_pages` pages from it, and a task seen twice (the
+list moved while we paged) counts once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from bulkwatch.sources.http.failures import (
     looks_like_auth,
     status_error,
 )
+from bulkwatch.sources.http.recording import Recording
 from bulkwatch.sources.http.response import Fingerprint, HttpResponse
+from bulkwatch.sources.listing import ListMemory, ListReader, Page
 
 __all__ = ["OPERATION_TYPE", "ShoplazzaSource"]
 
@@ -42,6 +45,13 @@ _LIST_KEYS = ("tasks", "querys")  # "querys" is what some versions and SDKs call
 _CREATED = ("created_at", "createdAt", "create_time")
 _COMPLETED = ("completed_at", "completedAt", "finished_at")
 _EXPIRES = ("expired_at", "expires_at", "expiredAt")
+# Past the last page, a 404 or a 400 is the end of the list (page 1 never is).
+_PAST_END = frozenset({400, 404})
+_BARE_TEXTS = frozenset({"", "bad request", "400 bad request"})
+_BARE_400 = (
+    "HTTP 400 before any successful poll of store {0.store}: either its access token is wrong "
+    "or expired, or its domain does not name this store (check both); "
+)
 
 
 class ShoplazzaSource(HttpSource):
@@ -50,13 +60,21 @@ class ShoplazzaSource(HttpSource):
     request_id_header = "Request-Id"
 
     def __init__(
-        self, config: ShoplazzaStore, store: ResolvedStore, session: aiohttp.ClientSession
+        self,
+        config: ShoplazzaStore,
+        store: ResolvedStore,
+        session: aiohttp.ClientSession,
+        recording: Recording | None = None,
     ) -> None:
-        super().__init__(store, session)
+        super().__init__(store, session, recording)
         self._url = f"{config.url_base()}/openapi/{config.api_version}/data/tasks"
         self._limit = config.page_limit
         self._max_pages = config.max_pages
         self._status_map = config.effective_status_map()
+        self._domain = config.domain
+        self._lists: dict[EndpointKey, ListMemory] = {}
+        # Until a poll succeeds, a bare 400 most likely means a wrong token or domain.
+        self._never_polled = True
 
     def auth_headers(self, token: str) -> dict[str, str]:
         return {"Access-Token": token, "Content-Type": "application/json"}
@@ -64,30 +82,41 @@ class ShoplazzaSource(HttpSource):
     async def poll_since(
         self, key: EndpointKey, now: datetime, known: bytes | None
     ) -> PollResult | Unchanged:
-        """Read the list from page 1 until a short page or `max_pages`; raise `PollError`.
-        `Unchanged` when page 1 is the whole list fingerprinted `known`, byte for byte."""
+        """Read the list from the end new tasks appear at (`sources.listing`); raise
+        `PollError`. `Unchanged` when page 1 is the whole list fingerprinted `known`."""
         token = self._token_for(key)
-        headers = self._headers(token)
+        fingerprint = Fingerprint()
+        request_ids: list[str] = []
+
+        async def fetch(page: int, limit: int) -> Page:
+            return await self._fetch(
+                key, token, page, limit, now=now, fingerprint=fingerprint, request_ids=request_ids
+            )
+
+        first = await fetch(1, self._limit)
+        digest = fingerprint.add_nothing()
+        # The same first page as a one-page list already judged: the same list.
+        if digest == known:
+            return Unchanged(key, digest, request_ids[0] if request_ids else None)
+        memory = self._lists.setdefault(key, ListMemory())
+        reader = ListReader(
+            fetch,
+            limit=self._limit,
+            max_pages=self._max_pages,
+            memory=memory,
+            id_of=_entry_id,
+            created_of=_entry_created,
+        )
+        pages, listing = await reader.read(first)
+        self._never_polled = False
         tasks: dict[str, TaskSnapshot] = {}
         first_page: dict[str, int] = {}
         problems: list[str] = []
-        request_id: str | None = None
         entries_seen = 0
-        fingerprint = Fingerprint()
-        for page in range(1, self._max_pages + 1):
-            params = {"page": str(page), "limit": str(self._limit)}
-            resp = await self._client.get(
-                key, self._url, params=params, headers=headers, secret=token, now=now
-            )
-            request_id = request_id or resp.request_id
-            digest = fingerprint.add(resp)
-            # The same first page as a one-page list already judged: the same list.
-            if page == 1 and digest == known:
-                return Unchanged(key, digest, request_id)
-            entries, path = _task_list(resp, key, page)
-            entries_seen += len(entries)
-            for index, entry in enumerate(entries):
-                where = f"page {page} {path}[{index}]"
+        for page in pages:
+            entries_seen += len(page.entries)
+            for index, entry in enumerate(page.entries):
+                where = f"page {page.number} {page.path}[{index}]"
                 snapshot = self._snapshot(entry, where, now, problems)
                 if snapshot is None:
                     continue
@@ -98,15 +127,14 @@ class ShoplazzaSource(HttpSource):
                     )
                     continue
                 tasks[snapshot.task_id] = snapshot
-                first_page[snapshot.task_id] = page
-            if len(entries) < self._limit:
-                break
+                first_page[snapshot.task_id] = page.number
+        request_id = request_ids[0] if request_ids else None
         if entries_seen and not tasks:
             # Not one readable entry: the body is garbage, not a list of odd tasks.
             raise invalid(
                 f"none of the {entries_seen} task entries could be read: {problems[0]}",
                 key=key,
-                http_status=resp.status,
+                http_status=200,
                 request_id=request_id,
             )
         return PollResult(
@@ -115,8 +143,42 @@ class ShoplazzaSource(HttpSource):
             exclusive=False,
             request_id=request_id,
             problems=tuple(problems),
-            fingerprint=digest,
+            fingerprint=fingerprint.add_nothing(),
+            listing=listing,
         )
+
+    async def read_page(self, key: EndpointKey, page: int, limit: int, now: datetime) -> Page:
+        """One page of the list as a poll reads it (`Page.past_end` says how a page after the
+        last one was answered); `PollError` for anything else."""
+        token = self._token_for(key)
+        return await self._fetch(
+            key, token, page, limit, now=now, fingerprint=Fingerprint(), request_ids=[]
+        )
+
+    async def _fetch(
+        self,
+        key: EndpointKey,
+        token: str,
+        page: int,
+        limit: int,
+        *,
+        now: datetime,
+        fingerprint: Fingerprint,
+        request_ids: list[str],
+    ) -> Page:
+        params = {"page": str(page), "limit": str(limit)}
+        resp = await self._client.get(
+            key, self._url, params=params, headers=self._headers(token), secret=token, now=now
+        )
+        if resp.request_id:
+            request_ids.append(resp.request_id)
+        fingerprint.add(resp)
+        if page > 1 and resp.status in _PAST_END:
+            return Page(page, (), past_end=str(resp.status))
+        entries, path = _task_list(resp, key, page, self._never_polled)
+        if page > 1 and not entries:
+            return Page(page, entries, path, past_end="empty")
+        return Page(page, entries, path)
 
     def _snapshot(
         self, entry: Any, where: str, now: datetime, problems: list[str]
@@ -173,10 +235,26 @@ def _first_time(
     return None
 
 
-def _task_list(resp: HttpResponse, key: EndpointKey, page: int) -> tuple[list[Any], str]:
+def _entry_id(entry: Any) -> str | None:
+    return as_id(entry.get("query_id")) if isinstance(entry, dict) else None
+
+
+def _entry_created(entry: Any) -> datetime | None:
+    if not isinstance(entry, dict):
+        return None
+    return _first_time(entry, _CREATED, "", [])
+
+
+def _task_list(
+    resp: HttpResponse, key: EndpointKey, page: int, never_polled: bool = False
+) -> tuple[list[Any], str]:
     """The page's task entries and where they sat in the body; `PollError` if unreadable."""
     where = "" if page == 1 else f"page {page}: "
     if not resp.ok:
+        bare = (resp.error_text or "").strip().lower() in _BARE_TEXTS
+        if resp.status == 400 and never_polled and bare:
+            # Shoplazza answers a bare 400 "Bad Request" to bad credentials too.
+            raise status_error(resp, key, kind=FailureKind.AUTH, where=_BARE_400.format(key))
         auth = resp.status == 400 and looks_like_auth(resp.error_text)
         raise status_error(resp, key, kind=FailureKind.AUTH if auth else None, where=where)
 

@@ -17,7 +17,11 @@ from bulkwatch.sources.common import HttpSource
 from bulkwatch.sources.fields import as_id, read_datetime, read_int, read_text, short, type_name
 from bulkwatch.sources.http.client import decode_json
 from bulkwatch.sources.http.failures import envelope_error, invalid_answer, status_error
+from bulkwatch.sources.http.recording import Recording
+from bulkwatch.sources.http.refresh import REFRESH_AHEAD, AppCredentials, RefreshingTokenProvider
 from bulkwatch.sources.http.response import Fingerprint, HttpResponse
+from bulkwatch.sources.http.tokens import TokenProvider
+from bulkwatch.store.base import TokenState
 
 __all__ = ["OPERATION_TYPES", "ShoplineSource"]
 
@@ -26,17 +30,40 @@ _STATUSES = {status.value: status for status in TaskStatus if status is not Task
 
 
 class ShoplineSource(HttpSource):
-    """Polls one Shopline store's `current_bulk_operation.json`, once per operation type."""
+    """Polls one Shopline store's `current_bulk_operation.json`, once per operation type.
+
+    With the app's credentials (`app_key`, `app_secret`) and a `tokens` state to keep them
+    in, the access token is renewed before it expires (`RefreshingTokenProvider`); without
+    either, the configured token is sent as it is (the probe never renews a token: a renewal
+    retires the token the daemon uses).
+    """
 
     request_id_header = "traceId"
 
     def __init__(
-        self, config: ShoplineStore, store: ResolvedStore, session: aiohttp.ClientSession
+        self,
+        config: ShoplineStore,
+        store: ResolvedStore,
+        session: aiohttp.ClientSession,
+        recording: Recording | None = None,
+        tokens: TokenState | None = None,
     ) -> None:
-        super().__init__(store, session)
+        super().__init__(store, session, recording)
         self._url = (
             f"{config.url_base()}/admin/openapi/{config.api_version}/current_bulk_operation.json"
         )
+        app = config.app_credentials()
+        if app is not None and tokens is not None:
+            self._tokens = RefreshingTokenProvider(
+                TokenProvider(config.token(), config.access_token_file),
+                store=store.name,
+                app=AppCredentials(f"{config.url_base()}/admin/oauth/token/refresh", *app),
+                state=tokens,
+                session=session,
+                timeout=store.timeout,
+                ahead=max(REFRESH_AHEAD, 3 * store.interval),
+                limiter=self.limiter,
+            )
 
     def auth_headers(self, token: str) -> dict[str, str]:
         return {
@@ -49,22 +76,26 @@ class ShoplineSource(HttpSource):
     ) -> PollResult | Unchanged:
         """The current task of `key`'s operation type (none is a valid answer); `Unchanged`
         when the response is the one fingerprinted `known`; or `PollError`."""
-        token = self._token_for(key)
+        token = await self._fresh_token(key, now)
         headers = self._headers(token)
         resp = await self._client.get(
             key, self._url, params={"type": key.endpoint}, headers=headers, secret=token, now=now
         )
-        # "No current task" is undocumented; a 404 is one of the ways it has been seen.
+        # "No current task" is undocumented; a 404 is one of the ways it has been seen. (One
+        # on an endpoint that never showed a task may be a wrong path: the poller says so.)
         if not resp.ok and resp.status != 404:
             raise status_error(resp, key)
         fingerprint = Fingerprint().add(resp)
         if fingerprint == known:
             return Unchanged(key, fingerprint, resp.request_id)
-        if resp.status == 404 or not resp.body.strip():
-            return _result(key, resp, fingerprint)
-        body = _task_object(decode_json(resp, key), resp, key)
+        if resp.status == 404:
+            html = resp.body.lstrip()[:1] == b"<"
+            return _result(key, resp, fingerprint, no_task="404 html" if html else "404")
+        if not resp.body.strip():
+            return _result(key, resp, fingerprint, no_task="empty body")
+        body, shape = _task_object(decode_json(resp, key), resp, key)
         if body is None:
-            return _result(key, resp, fingerprint)
+            return _result(key, resp, fingerprint, no_task=shape)
         problems: list[str] = []
         snapshot = self._snapshot(body, key, now, problems, resp)
         return _result(key, resp, fingerprint, snapshot, problems)
@@ -124,10 +155,13 @@ def _operation_type(value: Any, polled: str, problems: list[str]) -> str:
     return upper if upper in OPERATION_TYPES else value
 
 
-def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, Any] | None:
-    """The task object inside the body, None when the body says there is no current task."""
+def _task_object(
+    body: Any, resp: HttpResponse, key: EndpointKey
+) -> tuple[dict[str, Any] | None, str]:
+    """The task object inside the body, or None and how the body said there is no current
+    task: `null`, `{}`, `data null`, `id null`, `id ""`."""
     if body is None:
-        return None
+        return None, "null"
     if not isinstance(body, dict):
         raise invalid_answer(
             resp, key, f"body is {type_name(body)}; expected a bulk operation object"
@@ -139,12 +173,18 @@ def _task_object(body: Any, resp: HttpResponse, key: EndpointKey) -> dict[str, A
             raise error
         body = body.get("data")
         if body is None:
-            return None
+            return None, "data null"
         if not isinstance(body, dict):
             raise invalid_answer(
                 resp, key, f"data is {type_name(body)}; expected a bulk operation object"
             )
-    return body or None
+    if not body:
+        return None, "{}"
+    # An object with an empty id (and its other fields empty too, as Go servers send a zero
+    # struct) says "no task" as plainly as no object.
+    if "id" in body and body["id"] in (None, ""):
+        return None, "id null" if body["id"] is None else 'id ""'
+    return body, ""
 
 
 def _result(
@@ -153,6 +193,8 @@ def _result(
     fingerprint: bytes,
     snapshot: TaskSnapshot | None = None,
     problems: list[str] | None = None,
+    *,
+    no_task: str | None = None,
 ) -> PollResult:
     return PollResult(
         key=key,
@@ -162,4 +204,5 @@ def _result(
         http_status=resp.status,
         problems=tuple(problems or ()),
         fingerprint=fingerprint,
+        no_task=no_task,
     )

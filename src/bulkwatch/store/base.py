@@ -9,7 +9,7 @@ of the poll's events) commits in one transaction, or none of it does.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -31,13 +31,16 @@ __all__ = [
     "OutboxRow",
     "PollState",
     "PollWrite",
+    "SchemaTooNewError",
     "StateStore",
     "StatusReads",
     "StoreCorruptError",
     "StoreUnavailableError",
     "StoreWriteError",
+    "StoredToken",
     "TaskCursor",
     "TaskQuery",
+    "TokenState",
     "Troubled",
 ]
 
@@ -47,6 +50,10 @@ class StoreUnavailableError(Exception):
 
     # True when the store logged this failure itself: callers count it without a log line.
     reported: bool = False
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer bulkwatch; downgrading it is not supported."""
 
 
 class StoreWriteError(StoreUnavailableError):
@@ -89,6 +96,8 @@ class PollWrite:
     # A row whose (event id, notifier) is already stored is left alone: a poll judged again
     # after a failed write produces the same ids.
     outbox: Sequence[OutboxRow] = ()
+    # Endpoint notes that changed, (name, value); an empty value removes the note.
+    notes: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +188,9 @@ class PollState(Protocol):
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store, by store and name."""
 
+    async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(store, endpoint, name, value) of every endpoint note (`PollWrite.notes`)."""
+
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store polled at least once, by store name."""
 
@@ -231,7 +243,34 @@ class Outbox(Protocol):
         """(notifier, status) -> rows, for the outbox gauges."""
 
 
-class StateStore(PollState, Protocol):
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """A store's access token as bulkwatch last refreshed it (Shopline apps with credentials).
+
+    `seed` is a digest of the configured token the chain of refreshes started from: when the
+    configured token changes (the app was authorised again), the stored one is forgotten.
+    The token is a live credential: never logged, never shown, not in the repr.
+    """
+
+    store: str
+    token: str = field(repr=False)
+    expires_at: datetime | None
+    seed: str
+    refreshed_at: datetime
+
+
+class TokenState(Protocol):
+    """Where refreshed access tokens are kept, so that a restart goes on with the current one."""
+
+    async def load_token(self, store: str) -> StoredToken | None:
+        """The stored token of `store`, or None when none was ever refreshed."""
+
+    async def save_token(self, token: StoredToken) -> None:
+        """Keep `token` as its store's current one, durably before returning (the platform
+        retires the previous token minutes after a refresh)."""
+
+
+class StateStore(PollState, TokenState, Protocol):
     """A whole backend: its poll state, its `outbox`, and a lifecycle."""
 
     @property

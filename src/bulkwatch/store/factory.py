@@ -8,13 +8,16 @@ from __future__ import annotations
 import contextlib
 import re
 
+from bulkwatch.config import StateSettings
 from bulkwatch.store.base import StateStore
+from bulkwatch.store.postgres.store import PostgresStore
 from bulkwatch.store.sqlite.lock import state_file_lock
 from bulkwatch.store.sqlite.store import SqliteStore
 
-__all__ = ["daemon_lock", "open_store_from_url"]
+__all__ = ["daemon_lock", "open_store", "open_store_from_url", "sqlite_file"]
 
 _SQLITE_PREFIX = "sqlite:///"
+_POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 # RFC 3986 scheme syntax: anything else before "://" might be a mangled credential.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
@@ -33,19 +36,37 @@ def _sqlite(url: str) -> StateStore:
     return SqliteStore(path)
 
 
-def open_store_from_url(url: str) -> StateStore:
+def sqlite_file(url: str) -> str | None:
+    """The database file a SQLite `state.url` names, as written (relative to the working
+    directory or absolute); None for an in-memory database or any other URL."""
+    if url[: len(_SQLITE_PREFIX)].lower() != _SQLITE_PREFIX:
+        return None
+    path = url[len(_SQLITE_PREFIX) :]
+    return None if not path or path.endswith("/") or path == ":memory:" else path
+
+
+def open_store_from_url(url: str, *, pool_size: int = 10) -> StateStore:
     """Build the (not yet opened) state store a `state.url` names; raise ValueError when the
-    URL is unusable. Call `await store.open()` before use and `await store.close()` after."""
+    URL is unusable. `pool_size` bounds a PostgreSQL store's connections. Call
+    `await store.open()` before use and `await store.close()` after."""
     scheme, sep, _ = url.partition("://")
     if sep and scheme.lower() == "sqlite":
         return _sqlite(url)
+    if sep and scheme.lower() in _POSTGRES_SCHEMES:
+        return PostgresStore(url, pool_size=pool_size)
     shown = repr(scheme) if sep and _SCHEME.fullmatch(scheme) else "(none)"
-    raise ValueError(f"unsupported state URL scheme {shown}; use sqlite://")
+    raise ValueError(f"unsupported state URL scheme {shown}; use sqlite:// or postgresql://")
+
+
+def open_store(settings: StateSettings) -> StateStore:
+    """Build the (not yet opened) state store the `state` settings name."""
+    return open_store_from_url(settings.url, pool_size=settings.pool_size)
 
 
 def daemon_lock(store: StateStore) -> contextlib.AbstractContextManager[None]:
     """The lock a daemon holds on its state for its whole life: a SQLite file's lock
-    (`StateInUseError` when another process holds it); nothing for an in-memory database."""
+    (`StateInUseError` when another process holds it); nothing for an in-memory database,
+    nor for a PostgreSQL server, which several processes share by design."""
     if isinstance(store, SqliteStore) and store.path != ":memory:":
         return state_file_lock(store.path)
     return contextlib.nullcontext()

@@ -149,6 +149,17 @@ class Metrics:
             "scheduler_jobs_failed",
             "Poll jobs that raised out of the scheduler (a bug: polls catch their own errors)",
         )
+        self.list_truncated = gauge(
+            "list_truncated",
+            "1 while the store's task list is longer than a poll reads (page_limit x max_pages)",
+            per_store,
+        )
+        self.endpoint_unverified = gauge(
+            "endpoint_unverified",
+            "1 while the endpoint answers 404 and has never shown a task (a wrong path looks "
+            "the same)",
+            (*per_store, "endpoint"),
+        )
         self.api_rejected = counter(
             "api_rejected_requests",
             "Status page and API requests refused, by HTTP status (400, 401, 403, 404, 405)",

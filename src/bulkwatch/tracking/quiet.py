@@ -83,4 +83,9 @@ class QuietPolls:
             return
         upserted = {t.task_id: t for t in outcome.upserts}
         shown = [upserted.get(s.task_id) or view.tasks[s.task_id] for s in result.tasks]
+        held_id = outcome.endpoint.current_task_id
+        if result.exclusive and not result.tasks and held_id is not None:
+            # A task held while the endpoint shows none: its timers still fall due.
+            held = upserted.get(held_id) or view.tasks.get(held_id)
+            shown += [held] if held is not None else []
         self._memos[key] = Memo(result.fingerprint, quiet_until(shown, now, self._policy))

@@ -17,10 +17,12 @@ from bulkwatch.model import (
     Event,
     EventType,
     FailureKind,
+    Platform,
     PollError,
     PollOutcome,
     PollResult,
     TaskSnapshot,
+    TaskStatus,
     TrackedTask,
     store_event,
     task_event,
@@ -56,9 +58,15 @@ def judge_success(
     events: list[Event] = []
     upserts: list[TrackedTask] = []
 
-    # The old task leaving the view comes before the news about its successor.
+    # The old task leaving the view comes before the news about its successor. A task that
+    # vanishes with no other id in its place is held, silently, until a successor shows
+    # (then it is superseded) or it comes back: one odd answer never fires an event.
     current_id = result.tasks[0].task_id if result.exclusive and result.tasks else None
-    if result.exclusive and endpoint.current_task_id not in (None, current_id):
+    held = None
+    if result.exclusive and current_id is None and endpoint.current_task_id is not None:
+        current_id = endpoint.current_task_id
+        held = view.tasks.get(current_id)
+    elif result.exclusive and endpoint.current_task_id not in (None, current_id):
         old = view.tasks.get(endpoint.current_task_id or "")
         if old is not None and not old.gone:
             upserts.append(dataclasses.replace(old, gone=True, changed_at=now))
@@ -73,6 +81,14 @@ def judge_success(
                         extra={"superseded_by": current_id},
                     )
                 )
+
+    if held is not None and not held.gone:
+        # Its timers keep running while it is away: a task that never comes back and is
+        # never replaced is reported stalled once, `stall_after` after it started.
+        tracked, late_events = _timers(held, now, policy, extra={"shown": False})
+        events.extend(late_events)
+        if tracked is not held:
+            upserts.append(tracked)
 
     for snap in result.tasks:
         tracked, new_events = _observe(
@@ -158,17 +174,30 @@ def _observe(
 ) -> tuple[TrackedTask, list[Event]]:
     """Apply one snapshot to one task's stored state."""
     if old is None:
-        if baseline and snap.status.terminal:
-            # Finished before we started watching: remember it, say nothing.
+        if baseline and (snap.status.terminal or snap.status is TaskStatus.UNKNOWN):
+            # Finished before we started watching, or in a status nobody documented (most
+            # likely a finished one): remember it, say nothing.
             return TrackedTask(snap, endpoint, 0, now, now, silent_baseline=True), []
-        event = task_event(EventType.for_status(snap.status), snap, seq=0, previous=None, now=now)
+        event = task_event(
+            EventType.for_status(snap.status),
+            snap,
+            seq=0,
+            previous=None,
+            now=now,
+            extra=_unknown_hint(snap),
+        )
         return TrackedTask(snap, endpoint, 0, now, now), [event]
 
     prev = old.snapshot
     if snap.status != prev.status or snap.raw_status != prev.raw_status:
         seq = old.seq + 1
         event = task_event(
-            EventType.for_status(snap.status), snap, seq=seq, previous=prev.status, now=now
+            EventType.for_status(snap.status),
+            snap,
+            seq=seq,
+            previous=prev.status,
+            now=now,
+            extra=_unknown_hint(snap),
         )
         return dataclasses.replace(old, snapshot=snap, seq=seq, changed_at=now, gone=False), [event]
     if old.gone or _details_changed(prev, snap) or now - prev.observed_at >= REFRESH_SEEN:
@@ -178,12 +207,29 @@ def _observe(
     return old, []
 
 
+def _unknown_hint(snap: TaskSnapshot) -> dict[str, str] | None:
+    """For `task.unknown`: what the raw status was, and how to tell bulkwatch what it means."""
+    if snap.status is not TaskStatus.UNKNOWN:
+        return None
+    raw = snap.raw_status
+    if snap.platform is Platform.SHOPLAZZA:
+        hint = (
+            f"query_status {raw!r} is not documented; if you know what it means, map it in the "
+            f"store's status_map (e.g. status_map: {{{raw}: FAILED}})"
+        )
+    else:
+        hint = f"status {raw!r} is not one bulkwatch knows; please report it"
+    return {"hint": hint}
+
+
 def _details_changed(prev: TaskSnapshot, snap: TaskSnapshot) -> bool:
     """True when anything but the observation time differs (url, counts, dates...)."""
     return _DETAILS(prev) != _DETAILS(snap)
 
 
-def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTask, list[Event]]:
+def _timers(
+    task: TrackedTask, now: datetime, policy: Policy, extra: dict[str, bool] | None = None
+) -> tuple[TrackedTask, list[Event]]:
     """`task.stalled` and `task.expiring`, each at most once per task."""
     snap = task.snapshot
     events: list[Event] = []
@@ -196,14 +242,16 @@ def _timers(task: TrackedTask, now: datetime, policy: Policy) -> tuple[TrackedTa
                 seq=task.seq,
                 previous=None,
                 now=now,
-                extra={"stalled_for_s": round((now - started).total_seconds())},
+                extra={"stalled_for_s": round((now - started).total_seconds()), **(extra or {})},
             )
         )
         task = dataclasses.replace(task, stalled_notified=True)
     expires = warnable_expiry(task)
     if expires is not None and now < expires <= now + policy.expiry_warning:
         events.append(
-            task_event(EventType.TASK_EXPIRING, snap, seq=task.seq, previous=None, now=now)
+            task_event(
+                EventType.TASK_EXPIRING, snap, seq=task.seq, previous=None, now=now, extra=extra
+            )
         )
         task = dataclasses.replace(task, expiring_notified=True)
     return task, events

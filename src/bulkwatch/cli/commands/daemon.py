@@ -10,14 +10,19 @@ import sqlite3
 import sys
 from collections.abc import Callable, Mapping
 
+import structlog
+
+from bulkwatch.cli.commands.preflight import check_machine
+from bulkwatch.common.urls import without_password
 from bulkwatch.config import Settings
+from bulkwatch.config.discovery import ConfigFile
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import liveness
 from bulkwatch.daemon.reload import reload_on_request
 from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
 from bulkwatch.daemon.web import start_web
-from bulkwatch.store.base import StoreCorruptError
+from bulkwatch.store.base import SchemaTooNewError, StoreCorruptError, StoreUnavailableError
 from bulkwatch.store.sqlite.lock import StateInUseError
 from bulkwatch.telemetry.logs import configure_logging
 
@@ -26,6 +31,7 @@ __all__ = [
     "EXIT_STATE_IN_USE",
     "StartupError",
     "once",
+    "preflight",
     "run",
     "serve_daemon",
     "stop_on_signals",
@@ -33,8 +39,12 @@ __all__ = [
 
 # `run` and `once` when another process holds the state file, and `run` when the state
 # database fails its integrity check (see docs/operations.md).
+EXIT_CANNOT_START, EXIT_CONFIG = 1, 2
 EXIT_STATE_IN_USE = 3
 EXIT_STATE_CORRUPT = 4
+
+
+_log = structlog.get_logger("bulkwatch")
 
 
 class StartupError(Exception):
@@ -64,6 +74,7 @@ async def serve_daemon(
     *,
     ready: Callable[[], None] | None = None,
     systemd: SystemdNotifier | None = None,
+    config: str | None = None,
     reload: tuple[asyncio.Event, Callable[[], Settings]] | None = None,
 ) -> None:
     """The daemon: the engine, its scheduler and the metrics server, until `stop` is set.
@@ -73,8 +84,11 @@ async def serve_daemon(
     async with contextlib.AsyncExitStack() as stack:
         try:
             engine = await stack.enter_async_context(Engine(settings))
+        except (StoreUnavailableError, SchemaTooNewError) as exc:  # each names the store
+            raise StartupError(f"state.url: {exc}") from exc
         except (OSError, sqlite3.Error) as exc:
-            raise StartupError(f"state.url: cannot open {settings.state.url}: {exc}") from exc
+            url = without_password(settings.state.url)
+            raise StartupError(f"state.url: cannot open {url}: {exc}") from exc
         runner = None
         if settings.server.enabled:
             host, port = settings.server.host, settings.server.port
@@ -99,7 +113,9 @@ async def serve_daemon(
                     if ready is not None:
                         ready()
 
-                await engine.serve(stop, grace=settings.shutdown_grace, ready=on_ready)
+                await engine.serve(
+                    stop, grace=settings.shutdown_grace, ready=on_ready, config=config
+                )
         finally:
             if runner is not None:
                 await runner.cleanup()
@@ -111,15 +127,36 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+def preflight(settings: Settings, *, server: bool) -> int | None:
+    """The machine checks before anything is created: None when all pass, else the exit
+    status, after one line per problem on stderr."""
+    report = check_machine(settings, server=server)
+    for line in report.problems:
+        print(f"config error: {line}", file=sys.stderr)
+    if report.problems:
+        return EXIT_CONFIG
+    if report.in_use is not None:
+        print(f"bulkwatch: {report.in_use}", file=sys.stderr)
+        return EXIT_STATE_IN_USE
+    if report.port is not None:
+        print(f"bulkwatch: {report.port}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    return None
+
+
 def run(
     settings: Settings,
+    config: ConfigFile | None = None,
     environ: Mapping[str, str] | None = None,
     *,
     load: Callable[[], Settings] | None = None,
 ) -> int:
     """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0; SIGHUP reloads the
-    config with `load` (without it, SIGHUP is ignored). `environ` (default: the process's)
-    is read once here, for systemd's `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`."""
+    config with `load`, which reads the file the daemon started from (without it, SIGHUP is
+    ignored). `environ` (default: the process's) is read once here, for systemd's
+    `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`."""
+    if (refused := preflight(settings, server=True)) is not None:
+        return refused
     configure_logging(settings.log.level, settings.log.format)
     env = os.environ if environ is None else environ
     systemd = SystemdNotifier.from_environ(env, os.getpid())
@@ -133,6 +170,7 @@ def run(
                 stop,
                 systemd=systemd,
                 ready=freeze_startup_objects,
+                config=None if config is None else config.describe(),
                 reload=None if load is None else (requested, load),
             )
 
@@ -140,7 +178,7 @@ def run(
         asyncio.run(main())
     except StartupError as exc:
         print(f"bulkwatch: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_CANNOT_START
     except StateInUseError as exc:
         print(f"bulkwatch: {exc}", file=sys.stderr)
         return EXIT_STATE_IN_USE
@@ -150,9 +188,13 @@ def run(
     return 0
 
 
-def once(settings: Settings) -> int:
+def once(settings: Settings, config: ConfigFile | None = None) -> int:
     """`bulkwatch once`: 0 when every poll succeeded, 1 when any failed."""
+    if (refused := preflight(settings, server=False)) is not None:
+        return refused
     configure_logging(settings.log.level, settings.log.format)
+    if config is not None and config.searched:
+        _log.info("using config", file=config.describe())
 
     async def main() -> bool:
         async with Engine(settings) as engine:

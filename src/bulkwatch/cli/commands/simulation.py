@@ -15,22 +15,11 @@ from bulkwatch.telemetry.logs import configure_logging
 __all__ = ["demo", "simulate"]
 
 
-async def simulate(args: argparse.Namespace) -> int:
+def simulate(args: argparse.Namespace) -> int:
     """`bulkwatch simulate`: serve the simulator until SIGINT/SIGTERM, then exit 0."""
-    from bulkwatch.simulator.runner import serve, until_signalled  # noqa: PLC0415 - only here
+    from bulkwatch.simulator.options import main_from_args  # noqa: PLC0415 - only here
 
-    run = serve(
-        args.host,
-        args.port,
-        shoplazza=args.shoplazza,
-        shopline=args.shopline,
-        step=args.step,
-        latency=args.latency,
-        seed=args.seed,
-        config_path=args.write_config,
-        announce=lambda line: print(line, flush=True),
-    )
-    return await until_signalled(run, args.host, args.port)
+    return main_from_args(args)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -72,8 +61,8 @@ async def _demo(tmp: Path, state: Path, duration: float | None) -> None:
                 "instance": "demo",
                 "state": {"url": f"sqlite:///{state}"},
                 "server": {"enabled": False},
+                # `log.events` (on by default) shows each event in one line: no notifier needed.
                 "log": {"format": "console"},
-                "notifiers": [{"name": "console", "type": "log", "format": "line"}],
             },
         )
         print("bulkwatch demo: watching 4 simulated stores; press Ctrl-C to stop", flush=True)

@@ -6,19 +6,26 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from bulkwatch.config import Settings
 from bulkwatch.model import isoformat, utcnow
 from bulkwatch.store.base import DeliveryStatus, StateStore
-from bulkwatch.store.factory import open_store_from_url
+from bulkwatch.store.factory import open_store, sqlite_file
 
-__all__ = ["deliveries_list", "deliveries_retry", "open_state", "status"]
+__all__ = ["NoStateError", "deliveries_list", "deliveries_retry", "open_state", "status"]
+
+
+class NoStateError(Exception):
+    """The state database does not exist yet; reading commands never create it."""
 
 
 @asynccontextmanager
 async def open_state(settings: Settings) -> AsyncIterator[StateStore]:
-    """The state store of `settings`, open for the block and closed after it."""
-    store = open_store_from_url(settings.state.url)
+    """The existing state store of `settings`, open for the block and closed after it;
+    `NoStateError` when its SQLite database file does not exist (it is never created here)."""
+    _require_database(settings.state.url)
+    store = open_store(settings.state)
     await store.open()
     try:
         yield store
@@ -26,11 +33,21 @@ async def open_state(settings: Settings) -> AsyncIterator[StateStore]:
         await store.close()
 
 
+def _require_database(url: str) -> None:
+    path = sqlite_file(url)
+    if path is not None and not Path(path).exists():
+        raise NoStateError(
+            f"state.url: no state database at {Path(path).absolute()} yet "
+            "(`bulkwatch run` or `bulkwatch once` with this config creates it)"
+        )
+
+
 async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
     """`bulkwatch status`: tracked tasks per store, with each store's health."""
     async with open_state(settings) as store:
         tasks = await store.list_tasks(only)
         health = {h.store: h for h in await store.list_health()}
+        notes = await store.list_notes(only)
     rows = [
         {
             "store": t.snapshot.store,
@@ -46,7 +63,9 @@ async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
         for t in tasks
     ]
     if as_json:
-        print(json.dumps({"tasks": rows, "down": sorted(h for h in health if health[h].down)}))
+        down = sorted(h for h in health if health[h].down)
+        found = [{"store": n[0], "endpoint": n[1], "note": n[2], "detail": n[3]} for n in notes]
+        print(json.dumps({"tasks": rows, "down": down, "notes": found}))
         return 0
     names = [s.name for s in settings.stores if only in (None, s.name)]
     for name in names:
@@ -54,6 +73,8 @@ async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
         mark = "DOWN" if h is not None and h.down else "up"
         mine = [r for r in rows if r["store"] == name]
         print(f"{name} ({mark}): {len(mine)} tracked task(s)")
+        for _store, endpoint, note, detail in (n for n in notes if n[0] == name):
+            print(f"  ! {endpoint} {note}: {detail}")
         for r in mine:
             gone = " (superseded)" if r["superseded"] else ""
             print(
@@ -78,6 +99,7 @@ async def deliveries_list(
                         "notifier": d.notifier,
                         "type": d.event_type,
                         "store": d.store,
+                        "subject": _subject(d.body, d.store),
                         "attempts": d.attempts,
                         "last_error": d.last_error,
                         "created_at": isoformat(d.created_at),
@@ -91,10 +113,19 @@ async def deliveries_list(
         print(f"no {status_name} deliveries")
     for d in rows:
         print(
-            f"{d.id:>6} {d.notifier:<16} {d.event_type:<28} {d.store:<16} "
-            f"attempts={d.attempts} error={d.last_error or '-'}"
+            f"{d.id:>6} {isoformat(d.created_at)} {d.notifier:<16} {d.event_type:<28} "
+            f"{_subject(d.body, d.store)}  attempts={d.attempts} error={d.last_error or '-'}"
         )
     return 0
+
+
+def _subject(body: bytes, store: str) -> str:
+    """The CloudEvent's subject (`store/task`, or the store for a store event)."""
+    try:
+        subject = json.loads(body).get("subject")
+    except (ValueError, AttributeError):  # a body that is no JSON object: the store will do
+        return store
+    return subject if isinstance(subject, str) else store
 
 
 async def deliveries_retry(settings: Settings, ids: list[int], notifier: str | None) -> int:

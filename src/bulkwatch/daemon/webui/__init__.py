@@ -9,9 +9,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from bulkwatch.daemon.webui.api import add_api_routes
+from bulkwatch.daemon.webui.context import WebContext
 from bulkwatch.daemon.webui.page import add_page_routes
 from bulkwatch.daemon.webui.problems import problem_middleware
-from bulkwatch.daemon.webui.views import WebContext
 
 __all__ = ["WebContext", "add_webui", "problem_middleware"]
 

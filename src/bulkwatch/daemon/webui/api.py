@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bulkwatch.daemon.webui import views
+from bulkwatch.daemon.webui import outbox_views, views
+from bulkwatch.daemon.webui.context import BadParamError, WebContext
 from bulkwatch.daemon.webui.models import (
     DeadList,
     DeadQuery,
@@ -29,7 +30,6 @@ from bulkwatch.daemon.webui.models import (
 )
 from bulkwatch.daemon.webui.openapi import Operation, openapi_document
 from bulkwatch.daemon.webui.problems import ProblemError, invalid
-from bulkwatch.daemon.webui.views import BadParamError, WebContext
 
 __all__ = ["OPERATIONS", "add_api_routes", "parse_query"]
 
@@ -134,10 +134,10 @@ def _handlers(ctx: WebContext) -> dict[str, Handler]:
         return _json(await views.tasks(ctx, parse_query(request, TaskQueryParams)))
 
     async def list_events(request: web.Request) -> web.Response:
-        return _json(await views.events(ctx, parse_query(request, EventQuery)))
+        return _json(await outbox_views.events(ctx, parse_query(request, EventQuery)))
 
     async def list_dead(request: web.Request) -> web.Response:
-        return _json(await views.dead(ctx, parse_query(request, DeadQuery)))
+        return _json(await outbox_views.dead(ctx, parse_query(request, DeadQuery)))
 
     async def requeue_dead(request: web.Request) -> web.Response:
         _authorise(ctx, request)

@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bulkwatch.daemon.webui import views
+from bulkwatch.daemon.webui.context import BadParamError, WebContext
 from bulkwatch.daemon.webui.models import (
     InvalidParam,
     StoreList,
@@ -26,7 +27,6 @@ from bulkwatch.daemon.webui.models import (
     TaskQueryParams,
 )
 from bulkwatch.daemon.webui.problems import ProblemError
-from bulkwatch.daemon.webui.views import BadParamError, WebContext
 
 __all__ = ["REFRESH_S", "add_page_routes", "render"]
 

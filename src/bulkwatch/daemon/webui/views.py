@@ -3,27 +3,13 @@ status, one bounded page at a time. Both the JSON handlers and the HTML page cal
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-from pydantic import SecretStr
 
 from bulkwatch.config.resolved import ResolvedStore
-from bulkwatch.daemon.status import DaemonStatus
+from bulkwatch.daemon.webui.context import BadParamError, WebContext, decode_cursor, encode_cursor
 from bulkwatch.daemon.webui.models import (
-    DeadDeliveryOut,
-    DeadList,
-    DeadQuery,
-    DeliveryOut,
     EndpointOut,
-    EventList,
-    EventOut,
-    EventQuery,
     StoreList,
     StoreOut,
     StoreQuery,
@@ -35,63 +21,11 @@ from bulkwatch.daemon.webui.models import (
 )
 from bulkwatch.model import EndpointKey, EndpointState, Platform, StoreHealth, TrackedTask
 from bulkwatch.model.tasks import TaskStatus
-from bulkwatch.store.base import Delivery, DeliveryStatus, StateStore, TaskCursor, TaskQuery
-from bulkwatch.telemetry.metrics import Metrics
+from bulkwatch.store.base import DeliveryStatus, TaskCursor, TaskQuery
 
-__all__ = ["BadParamError", "WebContext", "dead", "events", "store", "stores", "summary", "tasks"]
+__all__ = ["store", "stores", "summary", "tasks"]
 
 TROUBLED_LISTED = 100
-
-
-class BadParamError(ValueError):
-    """A query parameter that parsed but means nothing here (a cursor from elsewhere)."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
-        self.name = name
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class WebContext:
-    """Everything the page and the API read, handed over by web.py (never the engine)."""
-
-    state: StateStore
-    status: DaemonStatus
-    clock: Callable[[], datetime]
-    metrics: Metrics
-    api_token: SecretStr | None
-    wake_dispatcher: Callable[[], None]
-
-    @property
-    def stores(self) -> tuple[ResolvedStore, ...]:
-        """The configured stores by name, as of the last config reload."""
-        return self.status.configured
-
-    def configured(self, name: str) -> ResolvedStore | None:
-        return next((s for s in self.stores if s.name == name), None)
-
-
-# --- cursors: opaque to clients, a JSON list inside ---------------------------------------
-
-
-def _encode(value: list[Any]) -> str:
-    raw = json.dumps(value, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(cursor: str, shape: Sequence[type]) -> list[Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        raise BadParamError("cursor", "not a cursor this API handed out") from None
-    if not (
-        isinstance(value, list)
-        and len(value) == len(shape)
-        and all(isinstance(v, t) for v, t in zip(value, shape, strict=True))
-    ):
-        raise BadParamError("cursor", "not a cursor of this list")
-    return value
 
 
 # --- stores -------------------------------------------------------------------------------
@@ -169,14 +103,14 @@ async def stores(ctx: WebContext, q: StoreQuery) -> StoreList:
     chosen = [s for s in ctx.stores if q.platform is None or s.platform is q.platform]
     start = 0
     if q.cursor is not None:
-        (after,) = _decode(q.cursor, (str,))
+        (after,) = decode_cursor(q.cursor, (str,))
         start = next((i for i, s in enumerate(chosen) if s.name > after), len(chosen))
     page = chosen[start : start + q.limit]
     more = start + q.limit < len(chosen)
     return StoreList(
         stores=await _stores_out(ctx, page),
         total=len(chosen),
-        next_cursor=_encode([page[-1].name]) if more and page else None,
+        next_cursor=encode_cursor([page[-1].name]) if more and page else None,
     )
 
 
@@ -235,7 +169,7 @@ async def tasks(ctx: WebContext, q: TaskQueryParams) -> TaskList:
     """A page of tasks, newest first; `next_cursor` continues after its last task."""
     after = None
     if q.cursor is not None:
-        at, name, platform, task_id = _decode(q.cursor, (str, str, str, str))
+        at, name, platform, task_id = decode_cursor(q.cursor, (str, str, str, str))
         try:
             after = TaskCursor(datetime.fromisoformat(at), name, Platform(platform), task_id)
         except ValueError:
@@ -254,81 +188,5 @@ async def tasks(ctx: WebContext, q: TaskQueryParams) -> TaskList:
     cursor = None
     if more:
         c = TaskCursor.of(page[-1])
-        cursor = _encode([c.first_seen_at.isoformat(), c.store, c.platform.value, c.task_id])
+        cursor = encode_cursor([c.first_seen_at.isoformat(), c.store, c.platform.value, c.task_id])
     return TaskList(tasks=[task_out(t, now) for t in page], next_cursor=cursor)
-
-
-# --- events and deliveries ----------------------------------------------------------------
-
-
-def _delivery_fields(d: Delivery) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "notifier": d.notifier,
-        "status": d.status,
-        "attempts": d.attempts,
-        "created_at": d.created_at,
-        "next_attempt_at": d.next_attempt_at,
-        "delivered_at": d.delivered_at,
-        "last_error": d.last_error,
-    }
-
-
-def _event_out(rows: list[Delivery]) -> EventOut:
-    first = rows[0]
-    try:
-        body = json.loads(first.body)
-    except ValueError:
-        body = {}
-    when = body.get("time")
-    try:
-        time = datetime.fromisoformat(when) if isinstance(when, str) else None
-    except ValueError:
-        time = None
-    data = body.get("data")
-    return EventOut(
-        id=first.event_id,
-        type=first.event_type,
-        store=first.store,
-        subject=body.get("subject") if isinstance(body.get("subject"), str) else None,
-        time=time,
-        data=data if isinstance(data, dict) else None,
-        deliveries=[DeliveryOut(**_delivery_fields(d)) for d in rows],
-    )
-
-
-async def events(ctx: WebContext, q: EventQuery) -> EventList:
-    """The newest events, each with its delivery to every notifier."""
-    before = None if q.cursor is None else _decode(q.cursor, (int,))[0]
-    rows = await ctx.state.outbox.recent_events(q.limit + 1, before=before)
-    grouped: dict[str, list[Delivery]] = {}
-    for d in rows:
-        grouped.setdefault(d.event_id, []).append(d)
-    groups = list(grouped.values())
-    page, more = groups[: q.limit], len(groups) > q.limit
-    cursor = _encode([min(d.id for d in page[-1])]) if more else None
-    return EventList(events=[_event_out(g) for g in page], next_cursor=cursor)
-
-
-async def dead(ctx: WebContext, q: DeadQuery) -> DeadList:
-    """Dead deliveries, oldest first, a page at a time."""
-    after = None if q.cursor is None else _decode(q.cursor, (int,))[0]
-    rows = await ctx.state.outbox.list_deliveries(
-        DeliveryStatus.DEAD, notifier=q.notifier, limit=q.limit + 1, after=after
-    )
-    page, more = rows[: q.limit], len(rows) > q.limit
-    counts = await ctx.state.outbox.outbox_counts()
-    total = sum(
-        n
-        for (notifier, s), n in counts.items()
-        if s is DeliveryStatus.DEAD and q.notifier in (None, notifier)
-    )
-    out = [
-        DeadDeliveryOut(
-            **_delivery_fields(d), event_id=d.event_id, event_type=d.event_type, store=d.store
-        )
-        for d in page
-    ]
-    return DeadList(
-        deliveries=out, total=total, next_cursor=_encode([page[-1].id]) if more else None
-    )

@@ -23,11 +23,15 @@ from bulkwatch.sources.http.failures import (
     one_line,
 )
 from bulkwatch.sources.http.ratelimit import RateLimiter
+from bulkwatch.sources.http.recording import Recording
 from bulkwatch.sources.http.response import HttpResponse
 
-__all__ = ["ApiClient", "decode_json"]
+__all__ = ["MAX_REDIRECTS", "ApiClient", "decode_json"]
 
 _CHUNK = 64 * 1024
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_PROBED = frozenset({"date", "content-type", "retry-after"})
 
 
 class ApiClient:
@@ -45,8 +49,10 @@ class ApiClient:
         max_body_bytes: int,
         request_id_header: str,
         limiter: RateLimiter | None = None,
+        recording: Recording | None = None,
     ) -> None:
         self._session = session
+        self._recording = recording
         self._limiter = limiter
         self._seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -73,22 +79,67 @@ class ApiClient:
         now: datetime,
     ) -> HttpResponse:
         """One GET with exactly these `headers`; return any 2xx/4xx/5xx response, raise
-        `PollError` for everything else."""
+        `PollError` for everything else.
+
+        A redirect to the same host (scheme, host and port) is followed, at most
+        `MAX_REDIRECTS` hops, with the same headers; one to another host is refused before
+        anything is sent there, since the headers carry the store's token.
+        """
+        target = self._url(url, params)
+        for _hop in range(MAX_REDIRECTS + 1):
+            resp, location = await self._get_once(key, target, headers, secret, now)
+            if location is None:
+                if self._recording is not None:
+                    self._recording.responses.append(resp)
+                return resp
+            target = self._redirect_target(key, target, location, resp)
+        raise invalid_answer(resp, key, f"more than {MAX_REDIRECTS} redirects; check base_url")
+
+    def _redirect_target(
+        self, key: EndpointKey, current: URL, location: str, resp: HttpResponse
+    ) -> URL:
+        """Where a redirect leads, if it stays on the host the token was meant for."""
+        try:
+            target = current.join(URL(location)) if location else None
+        except ValueError:
+            target = None
+        if target is None or not target.is_absolute():
+            raise invalid_answer(
+                resp,
+                key,
+                f"redirect without a usable Location ({one_line(location, 100) or 'none'})",
+            )
+        if target.origin() != current.origin():
+            elsewhere = one_line(str(target.origin()), 100)
+            if self._recording is not None:
+                self._recording.refused.append(elsewhere or "?")
+            raise invalid_answer(
+                resp,
+                key,
+                f"redirected to another host ({elsewhere}); not followed, and the token was "
+                "not sent there: check the store's domain/handle and base_url",
+            )
+        if self._recording is not None:
+            self._recording.followed.append((current.path, target.path))
+        return target
+
+    async def _get_once(
+        self, key: EndpointKey, url: URL, headers: dict[str, str], secret: str, now: datetime
+    ) -> tuple[HttpResponse, str | None]:
+        """One request: the response, and the Location of a redirect (None otherwise)."""
         request_id: str | None = None
         if self._limiter is not None:
             await self._limiter.acquire()
         try:
-            # Redirects are refused: following one would hand the token to another host.
+            # aiohttp's own redirect handling is off: `get` decides which to follow.
             async with self._session.get(
-                self._url(url, params),
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
+                url, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as resp:
                 request_id = one_line(resp.headers.get(self._request_id_header), 100)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
                 location = resp.headers.get("Location", "")
+                seen = None if self._recording is None else _seen_headers(resp)
                 body, complete = await _read_capped(resp, 0 if 300 <= status < 400 else self._cap)
         except TimeoutError:  # asyncio's, and aiohttp's ServerTimeoutError, which subclasses it
             raise PollError(
@@ -112,16 +163,26 @@ class ApiClient:
             raise PollError(
                 FailureKind.NETWORK, f"connection failed: {detail}", key=key, request_id=request_id
             ) from None
-        if 300 <= status < 400:
-            target = one_line(location.split("?", 1)[0], 100) or "nowhere"
-            message = f"unexpected redirect to {target}; check base_url"
+        redirect = status in _REDIRECTS
+        if 300 <= status < 400 and not redirect:
+            message = f"unexpected HTTP {status}; check base_url"
             raise invalid(message, key=key, http_status=status, request_id=request_id)
         ok = 200 <= status < 300
         if ok and not complete:
             message = f"body larger than the {self._cap}-byte limit (max_body_bytes)"
             raise invalid(message, key=key, http_status=status, request_id=request_id)
-        text = None if ok else error_text(body, secret)
-        return HttpResponse(status, body, request_id, retry_after, text)
+        text = None if ok or redirect else error_text(body, secret)
+        response = HttpResponse(status, body, request_id, retry_after, text, seen)
+        return response, (location if redirect else None)
+
+
+def _seen_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    """The response headers `bulkwatch probe` reports (the date, rate limits, content type)."""
+    return {
+        name: value
+        for name, value in resp.headers.items()
+        if name.lower() in _PROBED or "limit" in name.lower()
+    }
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:

@@ -17,6 +17,7 @@ class HttpResponse:
     request_id: str | None
     retry_after: float | None
     error_text: str | None  # the platform's own error text (non-2xx only), already redacted
+    headers: dict[str, str] | None = None  # a few headers, when the client records
 
     @property
     def ok(self) -> bool:
@@ -40,4 +41,8 @@ class Fingerprint:
         """Add one response; return the digest of all responses added so far."""
         self._hash.update(b"%d %d\n" % (resp.status, len(resp.body)))
         self._hash.update(resp.body)
+        return self._hash.digest()
+
+    def add_nothing(self) -> bytes:
+        """The digest of the responses added so far."""
         return self._hash.digest()

@@ -1,12 +1,30 @@
-"""Where a source gets the token it sends: `TokenProvider`, which follows a rotated file."""
+"""Where a source gets the token it sends: `TokenProvider`, which follows a rotated file
+(and `refresh.RefreshingTokenProvider`, which renews a Shopline app's token itself)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from bulkwatch.common.redact import register_secrets
+from bulkwatch.model import EndpointKey
 
-__all__ = ["TokenProvider"]
+__all__ = ["TokenProvider", "Tokens"]
+
+
+class Tokens(Protocol):
+    """The token a source sends, and a number that changes whenever that token does."""
+
+    @property
+    def version(self) -> int: ...
+
+    def current(self) -> str | None:
+        """The token in use now, without waiting (None: none configured)."""
+
+    async def token_at(self, key: EndpointKey, now: datetime) -> str | None:
+        """The token to poll `key` with at `now`; may renew it first (`PollError` when that
+        fails in a way polling cannot go on from)."""
 
 
 class TokenProvider:
@@ -31,6 +49,10 @@ class TokenProvider:
         if self._path is not None:
             self._refresh(self._path)
         return self._token
+
+    async def token_at(self, key: EndpointKey, now: datetime) -> str | None:
+        """The token to send now: the file's latest, or the inline one."""
+        return self.current()
 
     def _refresh(self, path: Path) -> None:
         try:

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["StateInUseError", "lock_path", "state_file_lock"]
+__all__ = ["StateInUseError", "holder_of", "lock_path", "state_file_lock"]
 
 
 class StateInUseError(Exception):
@@ -45,6 +45,24 @@ def _holder(fd: int) -> str:
         if text:
             return text
     return "its pid is unknown"
+
+
+def holder_of(database: str) -> str | None:
+    """Who holds the lock of `database` now (`pid 4242 on host-a`), or None when nobody does.
+    Only looks: creates no file and leaves the lock as it found it."""
+    try:
+        fd = os.open(lock_path(database), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: no daemon ever ran on it (or it cannot be read)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

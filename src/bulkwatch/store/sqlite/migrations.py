@@ -142,13 +142,42 @@ _V3 = (
     "WHERE down OR failing_endpoints != '[]'",
 )
 
+# Endpoint notes: what the daemon learnt of an endpoint that an operator should see in
+# `bulkwatch status` (a list longer than a poll reads, an endpoint that never showed a task).
+_V4 = (
+    """
+    CREATE TABLE endpoint_notes (
+        store TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (store, platform, endpoint, name)
+    ) WITHOUT ROWID
+    """,
+)
+
+# Refreshed access tokens (Shopline apps with credentials), one row per store: a restart goes
+# on with the current token instead of the configured one, which the platform has retired.
+_V5 = (
+    """
+    CREATE TABLE access_tokens (
+        store TEXT NOT NULL PRIMARY KEY,
+        token TEXT NOT NULL,
+        expires_at TEXT,
+        seed TEXT NOT NULL,
+        refreshed_at TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+
 
 # Ordered delivery: a notifier gets the events of one subject (a task, or a store's up and down)
 # in the order they were written. Each row names its event's CloudEvents subject; a pending row
 # is held while an older pending row of the same notifier and subject exists, which the
 # partial index answers with one probe. Rows written before this version get the subject from
 # their body unless delivered (a dead row may be requeued).
-_V4 = (
+_V6 = (
     "ALTER TABLE outbox ADD COLUMN subject TEXT",
     """
     UPDATE outbox SET subject = CASE WHEN json_valid(CAST(body AS TEXT))
@@ -176,5 +205,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _execute(_V2),
     _execute(_V3),
     _execute(_V4),
+    _execute(_V5),
+    _execute(_V6),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

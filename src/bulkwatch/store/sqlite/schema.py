@@ -26,7 +26,7 @@ from bulkwatch.model import (
     TrackedTask,
     as_utc,
 )
-from bulkwatch.store.base import Delivery, DeliveryStatus
+from bulkwatch.store.base import Delivery, DeliveryStatus, SchemaTooNewError
 from bulkwatch.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
@@ -222,10 +222,6 @@ def health_from_row(store: str, platform: Platform, r: Sequence[Any]) -> StoreHe
         outage=r[1],
         failing_endpoints=_NO_ENDPOINTS if r[2] == "[]" else frozenset(json.loads(r[2])),
     )
-
-
-class SchemaTooNewError(RuntimeError):
-    """The database was written by a newer bulkwatch; downgrading it is not supported."""
 
 
 @contextlib.contextmanager

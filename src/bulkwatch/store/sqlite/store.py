@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import sqlite3
+import time
 from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteErr
 from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.identity import FileIdentity
+from bulkwatch.store.sqlite.notes import list_notes, save_notes
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.reads import SqliteReads
 from bulkwatch.store.sqlite.schema import (
@@ -45,6 +47,7 @@ from bulkwatch.store.sqlite.schema import (
     task_params,
     ts,
 )
+from bulkwatch.store.sqlite.tokens import SqliteTokens
 
 __all__ = ["SqliteStore"]
 
@@ -110,9 +113,24 @@ _PRUNE_TASKS = (
 )
 
 
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """Ask for WAL mode; return the journal mode in force. The switch needs the file to
+    itself, and SQLite may refuse it at once, without waiting `busy_timeout`, while other
+    processes open the same new file: retry for up to `busy_timeout` seconds."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return str(mode)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.005)
+
+
 def _configure(conn: sqlite3.Connection, busy_timeout: float, *, wal_required: bool) -> None:
     conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000):d}")
-    (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    mode = _switch_to_wal(conn, busy_timeout)
     if wal_required and mode != "wal":
         raise RuntimeError(
             f"cannot switch the state database to WAL mode (journal mode is {mode!r}); "
@@ -124,7 +142,7 @@ def _configure(conn: sqlite3.Connection, busy_timeout: float, *, wal_required: b
     conn.execute("PRAGMA foreign_keys = ON")
 
 
-class SqliteStore:
+class SqliteStore(SqliteTokens):
     """A `StateStore` in one SQLite file (or `":memory:"` for tests).
 
     `check_timeout` bounds the integrity check at `open()` (seconds; see `quick_check`).
@@ -252,6 +270,8 @@ class SqliteStore:
             conn.execute(_UPSERT_ENDPOINT, endpoint_params(write.endpoint))
             if write.upserts:
                 conn.executemany(_UPSERT_TASK, map(task_params, write.upserts))
+            if write.notes:
+                save_notes(conn, write.endpoint.key, write.notes)
             if write.outbox:
                 conn.executemany(
                     _INSERT_OUTBOX,
@@ -282,6 +302,10 @@ class SqliteStore:
             sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE store = ?" + order  # noqa: S608
             rows = conn.execute(sql, (store,))
         return [task_from_row(r) for r in rows]
+
+    async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(store, endpoint, name, value) of every endpoint note, optionally of one store."""
+        return list_notes(self._db(), store)
 
     async def list_health(self) -> list[StoreHealth]:
         """The health of every store that has been polled, by store name."""

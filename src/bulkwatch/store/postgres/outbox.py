@@ -1,0 +1,244 @@
+"""The PostgreSQL store's outbox: handing out due deliveries and recording what became of them.
+
+`PostgresOutbox` is the part of `PostgresStore` that the dispatcher and the CLI use; the rows
+themselves are written by `PostgresStore.save_poll`, in the same transaction as the poll's
+state. Every method here is one statement (or one short transaction) on a pooled connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bulkwatch.common.redact import redact
+from bulkwatch.store.base import Delivery, DeliveryStatus, StoreUnavailableError
+from bulkwatch.store.postgres.rows import DELIVERY_COLUMNS, delivery_from_row, utc
+
+__all__ = ["PostgresOutbox", "WriteOutcome", "affected"]
+
+# A pending row waits while an older pending row of its notifier and subject exists (ordered
+# delivery); a row without a subject never waits. One probe of `outbox_pending_subject` each.
+_NOT_HELD = (
+    "NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.status = 'pending' "
+    "AND earlier.notifier = outbox.notifier AND earlier.subject = outbox.subject "
+    "AND earlier.id < outbox.id)"
+)
+_SELECT_DUE = (
+    f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
+    f"WHERE status = 'pending' AND next_attempt_at <= $1 AND {_NOT_HELD} "
+    "ORDER BY next_attempt_at, id LIMIT $2"
+)
+_NEXT_DUE = f"SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' AND {_NOT_HELD}"  # noqa: S608
+_SELECT_DELIVERIES = (
+    f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
+    "WHERE status = $1 AND ($2::text IS NULL OR notifier = $2) AND id > $4 "
+    "ORDER BY id LIMIT $3"
+)
+# The outcomes marked since the last commit, in one statement: a NULL keeps the stored value
+# (a delivered row keeps its attempts and last error, a dead one its next attempt time).
+_MARK = """
+    UPDATE outbox AS o SET status = m.status,
+        attempts = coalesce(m.attempts, o.attempts),
+        next_attempt_at = coalesce(m.next_attempt_at, o.next_attempt_at),
+        last_error = coalesce(m.last_error, o.last_error),
+        delivered_at = coalesce(m.delivered_at, o.delivered_at)
+    FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::timestamptz[], $5::text[],
+        $6::timestamptz[]) AS m(id, status, attempts, next_attempt_at, last_error, delivered_at)
+    WHERE o.id = m.id
+"""
+# Newest rows first by id (the primary key, walked backwards), a batch at a time, until
+# enough distinct events are seen; then every row of those events through UNIQUE (event_id,
+# notifier).
+_RECENT_IDS = "SELECT id, event_id FROM outbox WHERE id < $1 ORDER BY id DESC LIMIT $2"
+_RECENT_ROWS = (
+    f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
+    "WHERE event_id = ANY($1::text[]) ORDER BY id"
+)
+_RECENT_BATCH = 256
+_NO_ID = 2**63 - 1
+_REQUEUE = (
+    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1 "
+    "WHERE status = 'dead' AND ($2::text IS NULL OR notifier = $2) "
+    "AND ($3::bigint[] IS NULL OR id = ANY($3))"
+)
+# Folds the appended count changes into the totals. Only one connection folds at a time
+# (the try-lock below): two folds upserting the same totals in different orders could
+# deadlock, and a fold that finds the lock taken has nothing to add anyway.
+_TRY_FOLD_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('bulkwatch.outbox_counts'), 0)"
+_FOLD = """
+    WITH moved AS (DELETE FROM outbox_count_changes RETURNING notifier, status, n)
+    INSERT INTO outbox_counts AS c (notifier, status, n)
+    SELECT notifier, status, sum(n) FROM moved GROUP BY notifier, status
+    ON CONFLICT (notifier, status) DO UPDATE SET n = c.n + excluded.n
+"""
+# One statement, one snapshot: a change is counted either among the totals or among the
+# changes, never in both and never in neither, whoever folds meanwhile.
+_COUNTS = """
+    SELECT notifier, status, sum(n) FROM (
+        SELECT notifier, status, n FROM outbox_counts
+        UNION ALL
+        SELECT notifier, status, n FROM outbox_count_changes
+    ) AS counted
+    GROUP BY notifier, status HAVING sum(n) > 0
+"""
+
+
+def affected(status: str) -> int:
+    """The row count of a command status such as `UPDATE 3` or `INSERT 0 1`."""
+    return int(status.rpartition(" ")[2])
+
+
+class WriteOutcome:
+    """How the store's last write ended, for readiness: `error` is None after a success."""
+
+    def __init__(self, name: Callable[[], str]) -> None:
+        self._name = name
+        self.error: str | None = None
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        """Around one write: note its failure (and raise it) or its success."""
+        try:
+            yield
+        except Exception as exc:
+            self.error = f"{self._name()}: {str(exc) or type(exc).__name__}"
+            raise
+        self.error = None
+
+
+# (status, attempts, next_attempt_at, last_error, delivered_at) of one marked row.
+_Mark = tuple[str, int | None, datetime | None, str | None, datetime | None]
+
+
+class PostgresOutbox:
+    """The outbox of a `PostgresStore`, on the store's connection pool. Outcomes are marked
+    in memory and written together by `commit`, one statement for the dispatcher's batch."""
+
+    def __init__(self, pool: Callable[[], asyncpg.Pool], writes: WriteOutcome) -> None:
+        self._pool = pool  # raises while the store is not open
+        self._writes = writes
+        self._marks: dict[int, _Mark] = {}
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        """Pending rows whose next attempt is due, by next_attempt_at then id, without those
+        held behind an older pending row of the same notifier and subject."""
+        await self.flush_marks()
+        rows = await self._pool().fetch(_SELECT_DUE, utc(now), limit)
+        return [delivery_from_row(r) for r in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest pending row not held behind another falls due, or None when
+        nothing is pending."""
+        await self.flush_marks()
+        found: datetime | None = await self._pool().fetchval(_NEXT_DUE)
+        return found
+
+    async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
+        """Record a successful delivery (written by the next `commit`)."""
+        self._marks[delivery_id] = ("delivered", None, None, None, utc(now))
+
+    async def mark_retry(
+        self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str
+    ) -> None:
+        """Keep the row pending and push its next attempt to `next_attempt_at` (written by the
+        next `commit`)."""
+        marked = ("pending", attempts, utc(next_attempt_at), redact(error), None)
+        self._marks[delivery_id] = marked
+
+    async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None:
+        """Stop trying a row; it stays listed until requeued (written by the next `commit`)."""
+        self._marks[delivery_id] = ("dead", attempts, None, redact(error), None)
+
+    async def _write_marks(self) -> None:
+        """Write the marked outcomes; on failure they stay marked (a later mark of the same
+        row wins) and the error propagates."""
+        marks, self._marks = self._marks, {}
+        columns: list[list[Any]] = [list(marks), *map(list, zip(*marks.values(), strict=True))]
+        try:
+            async with self._writes.write():
+                await self._pool().execute(_MARK, *columns)
+        except BaseException:
+            self._marks = marks | self._marks
+            raise
+
+    async def flush_marks(self) -> None:
+        """Write the marked outcomes before a read, so it sees them (as the marking
+        connection would); on failure they stay marked for `commit`."""
+        if self._marks:
+            await self._write_marks()
+
+    async def commit(self) -> None:
+        """Write the outcomes marked since the last call in one statement; raise
+        `StoreUnavailableError` when they cannot be (they are dropped: the caller keeps them
+        and marks them again)."""
+        if not self._marks:
+            return
+        try:
+            await self._write_marks()
+        except Exception as exc:
+            count, self._marks = len(self._marks), {}
+            raise StoreUnavailableError(
+                f"cannot record {count} delivery outcomes: {self._writes.error}"
+            ) from exc
+
+    async def list_deliveries(
+        self,
+        status: DeliveryStatus,
+        *,
+        notifier: str | None = None,
+        limit: int = 1000,
+        after: int | None = None,
+    ) -> list[Delivery]:
+        """Rows in one status (optionally of one notifier), oldest id first; `after`: only
+        ids above it (the last id of the page before)."""
+        await self.flush_marks()
+        start = -1 if after is None else after
+        rows = await self._pool().fetch(_SELECT_DELIVERIES, status.value, notifier, limit, start)
+        return [delivery_from_row(r) for r in rows]
+
+    async def recent_events(self, limit: int, *, before: int | None = None) -> list[Delivery]:
+        """Every row of the `limit` newest events among rows with ids below `before`, newest
+        event first, each event's rows by id. A poll writes all rows of an event in one
+        statement, so a page never splits an event."""
+        await self.flush_marks()
+        pool = self._pool()
+        events: dict[str, None] = {}  # insertion-ordered set, newest first
+        cursor = _NO_ID if before is None else before
+        while len(events) < limit:
+            batch = await pool.fetch(_RECENT_IDS, cursor, _RECENT_BATCH)
+            for _, event_id in batch:
+                if len(events) == limit:
+                    break
+                events.setdefault(event_id)
+            if len(batch) < _RECENT_BATCH:
+                break
+            cursor = batch[-1][0]
+        if not events:
+            return []
+        rows = map(delivery_from_row, await pool.fetch(_RECENT_ROWS, list(events)))
+        order = {event_id: i for i, event_id in enumerate(events)}
+        return sorted(rows, key=lambda d: order[d.event_id])  # stable: ids within an event
+
+    async def requeue_dead(
+        self, now: datetime, *, ids: Sequence[int] | None = None, notifier: str | None = None
+    ) -> int:
+        """Make dead rows pending again, due `now`, with attempts reset and last_error kept;
+        filter by `ids` and/or `notifier` (neither: every dead row). Return how many."""
+        await self.flush_marks()
+        chosen = None if ids is None else list(ids)
+        async with self._writes.write():
+            status = await self._pool().execute(_REQUEUE, utc(now), notifier, chosen)
+        return affected(status)
+
+    async def outbox_counts(self) -> dict[tuple[str, DeliveryStatus], int]:
+        """(notifier, status) -> rows, for the outbox gauges."""
+        await self.flush_marks()
+        async with self._pool().acquire() as conn, conn.transaction():
+            if await conn.fetchval(_TRY_FOLD_LOCK):
+                await conn.execute(_FOLD)
+            rows = await conn.fetch(_COUNTS)
+        return {(n, DeliveryStatus(s)): int(c) for n, s, c in rows}

@@ -1,0 +1,241 @@
+"""The PostgreSQL state store: a pool of asyncpg connections, one transaction per write.
+
+Every write (one poll's state with its outbox rows, one delivery outcome) is its own
+transaction on a connection borrowed from the pool; a poll's read and its write are one
+statement each (`poll_sql`), so one round trip each. Polls and deliveries run concurrently,
+each on its own connection, up to the pool's size; the rest wait for a connection. Several
+processes may share the database: PostgreSQL's row locks keep each write whole and the
+`ON CONFLICT` clauses make a write that races another's (a poll judged twice) land once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from datetime import datetime
+
+import asyncpg
+
+from bulkwatch.common.urls import without_password
+from bulkwatch.model import (
+    TERMINAL_STATUSES,
+    EndpointKey,
+    EndpointState,
+    EndpointView,
+    StoreHealth,
+    TrackedTask,
+)
+from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
+from bulkwatch.store.postgres.outbox import PostgresOutbox, WriteOutcome, affected
+from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
+from bulkwatch.store.postgres.reads import PostgresReads
+from bulkwatch.store.postgres.rows import (
+    ENDPOINT_COLUMNS,
+    HEALTH_COLUMNS,
+    TASK_COLUMNS,
+    endpoint_from_row,
+    health_from_row,
+    task_from_row,
+    utc,
+)
+from bulkwatch.store.postgres.schema import migrate
+from bulkwatch.store.postgres.tokens import PostgresTokens
+
+__all__ = ["PostgresStore"]
+
+CONNECT_TIMEOUT = 10.0  # seconds to open one connection
+COMMAND_TIMEOUT = 60.0  # seconds any one statement may take before it is cancelled
+CLOSE_TIMEOUT = 10.0  # seconds close() waits for borrowed connections before cutting them
+# What the driver raises when the server cannot be reached, refuses us or drops us.
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    ValueError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+_TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
+# A terminal task is only forgotten once it is also out of sight (observed_at old): a task still
+# listed by the platform would otherwise come back on the next poll as a "new" task.
+_PRUNE_TASKS = (
+    "DELETE FROM tasks WHERE changed_at < $1 AND observed_at < $1 "  # noqa: S608
+    f"AND (gone OR status IN ({_TERMINAL}))"
+)
+_PRUNE_DELIVERED = "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < $1"
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection back in the pool needs besides the driver's rollback of an open
+    transaction: nothing. bulkwatch sets no session state (no SET, LISTEN, cursors or
+    session-level advisory locks), so the driver's default reset (`RESET ALL` and the rest)
+    would only add a round trip to every borrowed connection."""
+
+
+class PostgresStore(PostgresTokens):
+    """A `StateStore` in a PostgreSQL database (the current schema of `url`'s connections).
+
+    `url` is a `postgresql://user[:password]@host[:port]/database[?param=value...]` URL;
+    parameters the driver does not know (`search_path`, `application_name`...) are set on
+    every connection. `pool_size` bounds the connections this store opens.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._writes = WriteOutcome(lambda: repr(self))
+        self._outbox = PostgresOutbox(self._connections, self._writes)
+        self._reads = PostgresReads(self._connections)
+
+    @property
+    def outbox(self) -> PostgresOutbox:
+        """The deliveries, on the same pool as the poll state."""
+        return self._outbox
+
+    @property
+    def reads(self) -> PostgresReads:
+        """The status page's and the API's bounded reads, on the same pool."""
+        return self._reads
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({without_password(self.url)!r})"
+
+    def _connections(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self!r} is not open; await open() first")
+        return self._pool
+
+    def _reason(self, exc: BaseException) -> str:
+        """What went wrong, never with the URL's password in it."""
+        text = str(exc) or type(exc).__name__
+        shown = without_password(self.url)
+        return text.replace(self.url, shown) if self.url != shown else text
+
+    async def open(self) -> None:
+        """Connect (up to `pool_size` connections, one at first) and migrate the schema.
+        Raise `StoreUnavailableError` when the server cannot be reached or refuses us."""
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=COMMAND_TIMEOUT,
+                reset=_keep_session,
+            )
+        except _CONNECTION_ERRORS as exc:
+            # from None: the driver's own exceptions may quote what they were given.
+            raise StoreUnavailableError(
+                f"cannot connect to {self!r}: {self._reason(exc)}"
+            ) from None
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        except _CONNECTION_ERRORS as exc:
+            pool.terminate()
+            raise StoreUnavailableError(f"cannot migrate {self!r}: {self._reason(exc)}") from None
+        except BaseException:  # SchemaTooNewError, NoSchemaError, cancellation
+            pool.terminate()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close every connection; safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            pool.terminate()
+
+    async def ping(self) -> None:
+        """Read one row of the schema, so a closed store, a server that went away or a
+        dropped schema shows; `StoreWriteError` while it reads but its last write failed
+        (a read-only server or transaction, a full disk, a lost privilege)."""
+        try:
+            await self._connections().fetchval("SELECT 1 FROM store_health LIMIT 1")
+        except RuntimeError as exc:  # not open: the message names the store already
+            raise StoreUnavailableError(str(exc)) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise StoreUnavailableError(f"{self!r}: {self._reason(exc)}") from None
+        if self._writes.error is not None:
+            raise StoreWriteError(self._reason(RuntimeError(self._writes.error)))
+
+    async def load_view(self, key: EndpointKey, task_ids: Collection[str] = ()) -> EndpointView:
+        """The endpoint's view: its state, its store's health, its tasks among `task_ids` and
+        its current task. Defaults for what was never written."""
+        platform = key.platform.value
+        row = await self._connections().fetchrow(
+            SELECT_VIEW, key.store, platform, key.endpoint, list(task_ids)
+        )
+        assert row is not None  # noqa: S101 - the SELECT always yields its one row
+        health_stored = row[3]
+        health = (
+            health_from_row((key.store, platform, *row[0:3]))
+            if health_stored
+            else StoreHealth(key.store, key.platform)
+        )
+        endpoint = endpoint_from_row(row[5:13]) if row[4] else EndpointState(key)
+        tasks = {task.task_id: task for task in map(task_from_row, row[13])}
+        return EndpointView(health, endpoint, tasks, health_stored=health_stored)
+
+    async def save_poll(self, write: PollWrite) -> None:
+        """Write the poll's state and its outbox rows in one statement (so one transaction);
+        if anything raises, nothing is written and the error propagates."""
+        sql, args = save_poll_args(write)
+        async with self._writes.write():
+            await self._connections().execute(sql, *args)
+
+    async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
+        """Every endpoint polled at least once, optionally of one store."""
+        rows = await self._connections().fetch(
+            f"SELECT {ENDPOINT_COLUMNS} FROM endpoints "  # noqa: S608 - constant columns
+            "WHERE ($1::text IS NULL OR store = $1) ORDER BY store, endpoint, platform",
+            store,
+        )
+        return [endpoint_from_row(r) for r in rows]
+
+    async def list_tasks(self, store: str | None = None) -> list[TrackedTask]:
+        """Tracked tasks (gone ones included), optionally of one store, by store and task id."""
+        rows = await self._connections().fetch(
+            f"SELECT {TASK_COLUMNS} FROM tasks "  # noqa: S608 - constant columns
+            "WHERE ($1::text IS NULL OR store = $1) ORDER BY store, task_id, platform",
+            store,
+        )
+        return [task_from_row(r) for r in rows]
+
+    async def list_notes(self, store: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(store, endpoint, name, value) of every endpoint note, optionally of one store."""
+        rows = await self._connections().fetch(
+            "SELECT store, endpoint, name, value FROM endpoint_notes "
+            "WHERE ($1::text IS NULL OR store = $1) ORDER BY store, endpoint, name",
+            store,
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def list_health(self) -> list[StoreHealth]:
+        """The health of every store that has been polled, by store name."""
+        rows = await self._connections().fetch(
+            f"SELECT {HEALTH_COLUMNS} FROM store_health "  # noqa: S608 - constant columns
+            "ORDER BY store, platform"
+        )
+        return [health_from_row(r) for r in rows]
+
+    async def prune(self, before: datetime) -> int:
+        """Forget terminal or gone tasks unchanged and unseen since `before`, and delivered
+        rows delivered before it; pending and dead rows are never pruned. Return rows deleted."""
+        cutoff = utc(before)
+        await self._outbox.flush_marks()  # what was marked delivered counts, as it would on SQLite
+        async with (
+            self._writes.write(),
+            self._connections().acquire() as conn,
+            conn.transaction(),
+        ):
+            deleted = affected(await conn.execute(_PRUNE_TASKS, cutoff))
+            deleted += affected(await conn.execute(_PRUNE_DELIVERED, cutoff))
+        return deleted

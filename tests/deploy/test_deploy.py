@@ -1,0 +1,361 @@
+"""Deployment checks with the real tools: promtool, a Prometheus server, systemd-analyze,
+hadolint, kubernetes-validate, shellcheck and yamllint.
+
+Marked `deploy`: the default `pytest` run leaves them out; `make verify-deploy` installs the
+tools and runs them (`pytest -m deploy`). A missing tool skips a test on a developer's machine
+and fails it in CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from bulkwatch.daemon.engine import Engine
+from bulkwatch.daemon.web import start_web
+from bulkwatch.model import TaskStatus
+from bulkwatch.simulator import Simulator, make_stores, run_simulator
+from bulkwatch.telemetry.metrics import Metrics
+from helpers.deploy_support import DEPLOY, REPO, load_yaml, repo_files, run, tool
+from helpers.support import bound_port, settings_for
+
+pytestmark = pytest.mark.deploy
+
+PROMETHEUS = DEPLOY / "prometheus"
+UNIT = DEPLOY / "systemd" / "bulkwatch.service"
+# `systemd-analyze security` exposure, times ten (1.5 is "OK"); the unit scores 1.1 today.
+SECURITY_THRESHOLD = 15
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- promtool: metrics, rules, rule unit tests, config -------------------------------------------
+
+
+async def test_promtool_accepts_a_live_metrics_scrape(tmp_path: Path) -> None:
+    promtool = tool("promtool")
+    async with run_simulator(stores=make_stores(1, 1)) as sim:
+        settings = settings_for(
+            tmp_path, sim.store_configs(), notifiers=[{"name": "console", "type": "log"}]
+        )
+        async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
+            sim.create_task("lazza-1", "t1", TaskStatus.RUNNING)
+            sim.inject(503, store="line-1", times=1)
+            await engine.poll_all_once()
+            await engine.deliver_due_once()
+            runner = await start_web(engine, "127.0.0.1", 0)
+            try:
+                url = f"http://127.0.0.1:{bound_port(runner)}/metrics"
+                async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                    scrape = await resp.read()
+            finally:
+                await runner.cleanup()
+    assert b"bulkwatch_api_errors_total" in scrape
+    proc = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate(scrape)
+    assert proc.returncode == 0, out.decode()
+    assert out.decode().strip() == ""  # promtool prints every lint problem it finds
+
+
+def test_promtool_checks_the_alert_rules() -> None:
+    result = run(tool("promtool"), "check", "rules", PROMETHEUS / "alerts.yml")
+    assert result.code == 0, result.output
+    assert "SUCCESS: 8 rules found" in result.output
+
+
+def test_promtool_unit_tests_pass_and_cover_every_alert() -> None:
+    alerts = {
+        r["alert"] for g in load_yaml(PROMETHEUS / "alerts.yml")["groups"] for r in g["rules"]
+    }
+    tested = {
+        case["alertname"]
+        for test in load_yaml(PROMETHEUS / "alerts_test.yml")["tests"]
+        for case in test["alert_rule_test"]
+        if case.get("exp_alerts")
+    }
+    assert alerts == tested  # every alert has a test in which it fires
+    result = run(tool("promtool"), "test", "rules", "alerts_test.yml", cwd=PROMETHEUS)
+    assert result.code == 0, result.output
+    assert "SUCCESS" in result.output
+
+
+def test_promtool_checks_the_scrape_config() -> None:
+    result = run(tool("promtool"), "check", "config", "prometheus.yml", cwd=PROMETHEUS)
+    assert result.code == 0, result.output
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "bulkwatch.json").read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 15
+    # Grafana fills in its variables before Prometheus sees a query.
+    rules = [
+        {"record": f"dashboard_query_{i}", "expr": e.replace("$__rate_interval", "5m")}
+        for i, e in enumerate(exprs)
+    ]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = run(tool("promtool"), "check", "rules", path)
+    assert result.code == 0, result.output
+    assert f"SUCCESS: {len(exprs)} rules found" in result.output
+
+
+# --- a real Prometheus server scraping a real daemon ---------------------------------------------
+
+
+@asynccontextmanager
+async def process(
+    *args: str | Path, log: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A long-running process, its output in `log`; stopped with SIGTERM, killed if stuck."""
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *map(str, args), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env
+        )
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    async with asyncio.timeout(15):
+                        await proc.wait()
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+async def until(what: str, probe: Any, within: float = 30.0) -> Any:
+    """Call the coroutine function `probe` until it returns a truthy value; fail after
+    `within` seconds. Prometheus scrapes and evaluates on its own clock, so there is no event
+    to wait on: this asks again every 0.2 s."""
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                found = await probe()
+                if found:
+                    return found
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+def prometheus_config(tmp_path: Path, target: str) -> Path:
+    """The shipped scrape config, pointed at `target`, scraping and evaluating every second."""
+    config = load_yaml(PROMETHEUS / "prometheus.yml")
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(PROMETHEUS / name) for name in config["rule_files"]]
+    (job,) = config["scrape_configs"]
+    job["static_configs"] = [{"targets": [target]}]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def daemon_config(tmp_path: Path, sim: Simulator, port: int) -> Path:
+    path = tmp_path / "bulkwatch.yaml"
+    data = {
+        "instance": "prom-test",
+        "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+        "server": {"enabled": True, "host": "127.0.0.1", "port": port},
+        "defaults": {"interval": 1},
+        "log": {"format": "json"},
+        "shutdown_grace": 3,
+        "stores": sim.store_configs(),
+    }
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.timeout(120)
+async def test_prometheus_scrapes_the_daemon_and_loads_the_rules(tmp_path: Path) -> None:
+    prometheus = tool("prometheus")
+    daemon_port, prom_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{prom_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKWATCH_")}
+    async with (
+        run_simulator(stores=make_stores(1, 1)) as sim,
+        aiohttp.ClientSession() as http,
+        process(
+            sys.executable,
+            "-m",
+            "bulkwatch",
+            "run",
+            "--config",
+            daemon_config(tmp_path, sim, daemon_port),
+            log=tmp_path / "bulkwatch.log",
+            env=env,
+        ) as daemon,
+        process(
+            prometheus,
+            f"--config.file={prometheus_config(tmp_path, f'127.0.0.1:{daemon_port}')}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            log=tmp_path / "prometheus.log",
+        ) as server,
+    ):
+
+        async def query(expr: str) -> list[dict[str, Any]]:
+            try:
+                async with http.get(f"{api}/api/v1/query", params={"query": expr}) as resp:
+                    body = await resp.json()
+            except aiohttp.ClientConnectionError:
+                return []  # Prometheus is still starting
+            assert body["status"] == "success", body
+            result: list[dict[str, Any]] = body["data"]["result"]
+            return result
+
+        async def up() -> list[dict[str, Any]]:
+            return [r for r in await query('up{job="bulkwatch"}') if r["value"][1] == "1"]
+
+        async def polled() -> set[str]:
+            found = await query('bulkwatch_polls_total{outcome="ok"} > 0')
+            stores = {r["metric"]["store"] for r in found}
+            return stores if stores == {"lazza-1", "line-1"} else set()
+
+        async def rules_evaluated() -> list[dict[str, Any]]:
+            try:
+                async with http.get(f"{api}/api/v1/rules") as resp:
+                    body = await resp.json()
+            except aiohttp.ClientConnectionError:
+                return []
+            rules = [r for g in body["data"]["groups"] for r in g["rules"]]
+            return rules if rules and all(r["health"] == "ok" for r in rules) else []
+
+        (target,) = await until("the bulkwatch target to be up", up)
+        assert target["metric"]["instance"] == f"127.0.0.1:{daemon_port}"
+        assert await until("polls of both stores", polled) == {"lazza-1", "line-1"}
+        rules = await until("every alert rule to evaluate", rules_evaluated)
+        assert {r["name"] for r in rules} >= {"BulkwatchStoreDown", "BulkwatchNoSuccessfulPoll"}
+        assert not [r["name"] for r in rules if r["state"] == "firing"]
+        assert daemon.returncode is None
+        assert server.returncode is None
+
+    assert daemon.returncode == 0, (tmp_path / "bulkwatch.log").read_text()
+
+
+# --- systemd -------------------------------------------------------------------------------------
+
+
+def test_systemd_analyze_verify_has_nothing_to_say(tmp_path: Path) -> None:
+    # verify checks that ExecStart's program exists; /opt/bulkwatch is the production path,
+    # so the copy verified here runs this venv's bulkwatch instead. Nothing else changes.
+    text = UNIT.read_text(encoding="utf-8")
+    program = "/opt/bulkwatch/bin/bulkwatch"
+    assert f"ExecStart={program} " in text
+    bulkwatch = Path(sys.executable).parent / "bulkwatch"
+    assert bulkwatch.exists()
+    unit = tmp_path / "bulkwatch.service"
+    unit.write_text(text.replace(f"ExecStart={program} ", f"ExecStart={bulkwatch} "))
+    result = run(tool("systemd-analyze"), "verify", unit)
+    # Unknown keys and bad values are only warnings, with exit code 0: any output fails.
+    assert result.code == 0, result.output
+    assert result.output.strip() == ""
+
+
+def test_systemd_analyze_security_scores_the_unit_ok() -> None:
+    result = run(
+        tool("systemd-analyze"),
+        "security",
+        "--offline=true",
+        f"--threshold={SECURITY_THRESHOLD}",
+        UNIT,
+    )
+    assert result.code == 0, result.output
+    match = re.search(r"Overall exposure level for bulkwatch\.service: (\d+\.\d+)", result.output)
+    assert match is not None, result.output
+    assert float(match.group(1)) * 10 <= SECURITY_THRESHOLD
+
+
+def test_systemd_unit_is_type_notify_with_watchdog_and_credentials() -> None:
+    service = dict(
+        line.split("=", 1)
+        for line in UNIT.read_text(encoding="utf-8").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert service["Type"] == "notify"
+    assert service["WatchdogSec"]
+    assert service["DynamicUser"] == "yes"
+    assert service["StateDirectory"] == "bulkwatch"
+    assert "LoadCredential" in service
+
+
+# --- container, Kubernetes, scripts, YAML --------------------------------------------------------
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    result = run(tool("hadolint"), "Dockerfile")
+    assert result.code == 0, result.output
+    assert result.output.strip() == ""
+
+
+def test_kubernetes_manifests_validate_strictly() -> None:
+    manifests = sorted(p.relative_to(REPO) for p in (DEPLOY / "kubernetes").glob("*.yaml"))
+    assert len(manifests) >= 6
+    result = run(tool("kubernetes-validate"), "--strict", *manifests)
+    assert result.code == 0, result.output
+    lines = result.output.strip().splitlines()
+    # The Prometheus Operator's CRDs are not among the bundled schemas: the PodMonitor is
+    # checked against the Deployment in test_deploy_files.py instead.
+    unvalidated = [line for line in lines if not line.startswith("INFO ")]
+    assert len(unvalidated) == 1, result.output
+    assert unvalidated[0].startswith(
+        "WARN deploy/kubernetes/podmonitor.yaml Couldn't find schema for kind PodMonitor"
+    )
+    passed = [line for line in lines if " passed for resource " in line]
+    assert len(passed) == len(manifests) - 1, result.output
+
+
+def shell_scripts() -> list[Path]:
+    scripts = []
+    for path in repo_files(""):
+        if path.suffix == ".sh":
+            scripts.append(path)
+        elif not path.suffix:
+            with path.open("rb") as f:
+                if re.match(rb"#!.*\b(ba)?sh\b", f.readline()):
+                    scripts.append(path)
+    return scripts
+
+
+def test_shellcheck_passes_every_shell_script() -> None:
+    scripts = shell_scripts()
+    assert REPO / ".ci" / "run" in scripts
+    result = run(tool("shellcheck"), *(s.relative_to(REPO) for s in scripts))
+    assert result.code == 0, result.output
+    assert result.output.strip() == ""
+
+
+def test_yamllint_passes_every_yaml_file() -> None:
+    files = repo_files(".yaml", ".yml")
+    assert DEPLOY / "docker-compose.yaml" in files
+    # Relative paths: the ignore patterns of .yamllint.yaml match them.
+    result = run(tool("yamllint"), "--strict", *(f.relative_to(REPO) for f in files))
+    assert result.code == 0, result.output
+    assert result.output.strip() == ""

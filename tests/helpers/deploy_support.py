@@ -1,0 +1,71 @@
+"""Helpers for the deployment checks: the repository's files and the external tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """The path of an external tool. Missing: a skip on a developer's machine, a failure in
+    CI (CI=true), where `make verify-deploy` installs every tool before the checks run."""
+    found = shutil.which(name) or shutil.which(name, path=str(VENV_BIN))
+    if found is not None:
+        return found
+    message = f"{name} is not installed; `make verify-deploy` installs it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run(*args: str | Path, stdin: str | None = None, cwd: Path = REPO, timeout: float = 60) -> Ran:
+    """Run a command to completion (a blocking call: these checks are not async)."""
+    proc = subprocess.run(
+        [str(a) for a in args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    return Ran(proc.returncode, proc.stdout, proc.stderr)
+
+
+def repo_files(*suffixes: str) -> list[Path]:
+    """Tracked and new (not ignored) files of the repository ending in one of `suffixes`."""
+    listed = run("git", "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    assert listed.code == 0, listed.output
+    names = [n for n in listed.stdout.split("\0") if n]
+    return sorted(REPO / n for n in names if n.endswith(suffixes) and (REPO / n).is_file())
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_all_yaml(path: Path) -> list[Any]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
