@@ -67,17 +67,27 @@ class Daemon:
     log: Path
 
     @classmethod
-    async def start(cls, config: Path, log: Path) -> Daemon:
+    async def start(
+        cls,
+        config: Path | None,
+        log: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Daemon:
+        """`bulkwatch run --config config`; with `config` None, the daemon finds its config
+        itself (`env` may name it in `$BULKWATCH_CONFIG`, `cwd` may hold a bulkwatch.yaml)."""
+        flag = [] if config is None else ["--config", str(config)]
         with log.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 *CLI,
                 "run",
-                "--config",
-                str(config),
+                *flag,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
-                env=clean_env(),
+                env={**clean_env(), **(env or {})},
+                cwd=cwd,
             )
         return cls(proc, log)
 

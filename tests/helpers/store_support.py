@@ -33,6 +33,7 @@ from bulkwatch.model import (
 from bulkwatch.store.base import DeliveryStatus, OutboxRow, PollWrite, StateStore
 from bulkwatch.store.factory import open_store_from_url
 from bulkwatch.store.postgres import schema as pg_schema
+from bulkwatch.store.sqlite.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from bulkwatch.store.sqlite.migrations import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from bulkwatch.store.sqlite.store import SqliteStore
 from helpers.pg_support import run_sql
@@ -99,7 +100,7 @@ async def record(
     view = await store.load_view(key, task_ids)
     endpoint = replace(view.endpoint, baselined=True, last_success_at=T0, current_task_id=current)
     outbox = [
-        OutboxRow(e.id, name, e.type, e.store, encode(e), e.time)
+        OutboxRow(e.id, name, e.type, e.store, encode(e), e.time, e.subject)
         for e in events
         for name in route(e)
     ]
@@ -120,6 +121,15 @@ async def pending_rows(store: StateStore, count: int) -> list[int]:
     events = [event_for(t, T0 + timedelta(seconds=i)) for i, t in enumerate(tasks)]
     await record(store, LINE, tasks, events, route=lambda e: ["hook"])
     return [d.id for d in await store.outbox.list_deliveries(PENDING)]
+
+
+# An outbox row as written before ordered delivery: (event_id, notifier, event_type, store,
+# body, status, created_at = next_attempt_at).
+OldRow = tuple[str, str, str, str, bytes, str, datetime]
+_OLD_INSERT = (
+    "INSERT INTO outbox (event_id, notifier, event_type, store, body, status, attempts, "
+    "created_at, next_attempt_at) VALUES ({}, 0, {}, {})"
+)
 
 
 class Backend:
@@ -150,6 +160,11 @@ class Backend:
         """Record `version` as the database's schema version (a newer bulkwatch's)."""
         raise NotImplementedError
 
+    async def write_before_ordering(self, rows: Sequence[OldRow]) -> None:
+        """Create the database at the schema version before ordered delivery (no
+        `outbox.subject`) and write these outbox rows into it, as that version did."""
+        raise NotImplementedError
+
 
 class SqliteBackend(Backend):
     name = "sqlite"
@@ -177,6 +192,16 @@ class SqliteBackend(Backend):
 
     async def set_stored_version(self, version: int) -> None:
         self._query(f"PRAGMA user_version = {version:d}")
+
+    async def write_before_ordering(self, rows: Sequence[OldRow]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+            for migration in SQLITE_MIGRATIONS[:5]:  # v6 brought ordered delivery
+                migration(conn)
+            conn.execute("PRAGMA user_version = 5")
+            insert = _OLD_INSERT.format("?, ?, ?, ?, ?, ?", "?", "?")
+            for *head, at in rows:
+                conn.execute(insert, (*head, at.isoformat(), at.isoformat()))
 
 
 class PostgresBackend(Backend):
@@ -207,3 +232,13 @@ class PostgresBackend(Backend):
 
     async def set_stored_version(self, version: int) -> None:
         await run_sql(self.url, "UPDATE bulkwatch_schema SET version = $1", version)
+
+    async def write_before_ordering(self, rows: Sequence[OldRow]) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await pg_schema.migrate(conn, pg_schema.MIGRATIONS[:3])  # v4: ordered delivery
+            insert = _OLD_INSERT.format("$1, $2, $3, $4, $5, $6", "$7", "$7")
+            for row in rows:
+                await conn.execute(insert, *row)
+        finally:
+            await conn.close()

@@ -64,6 +64,7 @@ async def write_events(
                 e.store,
                 encode(e) if encode else encode_cloudevent(e, instance),
                 e.time,
+                e.subject,
             )
             for e in events
             if e.store == store_name

@@ -1,7 +1,8 @@
 """The one webhook receiver of the tests: a real aiohttp server on 127.0.0.1.
 
-It records every request, answers with a scripted list of replies (then `default`), and can
-hold responses on an `asyncio.Event` to simulate a slow receiver. `requests` holds every
+It records every request, answers with a scripted list of replies (then `default`), or as
+`decide` says for a request (a reply per event and notifier, whatever order they arrive in),
+and can hold responses on an `asyncio.Event` to simulate a slow receiver. `requests` holds every
 request; `accepted` (and `events`, their CloudEvents) only those answered with a 2xx.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,9 @@ class Receiver:
         self.requests: list[Received] = []
         self.script: list[Reply] = []
         self.default = Reply()
+        # When set, its reply (if not None) comes before `script`: given the request's
+        # lower-cased headers and its body.
+        self.decide: Callable[[dict[str, str], bytes], Reply | None] | None = None
         # While set to an unset Event, every response waits for it: a slow receiver.
         self.hold: asyncio.Event | None = None
         self._changed = asyncio.Condition()
@@ -77,14 +81,13 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        reply = self.script.pop(0) if self.script else self.default
-        received = Received(
-            request.method,
-            request.path,
-            {k.lower(): v for k, v in request.headers.items()},
-            body,
-            reply.status,
-        )
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        decided = None if self.decide is None else self.decide(headers, body)
+        if decided is not None:
+            reply = decided
+        else:
+            reply = self.script.pop(0) if self.script else self.default
+        received = Received(request.method, request.path, headers, body, reply.status)
         async with self._changed:
             self.requests.append(received)
             self._changed.notify_all()

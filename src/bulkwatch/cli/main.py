@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bulkwatch import __version__
+from bulkwatch.common.redact import redacted_output
 from bulkwatch.config import ConfigError, Settings, load_settings
 from bulkwatch.config.discovery import ConfigFile, find_config, nothing_to_watch
 from bulkwatch.store.base import SchemaTooNewError, StoreUnavailableError
@@ -113,10 +114,25 @@ def _load(config: ConfigFile, command: str) -> Settings | None:
     return None
 
 
+def _reload(config: ConfigFile) -> Settings:
+    """The settings again from the file the daemon started from (SIGHUP); `ConfigError`
+    when they are invalid or watch nothing, as at start."""
+    settings = load_settings(config.path)
+    if (empty := nothing_to_watch(settings, config)) is not None:
+        raise ConfigError([empty])
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `bulkwatch` console script."""
+    """Entry point of the `bulkwatch` console script. No configured secret reaches its
+    output, whatever printed it."""
     words = sys.argv[1:] if argv is None else list(argv)
     args = _parser(with_simulator="simulate" in words).parse_args(words)
+    with redacted_output():
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
     from bulkwatch.cli import commands  # noqa: PLC0415 - keeps `--help` fast
 
     if args.command == "simulate":
@@ -136,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "notify-test":
             return asyncio.run(commands.notify_test(settings, args.name))
         if args.command == "run":
-            return commands.run(settings, config)
+            return commands.run(settings, config, load=lambda: _reload(config))
         if args.command == "once":
             return commands.once(settings, config)
         if args.command == "status":

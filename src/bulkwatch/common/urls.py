@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
-__all__ = ["without_password"]
+__all__ = ["url_passwords", "without_password"]
 
 _HIDDEN = "***"
 # Query parameters that carry a secret in a database URL (`?password=...`).
@@ -41,3 +41,23 @@ def without_password(url: str) -> str:
         query, hash_, fragment = query.partition("#")
         tail = f"{path}?{_query_without_secrets(query)}{hash_}{fragment}"
     return f"{scheme}://{shown}{authority}{tail}"
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords `url` carries (in its user part, as written and decoded, and in
+    `password=` parameters): what `without_password` hides, for the redactor."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return []
+    userinfo, at, rest = rest.rpartition("@")
+    found: list[str] = []
+    if at and ":" in userinfo:
+        written = userinfo.partition(":")[2]
+        found += [written, unquote(written)]
+    end = _AUTHORITY_END.search(rest)
+    tail = "" if end is None else rest[end.start() :]
+    query = tail.partition("?")[2].partition("#")[0]
+    found += [
+        v for n, v in parse_qsl(query, keep_blank_values=True) if n.lower() in _SECRET_PARAMETERS
+    ]
+    return [p for p in found if p]

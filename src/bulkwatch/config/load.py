@@ -17,9 +17,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from bulkwatch.common.redact import register_secrets
 from bulkwatch.config.errors import ConfigError, validation_problems
 from bulkwatch.config.filters import filter_problems
 from bulkwatch.config.notifiers import validate_notifiers
+from bulkwatch.config.secrets import secrets_of
 from bulkwatch.config.settings import Settings
 from bulkwatch.config.tokens import resolve_tokens
 
@@ -72,4 +74,6 @@ def load_settings(
         problems = exc.problems + problems
     if problems:
         raise ConfigError(problems)
+    # From here on, none of its secrets leaves the process (logs, stored errors, output).
+    register_secrets(secrets_of(settings))
     return settings

@@ -111,6 +111,10 @@ class Backoff:
         """Forget a store's failures."""
         self._stores.pop(store, None)
 
+    def configure(self, defaults: Defaults) -> None:
+        """Wait by these settings from now on (a reload changed them)."""
+        self._defaults = defaults
+
     def delay(self, error: PollError, failures: int, interval: float) -> float:
         """Seconds to wait after the `failures`-th failed round ending with `error`."""
         d, rng = self._defaults, self._rng

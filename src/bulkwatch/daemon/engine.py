@@ -22,12 +22,14 @@ import structlog
 
 from bulkwatch import __version__
 from bulkwatch.common.useragent import USER_AGENT
-from bulkwatch.config import Settings, resolve_stores
+from bulkwatch.config import ResolvedStore, Settings, resolve_stores
 from bulkwatch.daemon.backoff import Backoff
+from bulkwatch.daemon.chores import heartbeat, housekeeping
+from bulkwatch.daemon.fleet import Fleet
 from bulkwatch.daemon.poller import Poller
+from bulkwatch.daemon.reload import ReloadPlan, notifier_configs, plan_reload
 from bulkwatch.daemon.scheduler import (
     InflightJobs,
-    PollJob,
     build_scheduler,
     next_run_time,
     scheduler_state,
@@ -38,9 +40,7 @@ from bulkwatch.delivery.routing import Router
 from bulkwatch.model import EndpointKey, utcnow
 from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import Notifier, NotifierConfig, NotifierContext
-from bulkwatch.notifiers.log import LogNotifierConfig
 from bulkwatch.sources.base import Source
-from bulkwatch.sources.factory import make_source
 from bulkwatch.store.base import StateStore
 from bulkwatch.store.factory import daemon_lock, open_store
 from bulkwatch.telemetry.metrics import Metrics
@@ -55,12 +55,13 @@ __all__ = ["Engine"]
 log = structlog.get_logger("bulkwatch")
 
 
-def _default_notifiers(settings: Settings) -> list[NotifierConfig]:
-    if settings.notifiers or settings.log.events:
-        # No notifiers configured: `log.events` already writes each event to the log.
-        return list(settings.notifiers)
-    # Neither: a log notifier, so that events are still logged.
-    return [LogNotifierConfig(name="log")]
+def _policy(settings: Settings) -> Policy:
+    d = settings.defaults
+    return Policy(
+        stall_after=timedelta(seconds=d.stall_after),
+        expiry_warning=timedelta(seconds=d.expiry_warning),
+        down_after=d.down_after,
+    )
 
 
 class Engine:
@@ -77,32 +78,18 @@ class Engine:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.clock = clock
-        self.stores = resolve_stores(settings)
-        self.notifier_configs = _default_notifiers(settings)
+        stores = resolve_stores(settings)
+        self.notifier_configs = notifier_configs(settings)
         self.store: StateStore = open_store(settings.state)
-        self.sources: list[Source] = []
         self.notifiers: dict[str, Notifier] = {}
-        self.status = DaemonStatus(
-            instance=settings.instance,
-            stores=len(self.stores),
-            staleness={
-                EndpointKey(s.name, s.platform, endpoint): s.staleness
-                for s in self.stores
-                for endpoint in s.endpoints
-            },
-        )
-        d = settings.defaults
+        self.status = DaemonStatus(settings.instance, len(stores), stores, staleness={})
         self.poller = Poller(
             state=self.store,
             router=Router(self.notifier_configs, settings.instance),
-            policy=Policy(
-                stall_after=timedelta(seconds=d.stall_after),
-                expiry_warning=timedelta(seconds=d.expiry_warning),
-                down_after=d.down_after,
-            ),
-            backoff=Backoff(d, rng),
+            policy=_policy(settings),
+            backoff=Backoff(settings.defaults, rng),
             stats=PollStats(self.metrics),
-            stores=self.stores,
+            stores=stores,
             clock=clock,
             last_poll=self.status.last_poll,
             on_events=self._wake_dispatcher,
@@ -110,6 +97,7 @@ class Engine:
         )
         self.status.backoff_until = self._backoff_until
         self._inflight = InflightJobs()  # scheduled polls running now
+        self.fleet = Fleet(stores, self.status, self.poller.poll_if_due, self._inflight)
         self._stack = AsyncExitStack()
         self._dispatcher: Dispatcher | None = None
         self.scheduler: AsyncIOScheduler | None = None  # set by serve()
@@ -125,8 +113,16 @@ class Engine:
         return self.poller.backoff
 
     @property
+    def stores(self) -> tuple[ResolvedStore, ...]:
+        return self.fleet.stores
+
+    @property
+    def sources(self) -> list[Source]:
+        return self.fleet.sources
+
+    @property
     def endpoints(self) -> list[tuple[Source, EndpointKey]]:
-        return [(src, key) for src in self.sources for key in src.endpoints]
+        return self.fleet.endpoints
 
     async def __aenter__(self) -> Engine:
         try:
@@ -157,15 +153,9 @@ class Engine:
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self.status.ping = self.store.ping
-        self.sources = [make_source(store, session, self.store) for store in self.stores]
-        nctx = NotifierContext(session=delivery_session, instance=s.instance)
-        for cfg in self.notifier_configs:
-            kind = registry.get(cfg.type)
-            if kind is None:  # pragma: no cover - the settings validated every type
-                raise RuntimeError(f"notifier type {cfg.type!r} is not registered")
-            notifier = kind.build(cfg, nctx)
-            self.notifiers[cfg.name] = notifier
-            self._stack.push_async_callback(notifier.aclose)
+        self.fleet.start(session, self.store)
+        self._nctx = NotifierContext(session=delivery_session, instance=s.instance)
+        self.notifiers.update((cfg.name, self._build(cfg)) for cfg in self.notifier_configs)
         self._dispatcher = Dispatcher(
             self.store.outbox,
             self.notifiers,
@@ -179,6 +169,15 @@ class Engine:
             [(store.platform.value, store.name, store.interval) for store in self.stores],
             self.notifiers,
         )
+
+    def _build(self, cfg: NotifierConfig) -> Notifier:
+        """Build a notifier, to be closed with the engine (a reload may have replaced it)."""
+        kind = registry.get(cfg.type)
+        if kind is None:  # pragma: no cover - the settings validated every type
+            raise RuntimeError(f"notifier type {cfg.type!r} is not registered")
+        notifier = kind.build(cfg, self._nctx)
+        self._stack.push_async_callback(notifier.aclose)
+        return notifier
 
     async def __aexit__(
         self,
@@ -214,26 +213,46 @@ class Engine:
         return await self.poller.poll_all(self.endpoints, concurrency)
 
     async def deliver_due_once(self) -> int:
-        """Attempt every delivery that is due now, once. Returns the attempts made."""
+        """Attempt every delivery that is due now, once, and those released by them (the
+        next event of a task, once the one before is delivered). Returns the attempts made."""
         total = 0
-        while True:
-            attempted = await self.dispatcher.run_once()
+        while attempted := await self.dispatcher.run_once():
             total += attempted
-            if attempted < self.settings.delivery.batch:
-                break
         await self.dispatcher.refresh_gauges()
         return total
 
     # --- the daemon ------------------------------------------------------------------------
 
-    def _jobs(self) -> list[PollJob]:
-        stores = {store.name: store for store in self.stores}
-        jobs = []
-        for source, key in self.endpoints:
-            store = stores[key.store]
-            run = self._inflight.wrap(partial(self.poller.poll_if_due, source, key), f"poll {key}")
-            jobs.append(PollJob(key, store.interval, store.jitter, run))
-        return jobs
+    async def reload(self, settings: Settings) -> ReloadPlan:
+        """Run by `settings` from now on, without a restart: stores and notifiers added,
+        removed or changed are started, stopped or rebuilt; the others go on untouched (their
+        jobs keep their schedule). Fields only a restart applies keep their running values
+        (`ReloadPlan.restart_needed`). Everything new is built before anything is swapped, so
+        a failure leaves the running config whole."""
+        plan = plan_reload(self.settings, self.stores, settings)
+        sources = self.fleet.prepare(plan)
+        rebuilt = [c for c in plan.notifiers if c.name in plan.notifiers_rebuilt]
+        notifiers = {cfg.name: self._build(cfg) for cfg in rebuilt}
+        # Swap: from here on nothing raises.
+        for store in plan.removed:
+            self.poller.stats.forget(store.platform.value, store.name)
+        self.fleet.swap(plan, sources, self.scheduler, self.clock())
+        self.settings = plan.settings
+        for name in plan.notifiers_removed:
+            del self.notifiers[name]
+        self.notifiers.update(notifiers)
+        self.notifier_configs = list(plan.notifiers)
+        self.poller.reconfigure(
+            stores=plan.stores,
+            router=Router(self.notifier_configs, plan.settings.instance),
+            policy=_policy(plan.settings),
+            defaults=plan.settings.defaults,
+            reset={s.name for s in (*plan.added, *plan.removed, *plan.changed)},
+        )
+        self.dispatcher.set_notifiers(self.notifiers)
+        fresh = (*plan.added, *plan.changed)
+        self.metrics.declare([(s.platform.value, s.name, s.interval) for s in fresh], notifiers)
+        return plan
 
     async def serve(
         self,
@@ -246,7 +265,7 @@ class Engine:
         """Run until `stop` is set; then stop polling, finish in-flight work, and return.
         `ready` is called once everything runs; `config` (the file read) goes in the log."""
         scheduler = self.scheduler = build_scheduler(
-            self._jobs(),
+            self.fleet.jobs(),
             self.clock(),
             on_missed=self._job_missed,
             on_error=self._job_failed,
@@ -255,8 +274,12 @@ class Engine:
         self.status.next_run = partial(next_run_time, scheduler)
         async with asyncio.TaskGroup() as tg:
             dispatcher = tg.create_task(self.dispatcher.run())
-            housekeeping = tg.create_task(self._housekeeping())
-            heartbeat = tg.create_task(self._heartbeat())
+            chores = tg.create_task(
+                housekeeping(
+                    self.dispatcher, self.store, self.clock, lambda: self.settings.state.retention
+                )
+            )
+            beat = tg.create_task(heartbeat(self.status))
             scheduler.start()
             log.info(
                 "bulkwatch started",
@@ -275,10 +298,10 @@ class Engine:
             if cancelled := await self._inflight.finish(deadline):
                 log.warning("polls still running after the grace; cancelled", polls=cancelled)
             scheduler.shutdown(wait=False)
-            housekeeping.cancel()
+            chores.cancel()
             await self.dispatcher.drain(max(deadline - time.monotonic(), 0.0))
             dispatcher.cancel()
-            heartbeat.cancel()
+            beat.cancel()
         log.info("bulkwatch stopped")
 
     def _job_missed(self, job: str) -> None:
@@ -288,28 +311,3 @@ class Engine:
     def _job_failed(self, job: str, exc: BaseException | None) -> None:
         self.metrics.scheduler_failed.inc()
         log.error("poll job failed", job=job, error=repr(exc))
-
-    async def _heartbeat(self, period: float = 1.0) -> None:
-        """Beat every `period` seconds for liveness, noting how late each beat woke: a late
-        beat means something held the event loop (and so every poll) for that long."""
-        status = self.status
-        while True:
-            status.heartbeat_at = time.monotonic()
-            await asyncio.sleep(period)
-            status.loop_lag = max(0.0, time.monotonic() - status.heartbeat_at - period)
-
-    async def _housekeeping(self) -> None:
-        """Outbox gauges every few seconds; pruning of old state every hour."""
-        next_prune = 0.0
-        while True:
-            try:
-                await self.dispatcher.refresh_gauges()
-                if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + 3600
-                    before = self.clock() - timedelta(seconds=self.settings.state.retention)
-                    if pruned := await self.store.prune(before):
-                        log.info("pruned old state", rows=pruned)
-            except Exception as exc:  # noqa: BLE001 - a failing store must not stop the daemon
-                # Readiness reports the store; pruning waits for its next hour.
-                log.warning("housekeeping failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(5)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 
 import structlog
 
-from bulkwatch.config import ResolvedStore
+from bulkwatch.config import Defaults, ResolvedStore
 from bulkwatch.daemon.backoff import Backoff
 from bulkwatch.delivery.routing import Router
 from bulkwatch.model import (
@@ -31,7 +31,7 @@ from bulkwatch.model import (
 )
 from bulkwatch.notifiers.log import describe
 from bulkwatch.sources.base import Source
-from bulkwatch.store.base import PollState, PollWrite
+from bulkwatch.store.base import PollState, PollWrite, StoreUnavailableError
 from bulkwatch.telemetry.notes import NoteStats
 from bulkwatch.telemetry.pollstats import PollStats
 from bulkwatch.tracking.notes import endpoint_notes
@@ -64,7 +64,7 @@ class Poller:
         self._router = router
         self._policy = policy
         self.backoff = backoff
-        self._stats = stats
+        self.stats = stats
         self._intervals = {store.name: store.interval for store in stores}
         self._clock = clock
         self._quiet = QuietPolls(policy)
@@ -75,9 +75,34 @@ class Poller:
         # The endpoints of one store share its health row: their load-judge-write runs one at
         # a time, so no poll judges a health that another is about to overwrite.
         self._store_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._record_error: str | None = None  # why the last poll could not be recorded
         # The endpoint notes as last written, to write only what changed.
         self._notes: dict[EndpointKey, dict[str, str]] = {}
         self._note_stats = NoteStats(stats.metrics)
+
+    def reconfigure(
+        self,
+        *,
+        stores: Iterable[ResolvedStore],
+        router: Router,
+        policy: Policy,
+        defaults: Defaults,
+        reset: Collection[str],
+    ) -> None:
+        """Poll by reloaded settings from the next poll on: `stores` are every store now,
+        `reset` the names of those added, removed or changed, whose memory (backoff, the last
+        judged response) is dropped."""
+        # Kept for removed stores too: a poll of theirs may still be running.
+        self._intervals.update((store.name, store.interval) for store in stores)
+        self._router = router
+        self.backoff.configure(defaults)
+        if policy != self._policy:
+            self._policy = policy
+            self._quiet = QuietPolls(policy)
+        for name in reset:
+            self._quiet.forget(name)
+            self.backoff.succeeded(name)
+        self._notes = {key: notes for key, notes in self._notes.items() if key.store not in reset}
 
     async def poll_if_due(self, source: Source, key: EndpointKey) -> bool | None:
         """The scheduled poll: `poll`, unless the store is backing off after failures; then
@@ -85,7 +110,7 @@ class Poller:
         now = self._clock()
         if self.backoff.waiting(key.store, now, source.credentials_version):
             self.last_poll[key] = now  # the job ran and chose to wait: not a stale endpoint
-            self._stats.skipped(key)
+            self.stats.skipped(key)
             return None
         return await self.poll(source, key)
 
@@ -151,7 +176,7 @@ class Poller:
         result = await self._ask(source, key, now, None if memo is None else memo.known(now))
         # Every later line of this poll names the platform's request id (None when unknown).
         structlog.contextvars.bind_contextvars(request_id=result.request_id)
-        self._stats.series(key).duration.observe(time.perf_counter() - started)
+        self.stats.series(key).duration.observe(time.perf_counter() - started)
         retry_in = self._backoff_after(source, key, result, now)
         if isinstance(result, Unchanged):
             if memo is None:  # pragma: no cover - a source broke its contract
@@ -164,18 +189,21 @@ class Poller:
                 # end here.)
                 self._quiet.keep(key, memo)
                 self.last_poll[key] = now
-                self._stats.unchanged(key, now)
+                self.stats.unchanged(key, now)
                 return True
         try:
             view, outcome = await self._record(key, result, now)
-        except Exception:
-            log.exception("recording the poll failed; it will be judged again next time")
-            self._stats.failed_to_record(key)
+        except Exception as exc:  # noqa: BLE001 - logged once per kind by _record_failed
+            self._record_failed(exc)
+            self.stats.failed_to_record(key)
             return False
+        if self._record_error is not None:
+            log.info("recording polls again", after_error=self._record_error)
+            self._record_error = None
         self.last_poll[key] = now
         if isinstance(result, PollResult):
             self._quiet.remember(key, result, view, outcome, now)
-        self._stats.recorded(
+        self.stats.recorded(
             key,
             result,
             outcome,
@@ -187,6 +215,17 @@ class Poller:
             recorded.extend(outcome.events)
             self._on_events()
         return not isinstance(result, PollError)
+
+    def _record_failed(self, exc: Exception) -> None:
+        """Log a failed write once per kind of failure, not once per poll: a failing disk
+        fails every poll of every store in the same way."""
+        error = f"{type(exc).__name__}: {exc}"
+        if error == self._record_error:
+            return
+        self._record_error = error
+        if isinstance(exc, StoreUnavailableError) and exc.reported:
+            return  # the store logged it
+        log.error("recording the poll failed; it will be judged again next time", exc_info=exc)
 
     async def _record(
         self, key: EndpointKey, result: PollResult | PollError, now: datetime

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bulkwatch.model import EndpointKey
 
-__all__ = ["InflightJobs", "PollJob", "build_scheduler", "scheduler_state"]
+__all__ = [
+    "InflightJobs",
+    "PollJob",
+    "add_jobs",
+    "build_scheduler",
+    "remove_jobs",
+    "scheduler_state",
+]
 
 # Spread first runs over at most this long, so a big fleet starts polling promptly while
 # 10,000 jobs never fall due on the same instant (that blocks the loop; docs/performance.md).
@@ -40,6 +49,21 @@ def build_scheduler(
 ) -> AsyncIOScheduler:
     """A scheduler holding one job per endpoint; call `.start()` inside the running loop."""
     scheduler = AsyncIOScheduler(timezone="UTC")
+    add_jobs(scheduler, jobs, now)
+
+    def listener(event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED and on_missed is not None:
+            on_missed(event.job_id)
+        elif event.code == EVENT_JOB_ERROR and on_error is not None:
+            on_error(event.job_id, event.exception)
+
+    scheduler.add_listener(listener, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+    return scheduler
+
+
+def add_jobs(scheduler: AsyncIOScheduler, jobs: Sequence[PollJob], now: datetime) -> None:
+    """Add one interval job per endpoint, their first runs spread over the interval (at most
+    `MAX_SPREAD_S`); a job of the same endpoint is replaced."""
     n = max(len(jobs), 1)
     for i, job in enumerate(jobs):
         offset = min(job.interval, MAX_SPREAD_S) * i / n
@@ -59,14 +83,12 @@ def build_scheduler(
             replace_existing=True,
         )
 
-    def listener(event: JobExecutionEvent) -> None:
-        if event.code == EVENT_JOB_MISSED and on_missed is not None:
-            on_missed(event.job_id)
-        elif event.code == EVENT_JOB_ERROR and on_error is not None:
-            on_error(event.job_id, event.exception)
 
-    scheduler.add_listener(listener, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-    return scheduler
+def remove_jobs(scheduler: AsyncIOScheduler, keys: Iterable[EndpointKey]) -> None:
+    """Remove the jobs of these endpoints (a poll running now finishes)."""
+    for key in keys:
+        with contextlib.suppress(JobLookupError):
+            scheduler.remove_job(str(key))
 
 
 class InflightJobs:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bulkwatch.config import ResolvedStore
 from bulkwatch.model import EndpointKey
 
 __all__ = ["DaemonStatus"]
@@ -29,6 +30,8 @@ class DaemonStatus:
 
     instance: str
     stores: int
+    # The configured stores by name (the status page and API list them), as of the last reload.
+    configured: tuple[ResolvedStore, ...]
     # Every polled endpoint, and after how many seconds without a poll it counts as stale.
     staleness: Mapping[EndpointKey, float]
     # When each endpoint's job last ran: polled, or deliberately skipped under backoff.

@@ -29,7 +29,6 @@ def _context(engine: Engine) -> WebContext:
     return WebContext(
         state=engine.store,
         status=engine.status,
-        stores=tuple(sorted(engine.stores, key=lambda s: s.name)),
         clock=engine.clock,
         metrics=engine.metrics,
         api_token=engine.settings.server.api_token,

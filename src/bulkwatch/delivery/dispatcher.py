@@ -8,13 +8,14 @@ them in memory, pauses (`StorePause`: nothing is sent, the store is tried again 
 growing wait) and records them once the store takes writes again, so an outage costs no
 repeated send at all.
 
-Ordering is not guaranteed: the rows of one batch are sent concurrently (up to
-`delivery.concurrency` at a time, several to the same notifier in parallel), and a retried row
-falls behind newer events. Receivers order events by their `time` and the task's status.
+Each notifier gets the events of one subject (a task, or one store's up and down) in order:
+the outbox hands out a row only when no older row of its notifier and subject is pending, so
+a batch holds at most one row per subject and notifier, and a later event waits for the one
+before it to be delivered or dead. Rows of different subjects are sent concurrently (up to
+`delivery.concurrency` at a time, several to the same notifier in parallel).
 
-Backoff uses "equal jitter" (`common.backoff`): after n failed attempts the wait is uniform
-in [d/2, d] with d = min(max_delay, initial * 2**(n-1)). A `Retry-After` from the receiver
-(capped at max_delay) is a lower bound.
+What each attempt comes to (delivered, retried after a backoff, dead) is decided and
+recorded by `delivery.outcome`.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import structlog
 
 from bulkwatch.config import DeliverySettings, RetrySettings
 from bulkwatch.delivery.backoff import backoff_delay
+from bulkwatch.delivery.outcome import Judge, Outcome, record
 from bulkwatch.delivery.pause import StorePause
 from bulkwatch.model import as_utc, utcnow
 from bulkwatch.notifiers.base import DeliveryError, Notifier, OutgoingEvent
@@ -45,18 +45,6 @@ _log = structlog.get_logger("bulkwatch")
 
 # A floor for the idle wait, so that run() never spins on a row that stays due.
 _MIN_WAIT = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What became of one attempt, to be marked in the store: `status` PENDING is a retry
-    due at `at`; DELIVERED was delivered at `at`."""
-
-    row: Delivery
-    status: DeliveryStatus
-    attempts: int
-    at: datetime
-    error: str | None = None
 
 
 class Dispatcher:
@@ -75,13 +63,12 @@ class Dispatcher:
         log_deliveries: bool = True,
     ) -> None:
         self._store = outbox
-        self._log_delivered = _log.info if log_deliveries else _log.debug
         self._notifiers = dict(notifiers)
-        self._retry = retry
         self._delivery = delivery
         self._metrics = metrics
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter only
+        self._judge = Judge(retry, metrics, self._rng, clock, log_delivered=log_deliveries)
         self._slots = asyncio.Semaphore(delivery.concurrency)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -89,15 +76,20 @@ class Dispatcher:
         self._idle.set()
         self._busy = 0
         self._stopping = False
-        self._inflight: set[asyncio.Task[_Outcome | None]] = set()
+        self._inflight: set[asyncio.Task[Outcome | None]] = set()
         self._pause = StorePause(retry, metrics, self._rng)
-        self._held: list[_Outcome] = []  # outcomes the store could not record yet
+        self._held: list[Outcome] = []  # outcomes the store could not record yet
         self._batch_error: Exception | None = None
 
     @property
     def paused(self) -> bool:
         """Whether delivery waits for the store to take writes again."""
         return self._pause.active
+
+    def set_notifiers(self, notifiers: Mapping[str, Notifier]) -> None:
+        """Send through these notifiers from the next batch on (a config reload); sends in
+        flight finish on the notifier they started with."""
+        self._notifiers = dict(notifiers)
 
     def wake(self) -> None:
         """Ask `run()` to look for due rows now (the app calls this after writing events)."""
@@ -156,7 +148,7 @@ class Dispatcher:
         """Mark the held outcomes again; True once they are committed."""
         try:
             for outcome in self._held:
-                await self._apply(outcome)
+                await record(self._store, outcome)
             await self._store.commit()
         except Exception as exc:  # noqa: BLE001 - any store's errors keep the pause
             self._pause.failed(exc, held=len(self._held))
@@ -242,30 +234,30 @@ class Dispatcher:
         except TimeoutError:
             pass
 
-    async def _process(self, row: Delivery) -> _Outcome | None:
+    async def _process(self, row: Delivery) -> Outcome | None:
         """Attempt one row and mark its outcome; None when it was left for later. After a
         store error in this batch, outcomes are no longer marked one by one (the batch keeps
         them all) and rows not yet started are left."""
         outcome = await self._attempt(row)
         if outcome is not None and self._batch_error is None:
             try:
-                await self._apply(outcome)
+                await record(self._store, outcome)
             except Exception as exc:  # noqa: BLE001 - any store's errors pause delivery
                 if self._batch_error is None:
                     self._batch_error = exc
         return outcome
 
-    async def _attempt(self, row: Delivery) -> _Outcome | None:
+    async def _attempt(self, row: Delivery) -> Outcome | None:
         notifier = self._notifiers.get(row.notifier)
         if notifier is None:
-            return self._dead(row, row.attempts, f"notifier {row.notifier} is not configured")
+            return self._judge.dead(row, row.attempts, f"notifier {row.notifier} is not configured")
         try:
             cloudevent = json.loads(row.body)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
             cloudevent = None
         if not isinstance(cloudevent, dict):
             # Retrying cannot repair a stored body; keep the row for `deliveries list`.
-            return self._dead(row, row.attempts, "stored event body is not a JSON object")
+            return self._judge.dead(row, row.attempts, "stored event body is not a JSON object")
         attempt = row.attempts + 1
         event = OutgoingEvent(
             id=row.event_id,
@@ -280,7 +272,9 @@ class Dispatcher:
                 return None
             error = await self._send(notifier, event)
         subject = cloudevent.get("subject")
-        return self._judge(row, attempt, error, subject if isinstance(subject, str) else row.store)
+        return self._judge.attempt(
+            row, attempt, error, subject if isinstance(subject, str) else row.store
+        )
 
     async def _send(self, notifier: Notifier, event: OutgoingEvent) -> DeliveryError | None:
         started = time.perf_counter()
@@ -301,59 +295,3 @@ class Dispatcher:
                 time.perf_counter() - started
             )
         return None
-
-    def _judge(
-        self, row: Delivery, attempt: int, error: DeliveryError | None, subject: str
-    ) -> _Outcome:
-        now = self._clock()
-        if error is None:
-            self._count(row, "delivered")
-            kind = row.event_type.removeprefix("bulkwatch.")
-            self._log_delivered(
-                f"delivered {subject} {kind} to {row.notifier}",
-                event_id=row.event_id,
-                attempt=attempt,
-            )
-            return _Outcome(row, DeliveryStatus.DELIVERED, attempt, now)
-        message = str(error) or type(error).__name__
-        if error.permanent:
-            return self._dead(row, attempt, message)
-        age = (now - as_utc(row.created_at)).total_seconds()
-        if attempt >= self._retry.max_attempts:
-            return self._dead(row, attempt, f"{message} (gave up after {attempt} attempts)")
-        if age >= self._retry.max_age:
-            return self._dead(row, attempt, f"{message} (gave up after {age:.0f}s)")
-        delay = backoff_delay(self._retry, attempt, self._rng, error.retry_after)
-        next_at = now + timedelta(seconds=delay)
-        self._count(row, "retry")
-        _log.warning(
-            "delivery failed",
-            **_fields(row),
-            attempt=attempt,
-            error=message,
-            next_attempt_at=next_at.isoformat(),
-        )
-        return _Outcome(row, DeliveryStatus.PENDING, attempt, next_at, message)
-
-    def _dead(self, row: Delivery, attempts: int, error: str) -> _Outcome:
-        self._count(row, "dead")
-        _log.error("delivery dead-lettered", **_fields(row), attempts=attempts, error=error)
-        return _Outcome(row, DeliveryStatus.DEAD, attempts, self._clock(), error)
-
-    async def _apply(self, outcome: _Outcome) -> None:
-        row_id, attempts, error = outcome.row.id, outcome.attempts, outcome.error or ""
-        if outcome.status is DeliveryStatus.DELIVERED:
-            await self._store.mark_delivered(row_id, outcome.at)
-        elif outcome.status is DeliveryStatus.DEAD:
-            await self._store.mark_dead(row_id, attempts=attempts, error=error)
-        else:
-            await self._store.mark_retry(
-                row_id, attempts=attempts, next_attempt_at=outcome.at, error=error
-            )
-
-    def _count(self, row: Delivery, outcome: str) -> None:
-        self._metrics.deliveries.labels(notifier=row.notifier, outcome=outcome).inc()
-
-
-def _fields(row: Delivery) -> dict[str, Any]:
-    return {"notifier": row.notifier, "event_id": row.event_id, "event_type": row.event_type}

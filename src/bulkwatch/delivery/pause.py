@@ -16,6 +16,7 @@ import structlog
 
 from bulkwatch.config import RetrySettings
 from bulkwatch.delivery.backoff import backoff_delay
+from bulkwatch.store.base import StoreUnavailableError
 from bulkwatch.telemetry.metrics import Metrics
 
 __all__ = ["MAX_PAUSE", "StorePause"]
@@ -48,7 +49,9 @@ class StorePause:
             return
         self._since = time.monotonic()
         self._metrics.delivery_store_failing.set(1)
-        _log.error(
+        # A failure the store logged itself is one error already: this line says what follows.
+        reported = isinstance(exc, StoreUnavailableError) and exc.reported
+        (_log.warning if reported else _log.error)(
             "delivery paused: cannot record outcomes",
             error=f"{type(exc).__name__}: {exc}",
             held=held,

@@ -31,7 +31,7 @@ class Router:
                 continue
             body = encode_cloudevent(event, self._instance)
             rows.extend(
-                OutboxRow(event.id, name, event.type, event.store, body, event.time)
+                OutboxRow(event.id, name, event.type, event.store, body, event.time, event.subject)
                 for name in names
             )
         return rows

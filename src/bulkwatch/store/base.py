@@ -48,6 +48,9 @@ __all__ = [
 class StoreUnavailableError(Exception):
     """The state store did not answer; readiness reports it until it does again."""
 
+    # True when the store logged this failure itself: callers count it without a log line.
+    reported: bool = False
+
 
 class SchemaTooNewError(RuntimeError):
     """The database was written by a newer bulkwatch; downgrading it is not supported."""
@@ -78,6 +81,9 @@ class OutboxRow:
     store: str
     body: bytes
     created_at: datetime  # also when the first attempt falls due
+    # The event's subject (a task, or a whole store): the rows of one notifier and subject are
+    # delivered one at a time, in the order they were written. None: never held back.
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +202,8 @@ class Outbox(Protocol):
     """The deliveries: handed out when due, marked with what became of them."""
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
-        """Pending rows whose next attempt is due, oldest first."""
+        """Pending rows whose next attempt is due, oldest first; a row waits while an older
+        pending row of the same notifier and subject exists."""
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest pending row falls due, or None when nothing is pending."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from bulkwatch.common.redact import redact
 from bulkwatch.model import (
     TERMINAL_STATUSES,
     EndpointKey,
@@ -39,6 +40,12 @@ __all__ = [
     "prune_delivered",
     "prune_tasks",
 ]
+
+
+def _redacted(text: str | None) -> str | None:
+    """Text from outside (a platform's error, a task's reason) as stored: no secret in it."""
+    return None if text is None else redact(text)
+
 
 TASK_COLUMNS = (
     "store, platform, task_id, operation_type, status, raw_status, observed_at, url, "
@@ -139,8 +146,8 @@ class RowCodec:
             at(s.observed_at),
             s.url,
             s.partial_data_url,
-            s.error_code,
-            s.reason,
+            _redacted(s.error_code),
+            _redacted(s.reason),
             s.completed_count,
             maybe(s.created_at),
             maybe(s.completed_at),
@@ -198,7 +205,7 @@ class RowCodec:
             e.consecutive_failures,
             e.current_task_id,
             self.time_or_none(e.last_success_at),
-            e.last_failure,
+            _redacted(e.last_failure),
         )
 
     def endpoint_state(self, key: EndpointKey, r: Row) -> EndpointState:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 import structlog
+
+from bulkwatch.common.redact import redact
 
 __all__ = ["configure_logging"]
 
@@ -30,6 +32,17 @@ _QUIET = {"apscheduler": logging.WARNING}
 _DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
 )
+
+
+def _redacting(renderer: structlog.types.Processor) -> structlog.types.Processor:
+    """`renderer`, with every configured secret taken out of the line it renders (the
+    traceback included), whoever logged it."""
+
+    def render(logger: Any, method: str, event: structlog.types.EventDict) -> Any:
+        line = renderer(logger, method, event)
+        return redact(line) if isinstance(line, str) else line
+
+    return render
 
 
 class _Handler(logging.StreamHandler[TextIO]):
@@ -55,6 +68,7 @@ def configure_logging(
         if use_console
         else structlog.processors.JSONRenderer()
     )
+    renderer = _redacting(renderer)
     # Tracebacks become a structured field in JSON; the console renderer prints them itself.
     tracebacks: list[structlog.types.Processor] = [] if use_console else [_DICT_TRACEBACKS]
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)

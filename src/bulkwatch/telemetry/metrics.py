@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,7 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from bulkwatch import __version__
-from bulkwatch.model import EventType, TaskStatus
+from bulkwatch.model import EventType, FailureKind, TaskStatus
 
 __all__ = ["DELIVERY_BUCKETS", "EVENT_TYPES", "POLL_BUCKETS", "Metrics", "StoreLabels"]
 
@@ -163,6 +165,15 @@ class Metrics:
             "Status page and API requests refused, by HTTP status (400, 401, 403, 404, 405)",
             ("status",),
         )
+        # Named as Prometheus and Alertmanager name theirs, so the same alert rules fit.
+        self.config_reload_ok = gauge(
+            "config_last_reload_successful",
+            "1 when the last config load (start or SIGHUP) succeeded, 0 when it was refused",
+        )
+        self.config_reload_time = gauge(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (start or SIGHUP)",
+        )
         self.build_info = gauge("build_info", "Build information", ("version",))
         self.build_info.labels(version=__version__).set(1)
 
@@ -183,6 +194,23 @@ class Metrics:
                 self.deliveries.labels(name, outcome)
             self.outbox_pending.labels(name).set(0)
             self.outbox_dead.labels(name).set(0)
+
+    def forget_store(self, platform: str, store: str) -> None:
+        """Drop every series of a store no longer configured (a reload removed it), so no
+        dashboard or alert goes on reading its last values."""
+        kinds = [k.value for k in FailureKind]
+        labelled: list[tuple[Any, Iterable[tuple[str, ...]]]] = [
+            (self.polls, [(o,) for o in POLL_OUTCOMES]),
+            (self.api_errors, [(k,) for k in kinds]),
+            (self.tasks, [(s.value,) for s in TaskStatus]),
+            (self.poll_interval, [()]),
+            (self.last_success, [()]),
+            (self.store_up, [()]),
+        ]
+        for metric, rest in labelled:
+            for labels in rest:
+                with contextlib.suppress(KeyError):
+                    metric.remove(platform, store, *labels)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus's text format 0.0.4, without `_created` series."""

@@ -85,6 +85,11 @@ class PollStats:
             self._series[key.store] = series
         return series
 
+    def forget(self, platform: str, store: str) -> None:
+        """Forget a store that is no longer configured, and drop its series."""
+        self._series.pop(store, None)
+        self.metrics.forget_store(platform, store)
+
     def skipped(self, key: EndpointKey) -> None:
         """The job ran and found the store backing off: no request."""
         self.series(key).skipped.inc()

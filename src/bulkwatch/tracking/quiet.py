@@ -60,6 +60,11 @@ class QuietPolls:
         when the poll was unchanged, `remember` when it was judged and recorded)."""
         return self._memos.pop(key, None)
 
+    def forget(self, store: str) -> None:
+        """Drop the memos of a store's endpoints (its settings changed: judge it afresh)."""
+        for key in [k for k in self._memos if k.store == store]:
+            del self._memos[key]
+
     def keep(self, key: EndpointKey, memo: Memo) -> None:
         """Put back the memo of an unchanged poll."""
         self._memos[key] = memo

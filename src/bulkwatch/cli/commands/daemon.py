@@ -19,6 +19,7 @@ from bulkwatch.config.discovery import ConfigFile
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import liveness
+from bulkwatch.daemon.reload import reload_on_request
 from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
 from bulkwatch.daemon.web import start_web
 from bulkwatch.store.base import SchemaTooNewError, StoreCorruptError, StoreUnavailableError
@@ -59,6 +60,14 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def reload_on_sighup() -> asyncio.Event:
+    """An event that SIGHUP sets: reload the config (its default action would end the
+    process, so the handler goes in before anything else starts)."""
+    requested = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, requested.set)
+    return requested
+
+
 async def serve_daemon(
     settings: Settings,
     stop: asyncio.Event,
@@ -66,10 +75,12 @@ async def serve_daemon(
     ready: Callable[[], None] | None = None,
     systemd: SystemdNotifier | None = None,
     config: str | None = None,
+    reload: tuple[asyncio.Event, Callable[[], Settings]] | None = None,
 ) -> None:
     """The daemon: the engine, its scheduler and the metrics server, until `stop` is set.
     With `systemd`: READY=1 once the first schedule is armed, watchdog pings while alive,
-    STOPPING=1 when `stop` is set."""
+    STOPPING=1 when `stop` is set. With `reload` (an event and a loader): each time the event
+    is set, the config is loaded again and applied (`Engine.reload`)."""
     async with contextlib.AsyncExitStack() as stack:
         try:
             engine = await stack.enter_async_context(Engine(settings))
@@ -87,6 +98,11 @@ async def serve_daemon(
                 reason = exc.strerror or str(exc)
                 raise StartupError(f"server: cannot listen on {host}:{port}: {reason}") from exc
         status = f"watching {len(engine.sources)} stores ({len(engine.endpoints)} endpoints)"
+        if reload is not None:
+            reloader = asyncio.create_task(
+                reload_on_request(*reload, engine.reload, engine.metrics), name="config reload"
+            )
+            stack.push_async_callback(_cancel, reloader)
         try:
             async with supervised(
                 systemd, stop, lambda: liveness(engine.status).problems, status
@@ -103,6 +119,12 @@ async def serve_daemon(
         finally:
             if runner is not None:
                 await runner.cleanup()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def preflight(settings: Settings, *, server: bool) -> int | None:
@@ -123,10 +145,16 @@ def preflight(settings: Settings, *, server: bool) -> int | None:
 
 
 def run(
-    settings: Settings, config: ConfigFile | None = None, environ: Mapping[str, str] | None = None
+    settings: Settings,
+    config: ConfigFile | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    load: Callable[[], Settings] | None = None,
 ) -> int:
-    """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0. `environ` (default: the
-    process's) is read once here, for systemd's `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`."""
+    """`bulkwatch run`: until SIGINT/SIGTERM, then drain and exit 0; SIGHUP reloads the
+    config with `load`, which reads the file the daemon started from (without it, SIGHUP is
+    ignored). `environ` (default: the process's) is read once here, for systemd's
+    `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`."""
     if (refused := preflight(settings, server=True)) is not None:
         return refused
     configure_logging(settings.log.level, settings.log.format)
@@ -135,6 +163,7 @@ def run(
 
     async def main() -> None:
         stop = stop_on_signals()
+        requested = reload_on_sighup()
         with tuned_collector():
             await serve_daemon(
                 settings,
@@ -142,6 +171,7 @@ def run(
                 systemd=systemd,
                 ready=freeze_startup_objects,
                 config=None if config is None else config.describe(),
+                reload=None if load is None else (requested, load),
             )
 
     try:

@@ -36,11 +36,15 @@ class WebContext:
 
     state: StateStore
     status: DaemonStatus
-    stores: tuple[ResolvedStore, ...]  # sorted by name
     clock: Callable[[], datetime]
     metrics: Metrics
     api_token: SecretStr | None
     wake_dispatcher: Callable[[], None]
+
+    @property
+    def stores(self) -> tuple[ResolvedStore, ...]:
+        """The configured stores by name, as of the last config reload."""
+        return self.status.configured
 
     def configured(self, name: str) -> ResolvedStore | None:
         return next((s for s in self.stores if s.name == name), None)

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from bulkwatch.common.redact import register_secrets
 from bulkwatch.model import EndpointKey, FailureKind, PollError
 from bulkwatch.sources.fields import read_datetime
 from bulkwatch.sources.http.budget import RequestBudget
@@ -162,6 +163,7 @@ class RefreshingTokenProvider:
             stored = None
         self._seed = seed
         if stored is not None and stored.seed == seed:
+            register_secrets([stored.token])  # renewed before a restart: as secret as any
             self._token, self._expires = stored.token, stored.expires_at
             self._obtained = stored.refreshed_at
         else:
@@ -192,6 +194,8 @@ class RefreshingTokenProvider:
                 error=str(exc),
             )
             return
+        # From now on no log line, stored error or event shows it.
+        register_secrets([token])
         self._token, self._expires, self._obtained = token, expires, now
         self._changes += 1
         assert self._seed is not None  # set by _adopt  # noqa: S101

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from bulkwatch.common.redact import register_secrets
 from bulkwatch.model import EndpointKey
 
 __all__ = ["TokenProvider", "Tokens"]
@@ -69,5 +70,6 @@ class TokenProvider:
         if token:  # an empty file is a writer caught halfway: read it again next poll
             if token != self._token:
                 self.version += 1
+                register_secrets([token])  # a rotated token is as secret as the first
             self._token = token
             self._seen = signature

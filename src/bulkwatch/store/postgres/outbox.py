@@ -14,15 +14,25 @@ from typing import Any
 
 import asyncpg
 
+from bulkwatch.common.redact import redact
 from bulkwatch.store.base import Delivery, DeliveryStatus, StoreUnavailableError
 from bulkwatch.store.postgres.rows import DELIVERY_COLUMNS, delivery_from_row, utc
 
 __all__ = ["PostgresOutbox", "WriteOutcome", "affected"]
 
+# A pending row waits while an older pending row of its notifier and subject exists (ordered
+# delivery); a row without a subject never waits. One probe of `outbox_pending_subject` each.
+_NOT_HELD = (
+    "NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.status = 'pending' "
+    "AND earlier.notifier = outbox.notifier AND earlier.subject = outbox.subject "
+    "AND earlier.id < outbox.id)"
+)
 _SELECT_DUE = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
-    "WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+    f"WHERE status = 'pending' AND next_attempt_at <= $1 AND {_NOT_HELD} "
+    "ORDER BY next_attempt_at, id LIMIT $2"
 )
+_NEXT_DUE = f"SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' AND {_NOT_HELD}"  # noqa: S608
 _SELECT_DELIVERIES = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
     "WHERE status = $1 AND ($2::text IS NULL OR notifier = $2) AND id > $4 "
@@ -114,17 +124,17 @@ class PostgresOutbox:
         self._marks: dict[int, _Mark] = {}
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
-        """Pending rows whose next attempt is due, by next_attempt_at then id."""
+        """Pending rows whose next attempt is due, by next_attempt_at then id, without those
+        held behind an older pending row of the same notifier and subject."""
         await self.flush_marks()
         rows = await self._pool().fetch(_SELECT_DUE, utc(now), limit)
         return [delivery_from_row(r) for r in rows]
 
     async def next_due_at(self) -> datetime | None:
-        """When the earliest pending row falls due, or None when nothing is pending."""
+        """When the earliest pending row not held behind another falls due, or None when
+        nothing is pending."""
         await self.flush_marks()
-        found: datetime | None = await self._pool().fetchval(
-            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'"
-        )
+        found: datetime | None = await self._pool().fetchval(_NEXT_DUE)
         return found
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
@@ -136,11 +146,12 @@ class PostgresOutbox:
     ) -> None:
         """Keep the row pending and push its next attempt to `next_attempt_at` (written by the
         next `commit`)."""
-        self._marks[delivery_id] = ("pending", attempts, utc(next_attempt_at), error, None)
+        marked = ("pending", attempts, utc(next_attempt_at), redact(error), None)
+        self._marks[delivery_id] = marked
 
     async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None:
         """Stop trying a row; it stays listed until requeued (written by the next `commit`)."""
-        self._marks[delivery_id] = ("dead", attempts, None, error, None)
+        self._marks[delivery_id] = ("dead", attempts, None, redact(error), None)
 
     async def _write_marks(self) -> None:
         """Write the marked outcomes; on failure they stay marked (a later mark of the same

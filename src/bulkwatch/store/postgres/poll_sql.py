@@ -14,6 +14,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from bulkwatch.common.redact import redact_bytes
 from bulkwatch.model import StoreHealth, TrackedTask
 from bulkwatch.store.base import OutboxRow, PollWrite
 from bulkwatch.store.postgres.rows import ROWS, utc
@@ -42,7 +43,7 @@ _TASK_TYPES = (
     "timestamptz, timestamptz, timestamptz, text, bigint, timestamptz, timestamptz, boolean, "
     "boolean, boolean, boolean"
 )
-_OUTBOX_TYPES = ("text", "text", "text", "text", "bytea", "timestamptz")
+_OUTBOX_TYPES = ("text", "text", "text", "text", "bytea", "timestamptz", "text")
 
 
 def _names(columns: str) -> list[str]:
@@ -90,16 +91,18 @@ def save_poll_statement(*, tasks: bool, outbox: bool, notes: bool = False) -> st
         )
     if outbox:
         arrays = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(_OUTBOX_TYPES))
-        # ON CONFLICT names the one constraint that may be skipped: a row breaking NOT NULL
-        # or CHECK fails the whole write rather than lose an event.
+        # Ids in the order given (ordered delivery goes by id). ON CONFLICT names the one
+        # constraint that may be skipped: a row breaking NOT NULL or CHECK fails the whole
+        # write rather than lose an event.
         parts.append(
             f"""outbox_rows AS (
             INSERT INTO outbox (event_id, notifier, event_type, store, body, status, attempts,
-                created_at, next_attempt_at)
+                created_at, next_attempt_at, subject)
             SELECT r.event_id, r.notifier, r.event_type, r.store, r.body, 'pending', 0,
-                r.created_at, r.created_at
-            FROM unnest({arrays})
-                AS r(event_id, notifier, event_type, store, body, created_at)
+                r.created_at, r.created_at, r.subject
+            FROM unnest({arrays}) WITH ORDINALITY
+                AS r(event_id, notifier, event_type, store, body, created_at, subject, n)
+            ORDER BY r.n
             ON CONFLICT (event_id, notifier) DO NOTHING
         )"""  # noqa: S608 - constant names and placeholders only
         )
@@ -139,8 +142,18 @@ def _task_rows(upserts: Sequence[TrackedTask]) -> list[tuple[Any, ...]]:
 
 
 def _outbox_rows(rows: Sequence[OutboxRow]) -> list[tuple[Any, ...]]:
+    # The body as stored, and so as every notifier gets it: no configured secret in it.
     return [
-        (r.event_id, r.notifier, r.event_type, r.store, r.body, utc(r.created_at)) for r in rows
+        (
+            r.event_id,
+            r.notifier,
+            r.event_type,
+            r.store,
+            redact_bytes(r.body),
+            utc(r.created_at),
+            r.subject,
+        )
+        for r in rows
     ]
 
 

@@ -196,8 +196,39 @@ _V3 = (
     """,
 )
 
+# Ordered delivery: a notifier gets the events of one subject (a task, or a store's up and down)
+# in the order they were written. Each row names its event's CloudEvents subject; a pending row
+# is held while an older pending row of the same notifier and subject exists, which the
+# partial index answers with one probe. Rows written before this version get the subject from
+# their body unless delivered (a dead row may be requeued); a body that is not a JSON object
+# gets none (never held).
+_V4 = (
+    'ALTER TABLE outbox ADD COLUMN subject text COLLATE "C"',
+    """
+    CREATE FUNCTION pg_temp.bulkwatch_subject(body bytea) RETURNS text LANGUAGE plpgsql
+    AS $$
+    DECLARE
+        parsed jsonb;
+    BEGIN
+        parsed := convert_from(body, 'UTF8')::jsonb;
+        IF jsonb_typeof(parsed) = 'object' AND jsonb_typeof(parsed -> 'subject') = 'string'
+        THEN
+            RETURN parsed ->> 'subject';
+        END IF;
+        RETURN NULL;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END
+    $$
+    """,
+    "UPDATE outbox SET subject = pg_temp.bulkwatch_subject(body) WHERE status <> 'delivered'",
+    "DROP FUNCTION pg_temp.bulkwatch_subject(bytea)",
+    "CREATE INDEX outbox_pending_subject ON outbox (notifier, subject, id) "
+    "WHERE status = 'pending'",
+)
+
 # MIGRATIONS[n] takes a schema from version n to n + 1. Append; never edit a released one.
-MIGRATIONS: tuple[Sequence[str], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[Sequence[str], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # One row: the schema's version. Created before anything else, outside the numbered steps.

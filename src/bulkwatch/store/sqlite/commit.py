@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import structlog
 
+from bulkwatch.store.sqlite.identity import FileIdentity
+
 __all__ = ["GroupCommit"]
 
 _log = structlog.get_logger("bulkwatch")
@@ -58,11 +60,15 @@ class GroupCommit:
         self.last_error = ""
         # The error of the last write or COMMIT when it failed; None once a COMMIT succeeds.
         self.write_error: str | None = None
+        # The file `conn` has open, checked before each group's first write (None: in memory).
+        self.identity: FileIdentity | None = None
 
-    def attach(self, conn: sqlite3.Connection) -> None:
-        """Write through `conn` (opened on this thread, in autocommit mode) from now on."""
+    def attach(self, conn: sqlite3.Connection, identity: FileIdentity | None = None) -> None:
+        """Write through `conn` (opened on this thread, in autocommit mode) from now on; with
+        `identity`, only while the path still names the file `conn` has open."""
         self._thread = threading.get_ident()
         self._conn = conn
+        self.identity = identity
 
     def detach(self) -> sqlite3.Connection | None:
         """Commit the open group and let go of the connection, which the caller closes;
@@ -121,6 +127,7 @@ class GroupCommit:
         conn = self.connection()
         if conn.in_transaction:
             return conn
+        self.check_identity()
         for other in list(self._open_groups):
             if other is not self and other.path == self.path and other._thread == self._thread:
                 other.flush()
@@ -129,6 +136,11 @@ class GroupCommit:
         conn.execute("BEGIN IMMEDIATE")
         self._open_groups.add(self)
         return conn
+
+    def check_identity(self) -> None:
+        """Raise `StateFileGoneError` while the database path no longer names the open file."""
+        if self.identity is not None:
+            self.identity.check()
 
     def _undo(self, conn: sqlite3.Connection, *statements: str) -> None:
         """After a failed write: drop it, and end the transaction if it held nothing else."""

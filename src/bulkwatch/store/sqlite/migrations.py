@@ -172,6 +172,23 @@ _V5 = (
 )
 
 
+# Ordered delivery: a notifier gets the events of one subject (a task, or a store's up and down)
+# in the order they were written. Each row names its event's CloudEvents subject; a pending row
+# is held while an older pending row of the same notifier and subject exists, which the
+# partial index answers with one probe. Rows written before this version get the subject from
+# their body unless delivered (a dead row may be requeued).
+_V6 = (
+    "ALTER TABLE outbox ADD COLUMN subject TEXT",
+    """
+    UPDATE outbox SET subject = CASE WHEN json_valid(CAST(body AS TEXT))
+        THEN json_extract(CAST(body AS TEXT), '$.subject') END
+    WHERE status != 'delivered'
+    """,
+    "CREATE INDEX outbox_pending_subject ON outbox (notifier, subject, id) "
+    "WHERE status = 'pending'",
+)
+
+
 def _execute(statements: Sequence[str]) -> Migration:
     """The migration that runs `statements` in order."""
 
@@ -189,5 +206,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     _execute(_V3),
     _execute(_V4),
     _execute(_V5),
+    _execute(_V6),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

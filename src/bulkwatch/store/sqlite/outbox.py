@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from bulkwatch.common.redact import redact
 from bulkwatch.store.base import Delivery, DeliveryStatus, StoreUnavailableError
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.schema import DELIVERY_COLUMNS, delivery_from_row, dt_required, ts
@@ -21,9 +22,21 @@ def _by_id(delivery: Delivery) -> int:
     return delivery.id
 
 
+# A pending row waits while an older pending row of its notifier and subject exists (ordered
+# delivery); a row without a subject never waits. One probe of `outbox_pending_subject` each.
+_NOT_HELD = (
+    "NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.status = 'pending' "
+    "AND earlier.notifier = outbox.notifier AND earlier.subject = outbox.subject "
+    "AND earlier.id < outbox.id)"
+)
 _SELECT_DUE = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
-    "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+    f"WHERE status = 'pending' AND next_attempt_at <= ? AND {_NOT_HELD} "
+    "ORDER BY next_attempt_at, id LIMIT ?"
+)
+_NEXT_DUE = (
+    f"SELECT next_attempt_at FROM outbox WHERE status = 'pending' AND {_NOT_HELD} "  # noqa: S608
+    "ORDER BY next_attempt_at LIMIT 1"
 )
 _SELECT_DELIVERIES = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
@@ -51,22 +64,17 @@ class SqliteOutbox:
         self._lost_before: int | None = None
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
-        """Pending rows whose next attempt is due, by next_attempt_at then id."""
+        """Pending rows whose next attempt is due, by next_attempt_at then id, without those
+        held behind an older pending row of the same notifier and subject."""
         if self._group.uncommitted_outbox:
             self._group.flush()  # never hand out a row whose poll could still roll back
         rows = self._group.connection().execute(_SELECT_DUE, (ts(now), limit))
         return [delivery_from_row(r) for r in rows]
 
     async def next_due_at(self) -> datetime | None:
-        """When the earliest pending row falls due, or None when nothing is pending."""
-        row = (
-            self._group.connection()
-            .execute(
-                "SELECT next_attempt_at FROM outbox WHERE status = 'pending' "
-                "ORDER BY next_attempt_at LIMIT 1"
-            )
-            .fetchone()
-        )
+        """When the earliest pending row not held behind another falls due, or None when
+        nothing is pending."""
+        row = self._group.connection().execute(_NEXT_DUE).fetchone()
         return None if row is None else dt_required(row[0])
 
     async def commit(self) -> None:
@@ -107,14 +115,14 @@ class SqliteOutbox:
         self._mark(
             "UPDATE outbox SET status = 'pending', attempts = ?, next_attempt_at = ?, "
             "last_error = ? WHERE id = ?",
-            (attempts, ts(next_attempt_at), error, delivery_id),
+            (attempts, ts(next_attempt_at), redact(error), delivery_id),
         )
 
     async def mark_dead(self, delivery_id: int, *, attempts: int, error: str) -> None:
         """Stop trying a row; it stays listed until requeued."""
         self._mark(
             "UPDATE outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?",
-            (attempts, error, delivery_id),
+            (attempts, redact(error), delivery_id),
         )
 
     async def list_deliveries(

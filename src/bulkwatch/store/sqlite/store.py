@@ -19,6 +19,7 @@ from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
+from bulkwatch.common.redact import redact_bytes
 from bulkwatch.model import (
     EndpointKey,
     EndpointState,
@@ -39,6 +40,7 @@ from bulkwatch.store.rows import (
 )
 from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
+from bulkwatch.store.sqlite.identity import FileIdentity
 from bulkwatch.store.sqlite.notes import list_notes, save_notes
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.reads import SqliteReads
@@ -89,7 +91,7 @@ _UPSERT_TASK = _upsert("tasks", TASK_COLUMNS, "store, platform, task_id")
 # drop a row that broke NOT NULL or CHECK, i.e. lose an event.
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (event_id, notifier, event_type, store, body, status, attempts, "
-    "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
+    "created_at, next_attempt_at, subject) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) "
     "ON CONFLICT (event_id, notifier) DO NOTHING"
 )
 _PRUNE_TASKS = prune_tasks(":before")
@@ -178,10 +180,11 @@ class SqliteStore(SqliteTokens):
             _configure(conn, self.busy_timeout, wal_required=self.path != _MEMORY)
             quick_check(conn, self.path, self.check_timeout)
             migrate(conn)
+            identity = None if self.path == _MEMORY else FileIdentity(self.path)
         except BaseException:
             conn.close()
             raise
-        self._group.attach(conn)
+        self._group.attach(conn, identity)
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -205,6 +208,7 @@ class SqliteStore(SqliteTokens):
             conn.execute("SELECT 1 FROM store_health LIMIT 1").fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"{self!r}: {exc}") from exc
+        self._group.check_identity()
         if self._group.write_error is not None:
             raise StoreWriteError(f"{self!r}: {self._group.write_error}")
 
@@ -257,9 +261,9 @@ class SqliteStore(SqliteTokens):
                 conn.executemany(
                     _INSERT_OUTBOX,
                     [
-                        (r.event_id, r.notifier, r.event_type, r.store, r.body, at, at)
+                        (r.event_id, r.notifier, r.event_type, r.store, body, at, at, r.subject)
                         for r in write.outbox
-                        for at in (ts(r.created_at),)
+                        for at, body in ((ts(r.created_at), redact_bytes(r.body)),)
                     ],
                 )
 

@@ -1,0 +1,113 @@
+"""The configured stores as they run: their resolved settings, their sources, their poll jobs,
+and what health reads of them. A config reload swaps some of them; the rest run on untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from bulkwatch.config import ResolvedStore
+from bulkwatch.daemon.reload import ReloadPlan
+from bulkwatch.daemon.scheduler import InflightJobs, PollJob, add_jobs, remove_jobs
+from bulkwatch.daemon.status import DaemonStatus
+from bulkwatch.model import EndpointKey
+from bulkwatch.sources.base import Source
+from bulkwatch.sources.factory import make_source
+from bulkwatch.store.base import TokenState
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+__all__ = ["Fleet"]
+
+Poll = Callable[[Source, EndpointKey], Awaitable[Any]]
+
+
+class Fleet:
+    """Every running store. `start` builds the sources; `jobs` are their scheduled polls,
+    each running `poll(source, key)` as a tracked job of `inflight`."""
+
+    def __init__(
+        self,
+        stores: tuple[ResolvedStore, ...],
+        status: DaemonStatus,
+        poll: Poll,
+        inflight: InflightJobs,
+    ) -> None:
+        self.stores = stores
+        self.sources: list[Source] = []
+        self._status = status
+        self._poll = poll
+        self._inflight = inflight
+        self._session: aiohttp.ClientSession | None = None
+        self._tokens: TokenState | None = None
+        self._show(stores)
+
+    def start(self, session: aiohttp.ClientSession, tokens: TokenState) -> None:
+        """Build every store's source, polling over `session` (which the caller owns) and
+        keeping renewed access tokens in `tokens`."""
+        self._session = session
+        self._tokens = tokens
+        self.sources = [make_source(store, session, tokens) for store in self.stores]
+
+    @property
+    def endpoints(self) -> list[tuple[Source, EndpointKey]]:
+        return [(src, key) for src in self.sources for key in src.endpoints]
+
+    def jobs(self, sources: Sequence[Source] | None = None) -> list[PollJob]:
+        """One poll job per endpoint of `sources` (default: all)."""
+        stores = {store.name: store for store in self.stores}
+        return [
+            PollJob(
+                key,
+                stores[key.store].interval,
+                stores[key.store].jitter,
+                self._inflight.wrap(partial(self._poll, src, key), f"poll {key}"),
+            )
+            for src in (self.sources if sources is None else sources)
+            for key in src.endpoints
+        ]
+
+    def prepare(self, plan: ReloadPlan) -> list[Source]:
+        """The sources of the stores `plan` adds or changes (may raise: nothing swapped)."""
+        if self._session is None:
+            raise RuntimeError("the fleet has not started")
+        fresh = {s.name for s in (*plan.added, *plan.changed)}
+        return [make_source(s, self._session, self._tokens) for s in plan.stores if s.name in fresh]
+
+    def swap(
+        self,
+        plan: ReloadPlan,
+        sources: list[Source],
+        scheduler: AsyncIOScheduler | None,
+        now: datetime,
+    ) -> None:
+        """Stop the stores `plan` removes or changes, start `sources` (from `prepare`) in
+        their place. The jobs of every other store keep their schedule; a poll running now
+        finishes."""
+        gone = {s.name for s in (*plan.removed, *plan.changed)}
+        old_keys = [key for src in self.sources if src.store in gone for key in src.endpoints]
+        if scheduler is not None:
+            remove_jobs(scheduler, old_keys)
+        for key in old_keys:
+            self._status.last_poll.pop(key, None)
+        self.stores = plan.stores
+        self.sources = [src for src in self.sources if src.store not in gone] + sources
+        self._show(plan.stores)
+        if scheduler is not None:
+            add_jobs(scheduler, self.jobs(sources), now)
+
+    def _show(self, stores: tuple[ResolvedStore, ...]) -> None:
+        """What health and the status page read of the stores."""
+        self._status.stores = len(stores)
+        self._status.configured = tuple(sorted(stores, key=lambda s: s.name))
+        self._status.staleness = {
+            EndpointKey(s.name, s.platform, endpoint): s.staleness
+            for s in stores
+            for endpoint in s.endpoints
+        }
