@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -27,6 +27,7 @@ from bulkwatch.model import (
 __all__ = [
     "Delivery",
     "DeliveryStatus",
+    "Leases",
     "Outbox",
     "OutboxRow",
     "PollState",
@@ -270,11 +271,35 @@ class TokenState(Protocol):
         retires the previous token minutes after a refresh)."""
 
 
+class Leases(Protocol):
+    """Which replica polls which store: a lease per store, held by one owner (a replica's id)
+    until it expires. Expiry is judged by the database's clock, never a replica's."""
+
+    async def claim(
+        self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
+    ) -> list[str]:
+        """Take up to `limit` of `stores` that nobody holds or whose lease expired, for `ttl`;
+        return those taken, by name. Also keeps `owner` live (see `owners`) for `ttl`."""
+
+    async def renew(self, owner: str, ttl: timedelta) -> list[str]:
+        """Extend `owner`'s unexpired leases to `ttl` from now and keep it live; return the
+        stores it still holds, by name (an expired lease is not renewed: claim it again)."""
+
+    async def release(self, owner: str, stores: Collection[str] | None = None) -> None:
+        """Free `owner`'s leases of `stores` at once; None: all of them, and `owner` leaves."""
+
+    async def owners(self) -> list[str]:
+        """The live owners (claimed or renewed within their TTL, not left), by id."""
+
+
 class StateStore(PollState, TokenState, Protocol):
-    """A whole backend: its poll state, its `outbox`, and a lifecycle."""
+    """A whole backend: its poll state, its `outbox`, its `leases`, and a lifecycle."""
 
     @property
     def outbox(self) -> Outbox: ...
+
+    @property
+    def leases(self) -> Leases: ...
 
     @property
     def reads(self) -> StatusReads:

@@ -19,6 +19,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from bulkwatch.store.base import SchemaTooNewError, StoreUnavailableError
+from bulkwatch.store.postgres.leases import MIGRATION as _V5  # store leases (replicas)
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "NoSchemaError", "migrate", "schema_version"]
 
@@ -228,7 +229,7 @@ _V4 = (
 )
 
 # MIGRATIONS[n] takes a schema from version n to n + 1. Append; never edit a released one.
-MIGRATIONS: tuple[Sequence[str], ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[Sequence[str], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # One row: the schema's version. Created before anything else, outside the numbered steps.

@@ -25,6 +25,7 @@ from bulkwatch.model import (
     TrackedTask,
 )
 from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
+from bulkwatch.store.postgres.leases import PostgresLeases
 from bulkwatch.store.postgres.outbox import PostgresOutbox, WriteOutcome, affected
 from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
 from bulkwatch.store.postgres.reads import PostgresReads, fetch_as
@@ -80,11 +81,17 @@ class PostgresStore(PostgresTokens):
         self._writes = WriteOutcome(lambda: repr(self))
         self._outbox = PostgresOutbox(self._connections, self._writes)
         self._reads = PostgresReads(self._connections)
+        self._leases = PostgresLeases(self._connections)
 
     @property
     def outbox(self) -> PostgresOutbox:
         """The deliveries, on the same pool as the poll state."""
         return self._outbox
+
+    @property
+    def leases(self) -> PostgresLeases:
+        """Which replica polls which store, on the same pool."""
+        return self._leases
 
     @property
     def reads(self) -> PostgresReads:

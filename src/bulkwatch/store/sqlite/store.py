@@ -41,6 +41,7 @@ from bulkwatch.store.rows import (
 from bulkwatch.store.sqlite.check import quick_check
 from bulkwatch.store.sqlite.commit import GroupCommit
 from bulkwatch.store.sqlite.identity import FileIdentity
+from bulkwatch.store.sqlite.leases import LocalLeases
 from bulkwatch.store.sqlite.notes import list_notes, save_notes
 from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.reads import SqliteReads
@@ -153,11 +154,17 @@ class SqliteStore(SqliteTokens):
         )
         self._outbox = SqliteOutbox(self._group)
         self._reads = SqliteReads(self._group)
+        self._leases = LocalLeases()
 
     @property
     def outbox(self) -> SqliteOutbox:
         """The deliveries, on the same group-committed connection as the poll state."""
         return self._outbox
+
+    @property
+    def leases(self) -> LocalLeases:
+        """One process owns every store: leases in memory (`LocalLeases`)."""
+        return self._leases
 
     @property
     def reads(self) -> SqliteReads:
