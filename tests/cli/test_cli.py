@@ -31,6 +31,7 @@ from bulkwatch import __version__
 from bulkwatch.config import load_settings
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
+from helpers.support import free_port
 from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 CLI = (sys.executable, "-m", "bulkwatch")
@@ -263,13 +264,6 @@ def assert_no_secrets(sim: Simulator, result: Finished) -> None:
     """No store token, webhook secret or notifier header value in the command's output."""
     for secret in [st.token for st in sim.stores.values()] + [SECRET, HEADER_TOKEN]:
         assert secret not in result.output
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def get_when_up(

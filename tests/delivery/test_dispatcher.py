@@ -19,12 +19,8 @@ from bulkwatch.delivery.dispatcher import Dispatcher, backoff_delay
 from bulkwatch.model import (
     EndpointKey,
     Event,
-    EventType,
     Platform,
-    TaskSnapshot,
-    TaskStatus,
     encode_cloudevent,
-    task_event,
 )
 from bulkwatch.notifiers.base import Notifier, OutgoingEvent
 from bulkwatch.notifiers.webhook import WebhookNotifier, WebhookNotifierConfig
@@ -34,7 +30,7 @@ from bulkwatch.store.sqlite.outbox import SqliteOutbox
 from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.clock import ManualClock
-from helpers.support import write_events
+from helpers.support import completed_event, write_events
 from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -159,21 +155,6 @@ def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
-def make_event(task_id: str = "t1", at: datetime = T0) -> Event:
-    snapshot = TaskSnapshot(
-        platform=Platform.SHOPLAZZA,
-        store="lazza-main",
-        task_id=task_id,
-        operation_type="DATA_QUERY",
-        status=TaskStatus.COMPLETED,
-        raw_status=2,
-        observed_at=at,
-    )
-    return task_event(
-        EventType.TASK_COMPLETED, snapshot, seq=1, previous=TaskStatus.RUNNING, now=at
-    )
-
-
 async def record(
     store: SqliteStore,
     *events: Event,
@@ -226,7 +207,7 @@ async def test_due_event_is_delivered_and_counted(
     session: aiohttp.ClientSession,
     registry: CollectorRegistry,
 ) -> None:
-    event = make_event()
+    event = completed_event("t1", T0)
     await record(store, event)
     d = dispatcher(store, [webhook(session, receiver.url)], registry)
 
@@ -252,7 +233,7 @@ async def test_failed_delivery_is_retried_until_the_receiver_recovers(
     registry: CollectorRegistry,
 ) -> None:
     receiver.script = [Reply(500), Reply(503)]
-    await record(store, make_event())
+    await record(store, completed_event("t1", T0))
     clock = ManualClock()
     d = dispatcher(store, [webhook(session, receiver.url)], registry, clock)
 
@@ -284,7 +265,7 @@ async def test_backoff_doubles_with_equal_jitter_up_to_max_delay(
     registry: CollectorRegistry,
 ) -> None:
     receiver.default = Reply(503)
-    await record(store, make_event())
+    await record(store, completed_event("t1", T0))
     clock = ManualClock()
     d = dispatcher(store, [webhook(session, receiver.url)], registry, clock)
 
@@ -315,7 +296,7 @@ async def test_retry_after_is_honoured_and_capped_at_max_delay(
 ) -> None:
     retry_after, expected = case
     receiver.default = Reply(429, {"Retry-After": retry_after})
-    await record(store, make_event())
+    await record(store, completed_event("t1", T0))
     retry = RetrySettings(initial=1.0, max_delay=600.0)
     d = dispatcher(store, [webhook(session, receiver.url)], registry, retry=retry)
 
@@ -331,7 +312,7 @@ async def test_delivery_is_dead_after_max_attempts(
     registry: CollectorRegistry,
 ) -> None:
     receiver.default = Reply(500)
-    await record(store, make_event())
+    await record(store, completed_event("t1", T0))
     clock = ManualClock()
     retry = RetrySettings(initial=1.0, max_delay=8.0, max_attempts=3)
     d = dispatcher(store, [webhook(session, receiver.url)], registry, clock, retry=retry)
@@ -358,7 +339,7 @@ async def test_delivery_is_dead_after_max_age(
     registry: CollectorRegistry,
 ) -> None:
     receiver.default = Reply(502)
-    await record(store, make_event(at=T0))
+    await record(store, completed_event("t1", T0))
     retry = RetrySettings(initial=1.0, max_age=60.0)
     clock = ManualClock(T0 + timedelta(seconds=61))
     d = dispatcher(store, [webhook(session, receiver.url)], registry, clock, retry=retry)
@@ -376,7 +357,7 @@ async def test_permanent_4xx_is_dead_at_once(
     registry: CollectorRegistry,
 ) -> None:
     receiver.default = Reply(404)
-    await record(store, make_event())
+    await record(store, completed_event("t1", T0))
     d = dispatcher(store, [webhook(session, receiver.url)], registry)
 
     assert await d.run_once() == 1
@@ -392,7 +373,7 @@ async def test_row_of_a_notifier_no_longer_configured_is_dead(
     session: aiohttp.ClientSession,
     registry: CollectorRegistry,
 ) -> None:
-    await record(store, make_event(), notifiers=["gone"])
+    await record(store, completed_event("t1", T0), notifiers=["gone"])
     d = dispatcher(store, [webhook(session, receiver.url)], registry)
 
     assert await d.run_once() == 1
@@ -406,8 +387,8 @@ async def test_stored_body_that_is_not_a_json_object_is_dead(
     store: SqliteStore, registry: CollectorRegistry
 ) -> None:
     notifier = FlakyNotifier("hook", failures=0)
-    await record(store, make_event("t1"), encode=lambda e: b"{not json")
-    await record(store, make_event("t2"), encode=lambda e: b"[1, 2]")
+    await record(store, completed_event("t1", T0), encode=lambda e: b"{not json")
+    await record(store, completed_event("t2", T0), encode=lambda e: b"[1, 2]")
     d = dispatcher(store, [notifier], registry)
 
     assert await d.run_once() == 2
@@ -420,7 +401,7 @@ async def test_notifier_bug_is_retried_and_the_dispatcher_survives(
     store: SqliteStore, registry: CollectorRegistry
 ) -> None:
     notifier = FlakyNotifier("hook", failures=1)
-    await record(store, make_event())
+    await record(store, completed_event("t1", T0))
     clock = ManualClock()
     d = dispatcher(store, [notifier], registry, clock)
 
@@ -445,7 +426,7 @@ async def test_store_error_while_marking_keeps_the_outcome_and_records_it_withou
     await store.open()
     try:
         notifier = FlakyNotifier("hook", failures=0)
-        await record(store, make_event())
+        await record(store, completed_event("t1", T0))
         d = dispatcher(store, [notifier], registry)
 
         with capture_logs() as logs:
@@ -468,7 +449,7 @@ async def test_sends_overlap_up_to_the_concurrency_limit(
     store: SqliteStore, registry: CollectorRegistry
 ) -> None:
     notifier = CountingNotifier("hook")
-    await record(store, *(make_event(f"t{i}") for i in range(6)))
+    await record(store, *(completed_event(f"t{i}", T0) for i in range(6)))
     delivery = DeliverySettings(concurrency=2, batch=50, idle_interval=60.0)
     d = dispatcher(store, [notifier], registry, delivery=delivery)
 
@@ -480,7 +461,7 @@ async def test_run_once_attempts_at_most_one_batch(
     store: SqliteStore, registry: CollectorRegistry
 ) -> None:
     notifier = FlakyNotifier("hook", failures=0)
-    await record(store, *(make_event(f"t{i}") for i in range(3)))
+    await record(store, *(completed_event(f"t{i}", T0) for i in range(3)))
     delivery = DeliverySettings(concurrency=4, batch=2, idle_interval=60.0)
     d = dispatcher(store, [notifier], registry, delivery=delivery)
 
@@ -490,8 +471,8 @@ async def test_run_once_attempts_at_most_one_batch(
 async def test_refresh_gauges_sets_pending_and_dead_for_every_configured_notifier(
     store: SqliteStore, registry: CollectorRegistry
 ) -> None:
-    await record(store, make_event("t1"), notifiers=["hook"])
-    await record(store, make_event("t2"), notifiers=["hook", "gone"])
+    await record(store, completed_event("t1", T0), notifiers=["hook"])
+    await record(store, completed_event("t2", T0), notifiers=["hook", "gone"])
     d = dispatcher(store, [FlakyNotifier("hook", 0), FlakyNotifier("quiet", 0)], registry)
     await store.outbox.mark_dead(
         (await store.outbox.list_deliveries(DeliveryStatus.PENDING, notifier="hook"))[0].id,
@@ -537,7 +518,7 @@ async def test_wake_makes_run_deliver_promptly(
     try:
         async with asyncio.timeout(5):
             await observed.outbox.waiting.wait()  # run() found nothing and is now waiting
-        await record(observed, make_event(at=datetime.now(UTC)))
+        await record(observed, completed_event("t1", datetime.now(UTC)))
         d.wake()
         await receiver.wait_for_requests(1, within=5)
     finally:
@@ -557,7 +538,7 @@ async def test_run_retries_by_itself_when_the_next_attempt_falls_due(
     receiver.script = [Reply(503)]
     retry = RetrySettings(initial=0.05, max_delay=0.1)
     d = dispatcher(store, [webhook(session, receiver.url)], registry, real_clock, retry=retry)
-    await record(store, make_event(at=real_clock()))
+    await record(store, completed_event("t1", real_clock()))
     task = await start(d)
     try:
         # No wake(): the retry is found through next_due_at(), well before idle_interval.
@@ -576,7 +557,7 @@ async def test_drain_lets_an_in_flight_delivery_finish(
 ) -> None:
     receiver.hold = asyncio.Event()
     d = dispatcher(store, [webhook(session, receiver.url)], registry, real_clock)
-    await record(store, make_event(at=real_clock()))
+    await record(store, completed_event("t1", real_clock()))
     task = await start(d)
     try:
         await receiver.wait_for_requests(1, within=5)
@@ -604,7 +585,7 @@ async def test_drain_cancels_a_stuck_delivery_after_the_grace_period(
 ) -> None:
     receiver.hold = asyncio.Event()  # never set during the test
     d = dispatcher(store, [webhook(session, receiver.url)], registry, real_clock)
-    await record(store, make_event(at=real_clock()))
+    await record(store, completed_event("t1", real_clock()))
     task = await start(d)
     await receiver.wait_for_requests(1, within=5)
     with capture_logs() as logs:

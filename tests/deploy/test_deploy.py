@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,7 +30,7 @@ from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.deploy_support import DEPLOY, REPO, load_yaml, repo_files, run, tool
-from helpers.support import bound_port, settings_for
+from helpers.support import bound_port, free_port, settings_for
 
 pytestmark = pytest.mark.deploy
 
@@ -39,13 +38,6 @@ PROMETHEUS = DEPLOY / "prometheus"
 UNIT = DEPLOY / "systemd" / "bulkwatch.service"
 # `systemd-analyze security` exposure, times ten (1.5 is "OK"); the unit scores 1.1 today.
 SECURITY_THRESHOLD = 15
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --- promtool: metrics, rules, rule unit tests, config -------------------------------------------

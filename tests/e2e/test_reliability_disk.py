@@ -14,7 +14,6 @@ import sqlite3
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from bulkwatch.config import DeliverySettings, RetrySettings
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.web import start_web
 from bulkwatch.delivery.dispatcher import Dispatcher
-from bulkwatch.model import Event, EventType, Platform, TaskSnapshot, TaskStatus, task_event
 from bulkwatch.notifiers.webhook import WebhookNotifier, WebhookNotifierConfig
 from bulkwatch.simulator import make_stores, run_simulator
 from bulkwatch.store.base import DeliveryStatus
@@ -35,26 +33,11 @@ from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.clock import ManualClock
 from helpers.disk_faults import read_only_files
-from helpers.support import bound_port, settings_for, write_events
+from helpers.support import bound_port, completed_event, settings_for, write_events
 from helpers.webhook_receiver import Receiver, running_receiver
 
 RETRY = RetrySettings(initial=0.05, max_delay=0.2)
 DELIVERY = DeliverySettings(concurrency=4, batch=50, idle_interval=0.05)
-
-
-def _event(task_id: str, now: datetime) -> Event:
-    snapshot = TaskSnapshot(
-        platform=Platform.SHOPLAZZA,
-        store="lazza-main",
-        task_id=task_id,
-        operation_type="DATA_QUERY",
-        status=TaskStatus.COMPLETED,
-        raw_status=2,
-        observed_at=now,
-    )
-    return task_event(
-        EventType.TASK_COMPLETED, snapshot, seq=1, previous=TaskStatus.RUNNING, now=now
-    )
 
 
 @pytest.fixture
@@ -84,7 +67,7 @@ async def test_a_store_that_cannot_record_outcomes_pauses_delivery_instead_of_fl
 ) -> None:
     registry = CollectorRegistry()
     clock = ManualClock()
-    events = [_event(f"t{i}", clock()) for i in range(5)]
+    events = [completed_event(f"t{i}", clock()) for i in range(5)]
     await write_events(store, events, ["hook"], "test-1")
     store.flush()
     async with aiohttp.ClientSession() as session:
@@ -189,7 +172,9 @@ async def _filled(db: Path) -> None:
     store = SqliteStore(db)
     await store.open()
     now = ManualClock()()
-    await write_events(store, [_event(f"t{i}", now) for i in range(400)], ["hook"], "test-1")
+    await write_events(
+        store, [completed_event(f"t{i}", now) for i in range(400)], ["hook"], "test-1"
+    )
     await store.close()
 
 

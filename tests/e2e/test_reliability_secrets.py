@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import StoreSpec, run_simulator
 from helpers.crash_support import CLI, Daemon, clean_env
 from helpers.platform_stub import PlatformStub, closed_port_url, json_reply
+from helpers.support import free_port
 
 TOKEN_INLINE = "tok-inline-SECRET-1a"
 TOKEN_FILE = "tok-file-SECRET-2b"
@@ -70,13 +70,6 @@ async def echoing_failure() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def cli(*args: str | Path) -> tuple[int, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,8 @@ from bulkwatch.store.base import PollWrite, StoreWriteError
 from bulkwatch.store.sqlite.identity import StateFileGoneError
 from bulkwatch.store.sqlite.store import SqliteStore
 from helpers.crash_support import Daemon, json_logs, write_config
+from helpers.support import free_port
 from helpers.webhook_receiver import Receiver, running_receiver
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -86,7 +79,7 @@ def _deleted_wal_size(pid: int, db: Path) -> int:
 async def test_a_deleted_state_database_makes_the_daemon_unready_and_stops_its_writes(
     tmp_path: Path, sim: Simulator, receiver: Receiver
 ) -> None:
-    port = _free_port()
+    port = free_port()
     config, db = write_config(
         tmp_path, sim, receiver, server={"enabled": True, "host": "127.0.0.1", "port": port}
     )

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import json
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,17 +27,10 @@ from bulkwatch.daemon.engine import Engine
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.crash_support import Daemon, json_logs
-from helpers.support import settings_for
+from helpers.support import free_port, settings_for
 from helpers.webhook_receiver import Receiver, running_receiver
 
 INTERVAL = 0.2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -96,7 +88,7 @@ async def test_sighup_reloads_stores_and_notifiers_without_a_restart(
 ) -> None:
     first, second = receivers
     stores = {s["name"]: s for s in sim.store_configs()}
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "config.yaml"
     base: dict[str, Any] = {
         "instance": "reload-test",

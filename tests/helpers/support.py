@@ -3,7 +3,9 @@ them, and the port a started aiohttp runner listens on."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,16 @@ import yaml
 from aiohttp import web
 
 from bulkwatch.config import Settings, load_settings
-from bulkwatch.model import EndpointKey, Event, Platform, encode_cloudevent
+from bulkwatch.model import (
+    EndpointKey,
+    Event,
+    EventType,
+    Platform,
+    TaskSnapshot,
+    TaskStatus,
+    encode_cloudevent,
+    task_event,
+)
 from bulkwatch.store.base import OutboxRow, PollWrite, StateStore
 
 
@@ -78,3 +89,27 @@ def bound_port(runner: web.AppRunner) -> int:
     address = runner.addresses[0]
     port: int = address[1]
     return port
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server a subprocess starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def completed_event(task_id: str, at: datetime) -> Event:
+    """A `task.completed` event of one lazza-main task, observed at `at`."""
+    snapshot = TaskSnapshot(
+        platform=Platform.SHOPLAZZA,
+        store="lazza-main",
+        task_id=task_id,
+        operation_type="DATA_QUERY",
+        status=TaskStatus.COMPLETED,
+        raw_status=2,
+        observed_at=at,
+    )
+    return task_event(
+        EventType.TASK_COMPLETED, snapshot, seq=1, previous=TaskStatus.RUNNING, now=at
+    )
