@@ -92,10 +92,10 @@ class Engine:
             stores=stores,
             clock=clock,
             last_poll=self.status.last_poll,
-            on_events=self._wake_dispatcher,
+            on_events=self.wake_dispatcher,
             log_events=settings.log.events,
         )
-        self.status.backoff_until = self._backoff_until
+        self.status.backoff_until = self.poller.backoff.until
         self._inflight = InflightJobs()  # scheduled polls running now
         self.fleet = Fleet(stores, self.status, self.poller.poll_if_due, self._inflight)
         self._stack = AsyncExitStack()
@@ -187,14 +187,9 @@ class Engine:
     ) -> None:
         await self._stack.aclose()
 
-    def _backoff_until(self, store: str) -> datetime | None:
-        return self.poller.backoff.until(store)
-
     def wake_dispatcher(self) -> None:
-        """Look for due deliveries now (rows were just re-queued), not at the next idle tick."""
-        self._wake_dispatcher()
-
-    def _wake_dispatcher(self) -> None:
+        """Look for due deliveries now (a poll recorded events, or rows were re-queued), not
+        at the next idle tick."""
         if self._dispatcher is not None:
             self._dispatcher.wake()
 
