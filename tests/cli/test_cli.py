@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import signal
 import socket
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,10 +29,11 @@ from bulkwatch import __version__
 from bulkwatch.config import load_settings
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
+from helpers.cli import CLI, Finished, clean_env
+from helpers.cli import run_cli as bulkwatch
 from helpers.support import free_port
 from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
-CLI = (sys.executable, "-m", "bulkwatch")
 SECRET = "whsec_" + base64.b64encode(b"cli-test-signing-key-0123456789").decode()
 HEADER_TOKEN = "Bearer hdr-secret-5f1e"  # a fake credential the output must never show
 LAZZA_PATH = "/openapi/2022-01/data/tasks"
@@ -43,53 +42,6 @@ STOP_WITHIN = 10.0  # seconds a stopping daemon gets before the test fails
 
 
 # --- running the command ---------------------------------------------------------------------
-
-
-def _env() -> dict[str, str]:
-    """The parent's environment without anything that would change bulkwatch's settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BULKWATCH_") and k != "CREDENTIALS_DIRECTORY"
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-@dataclass(frozen=True)
-class Finished:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def logs(self) -> list[dict[str, Any]]:
-        """The JSON log lines on stderr (the configs here ask for `log.format: json`)."""
-        return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
-
-
-async def bulkwatch(*args: str | Path, within: float = 30.0) -> Finished:
-    """Run `bulkwatch ARGS` to completion (killed and failed after `within` seconds)."""
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        *map(str, args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(),
-    )
-    try:
-        async with asyncio.timeout(within):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Finished(proc.returncode, out.decode(), err.decode())
 
 
 class Daemon:
@@ -144,7 +96,7 @@ async def daemon(*args: str | Path) -> AsyncIterator[Daemon]:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(),
+        env=clean_env(),
     )
     running = Daemon(proc)
     try:

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +21,10 @@ from bulkwatch.config.discovery import SEARCHED
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.store.sqlite.store import SqliteStore
+from helpers.cli import CLI, Finished
+from helpers.cli import run_cli as bulkwatch
 from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
-CLI = (sys.executable, "-m", "bulkwatch")
 STORE = {
     "name": "lazza-main",
     "platform": "shoplazza",
@@ -34,36 +32,6 @@ STORE = {
     "access_token": "tok-first-contact",
     "base_url": "http://127.0.0.1:9",  # nobody answers: these tests never need a poll to work
 }
-
-
-@dataclass(frozen=True)
-class Finished:
-    code: int
-    stdout: str
-    stderr: str
-
-
-async def bulkwatch(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> Finished:
-    """Run `bulkwatch ARGS` in `cwd` with no BULKWATCH_* variable but those in `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("BULKWATCH_")}
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        *map(str, args),
-        cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**base, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
-    try:
-        async with asyncio.timeout(30):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Finished(proc.returncode, out.decode(), err.decode())
 
 
 def write(path: Path, **fields: Any) -> Path:

@@ -5,10 +5,9 @@ and change nothing on the platform. Dates come from the test's own clock."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import os
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,11 @@ from bulkwatch.sources.http.recording import Recording
 from bulkwatch.sources.http.response import HttpResponse
 from bulkwatch.sources.probe.report import StoreReport
 from bulkwatch.sources.probe.shared import clock_skew
+from helpers.cli import run_cli
 
-CLI = (sys.executable, "-m", "bulkwatch")
+# A probe of every variant runs several processes at once: give each more time.
+bulkwatch = functools.partial(run_cli, within=60.0)
+
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC).timestamp()
 STORES = [
     StoreSpec("lazza-1", Platform.SHOPLAZZA),
@@ -64,29 +66,6 @@ EXPECTED: dict[str, Expect] = {
         for name, shape in SHAPES.items()
     },
 }
-
-
-@dataclass(frozen=True)
-class Finished:
-    code: int
-    stdout: str
-    stderr: str
-
-
-async def bulkwatch(*args: str | Path) -> Finished:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKWATCH_")}
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        *map(str, args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return Finished(proc.returncode, out.decode(), err.decode())
 
 
 def config_for(path: Path, sim: Simulator, **lazza: Any) -> Path:

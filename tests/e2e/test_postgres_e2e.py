@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,11 +17,10 @@ from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import make_stores, run_simulator
 from bulkwatch.store.postgres.store import PostgresStore
 from bulkwatch.telemetry.metrics import Metrics
+from helpers.cli import run_cli
 from helpers.pg_support import fresh_schema, run_sql
 from helpers.support import settings_for, write_config
 from helpers.webhook_receiver import Reply, running_receiver
-
-CLI = (sys.executable, "-m", "bulkwatch")
 
 
 @pytest.fixture
@@ -68,21 +65,6 @@ async def test_transitions_are_delivered_once_and_survive_a_restart(
     assert [tuple(r) for r in rows] == [("delivered", 3)]
 
 
-async def _bulkwatch(*args: str | Path) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKWATCH_")}
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        *map(str, args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_the_commands_run_on_postgresql_state(tmp_path: Path, pg_url: str) -> None:
     async with run_simulator(stores=make_stores(1, 0)) as sim, running_receiver() as receiver:
         sim.create_task("lazza-1", "a", TaskStatus.RUNNING)
@@ -97,17 +79,15 @@ async def test_the_commands_run_on_postgresql_state(tmp_path: Path, pg_url: str)
                 "notifiers": [{"name": "hook", "type": "webhook", "url": receiver.url}],
             },
         )
-        code, out, err = await _bulkwatch("once", "--config", config)
-        assert code == 0, out + err
-        code, out, err = await _bulkwatch("status", "--json", "--config", config)
-        assert code == 0, out + err
-        (task,) = json.loads(out)["tasks"]
+        done = await run_cli("once", "--config", config)
+        assert done.code == 0, done.output
+        done = await run_cli("status", "--json", "--config", config)
+        assert done.code == 0, done.output
+        (task,) = json.loads(done.stdout)["tasks"]
         assert (task["store"], task["task_id"], task["status"]) == ("lazza-1", "a", "RUNNING")
-        code, out, err = await _bulkwatch(
-            "deliveries", "list", "--status", "delivered", "--config", config
-        )
-        assert code == 0, out + err
-        assert "lazza-1" in out
+        done = await run_cli("deliveries", "list", "--status", "delivered", "--config", config)
+        assert done.code == 0, done.output
+        assert "lazza-1" in done.stdout
     assert [e["subject"] for e in receiver.events] == ["lazza-1/a"]
 
 
@@ -124,13 +104,13 @@ async def test_a_password_in_the_state_url_is_never_shown(tmp_path: Path) -> Non
         tmp_path / "c.yaml",
         {"state": {"url": url}, "server": {"enabled": False}, "stores": [nobody]},
     )
-    code, out, err = await _bulkwatch("check-config", "--config", config)
-    assert code == 0, out + err
-    assert "state: postgresql://bw:***@127.0.0.1:1/bulkwatch?search_path=bw" in out
+    done = await run_cli("check-config", "--config", config)
+    assert done.code == 0, done.output
+    assert "state: postgresql://bw:***@127.0.0.1:1/bulkwatch?search_path=bw" in done.stdout
     for command in (("run",), ("once",), ("status",)):
-        code, out, err = await _bulkwatch(*command, "--config", config)
-        assert code == 1, (command, out, err)
-        assert "hunter2" not in out + err
-        assert "Traceback" not in err
-        assert err.startswith("bulkwatch: state.url: ")
-        assert "postgresql://bw:***@127.0.0.1:1/bulkwatch" in err
+        done = await run_cli(*command, "--config", config)
+        assert done.code == 1, (command, done.output)
+        assert "hunter2" not in done.output
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith("bulkwatch: state.url: ")
+        assert "postgresql://bw:***@127.0.0.1:1/bulkwatch" in done.stderr

@@ -6,14 +6,13 @@ import asyncio
 import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-CLI = (sys.executable, "-m", "bulkwatch")
+from helpers.cli import CLI
 
 
 def _env() -> dict[str, str]:

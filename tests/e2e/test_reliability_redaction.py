@@ -25,7 +25,8 @@ import yaml
 from aiohttp import web
 
 from bulkwatch.common.redact import smtp_plain
-from helpers.crash_support import CLI, Daemon, clean_env, json_logs
+from helpers.cli import run_cli
+from helpers.crash_support import Daemon, json_logs
 from helpers.webhook_receiver import Receiver, running_receiver
 
 TOKENS = {
@@ -181,17 +182,9 @@ def _stored_text(db: Path) -> str:
 
 
 async def _cli(*args: str | Path) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *map(str, args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=clean_env(),
-    )  # fmt: skip
-    async with asyncio.timeout(30):
-        out, _ = await proc.communicate()
-    assert proc.returncode == 0, out.decode()
-    return out.decode()
+    done = await run_cli(*args)
+    assert done.code == 0, done.output
+    return done.output
 
 
 def _leaks(where: str, text: str) -> list[str]:

@@ -21,7 +21,8 @@ from bulkwatch.config import load_settings
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import Platform, TaskStatus
 from bulkwatch.simulator import StoreSpec, run_simulator
-from helpers.crash_support import CLI, Daemon, clean_env
+from helpers.cli import run_cli
+from helpers.crash_support import Daemon
 from helpers.platform_stub import PlatformStub, closed_port_url, json_reply
 from helpers.support import free_port
 
@@ -72,21 +73,6 @@ async def echoing_failure() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def cli(*args: str | Path) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        *map(str, args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=clean_env(),
-    )
-    async with asyncio.timeout(30):
-        out, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
-
-
 async def test_no_secret_appears_in_any_output_log_metric_or_repr(
     tmp_path: Path, platform_stub: PlatformStub
 ) -> None:
@@ -110,11 +96,11 @@ async def test_no_secret_appears_in_any_output_log_metric_or_repr(
         echo["access_token"] = TOKEN_ECHOED
         config = write_config(tmp_path, [*configs.values(), echo], failing, port)
 
-        (code, checked), pages = await asyncio.gather(
-            cli("check-config", "--config", config), run_and_scrape(config, tmp_path, port)
+        checked, pages = await asyncio.gather(
+            run_cli("check-config", "--config", config), run_and_scrape(config, tmp_path, port)
         )
-        assert code == 0, checked
-        assert_clean("check-config", checked)
+        assert checked.code == 0, checked.output
+        assert_clean("check-config", checked.output)
         for name, text in pages.items():
             assert_clean(name, text)
         assert "bulkwatch_api_errors_total" in pages["/metrics"]
@@ -123,10 +109,10 @@ async def test_no_secret_appears_in_any_output_log_metric_or_repr(
         assert_clean("run log", log)
 
         listings = [("status", "--json"), ("deliveries", "list", "--status", "pending")]
-        results = await asyncio.gather(*(cli(*args, "--config", config) for args in listings))
-        for args, (code, out) in zip(listings, results, strict=True):
-            assert code == 0, out
-            assert_clean(" ".join(args), out)
+        results = await asyncio.gather(*(run_cli(*args, "--config", config) for args in listings))
+        for args, done in zip(listings, results, strict=True):
+            assert done.code == 0, done.output
+            assert_clean(" ".join(args), done.output)
 
         settings = load_settings(config, environ={})
         assert_clean("repr(settings)", repr(settings) + str(settings))

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sqlite3
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,20 +18,8 @@ from typing import Any
 import yaml
 
 from bulkwatch.simulator import Simulator
+from helpers.cli import CLI, clean_env
 from helpers.webhook_receiver import Receiver
-
-CLI = (sys.executable, "-m", "bulkwatch")
-
-
-def clean_env() -> dict[str, str]:
-    """The parent's environment without anything that would change bulkwatch's settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("BULKWATCH_") and k != "CREDENTIALS_DIRECTORY"
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def write_config(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import sys
@@ -37,10 +36,10 @@ from bulkwatch.notifiers.registry import (
 )
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.store.base import DeliveryStatus
+from helpers.cli import Finished, run_cli
 from helpers.notifier_support import delivery_harness, task_change
 
 PLUGIN_PKG = Path(__file__).parent / "plugin_pkg"
-CLI = (sys.executable, "-m", "bulkwatch")
 
 # --- the registry with hand-made entry points ---------------------------------------------
 
@@ -217,38 +216,13 @@ def install(package: Path, site: Path) -> None:
 
 
 @dataclass(frozen=True)
-class Finished:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@dataclass(frozen=True)
 class Site:
     """A folder of installed plugins, and the command run with it on PYTHONPATH."""
 
     path: Path
 
     async def bulkwatch(self, *args: str | Path) -> Finished:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BULKWATCH_")}
-        env["PYTHONPATH"] = str(self.path)
-        proc = await asyncio.create_subprocess_exec(
-            *CLI,
-            *map(str, args),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        try:
-            async with asyncio.timeout(30):
-                out, err = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode is not None
-        return Finished(proc.returncode, out.decode(), err.decode())
+        return await run_cli(*args, env={"PYTHONPATH": str(self.path)})
 
 
 @pytest.fixture
