@@ -9,6 +9,7 @@ import pytest
 
 from helpers import pg_support
 from helpers.platform_stub import PlatformStub, run_stub
+from helpers.webhook_receiver import Receiver, running_receiver
 
 # The state-store backends (`backend`, `store`) for the contract tests.
 pytest_plugins = ["helpers.store_fixtures"]
@@ -51,7 +52,14 @@ async def platform_stub() -> AsyncIterator[PlatformStub]:
 
 
 @pytest.fixture
-async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A real client session, closed after the test."""
-    async with aiohttp.ClientSession() as session:
-        yield session
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 that accepts everything (tests may script replies)."""
+    async with running_receiver() as r:
+        yield r

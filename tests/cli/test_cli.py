@@ -158,12 +158,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield rec
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def write_config(tmp_path: Path, sim: Simulator, receiver: Receiver, **extra: Any) -> Path:
     """A config watching every simulated store, delivering to `receiver`, state in tmp_path."""
     data: dict[str, Any] = {

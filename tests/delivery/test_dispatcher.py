@@ -31,7 +31,7 @@ from bulkwatch.store.sqlite.store import SqliteStore
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.clock import ManualClock
 from helpers.support import completed_event, write_events
-from helpers.webhook_receiver import Receiver, Reply, running_receiver
+from helpers.webhook_receiver import Receiver, Reply
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 KEY = EndpointKey("lazza-main", Platform.SHOPLAZZA, "tasks")
@@ -136,18 +136,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await s.open()
     yield s
     await s.close()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as r:
-        yield r
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from bulkwatch.telemetry.metrics import Metrics
 from helpers.clock import ManualClock
 from helpers.disk_faults import read_only_files
 from helpers.support import bound_port, completed_event, settings_for, write_events
-from helpers.webhook_receiver import Receiver, running_receiver
+from helpers.webhook_receiver import Receiver
 
 RETRY = RetrySettings(initial=0.05, max_delay=0.2)
 DELIVERY = DeliverySettings(concurrency=4, batch=50, idle_interval=0.05)
@@ -46,12 +46,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await s.open()
     yield s
     await s.close()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as r:
-        yield r
 
 
 async def _until(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:

@@ -25,19 +25,13 @@ from bulkwatch.store.sqlite.identity import StateFileGoneError
 from bulkwatch.store.sqlite.store import SqliteStore
 from helpers.crash_support import Daemon, json_logs, write_config
 from helpers.support import free_port
-from helpers.webhook_receiver import Receiver, running_receiver
+from helpers.webhook_receiver import Receiver
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     async with run_simulator(stores=make_stores(1, 1), seed=5) as s:
         yield s
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as r:
-        yield r
 
 
 async def _readyz(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:

@@ -1,5 +1,5 @@
 """What the Shoplazza and Shopline source tests share, beside the `platform_stub` and
-`http_session` fixtures of conftest.py: how a source is built and polled, the check on a
+`session` fixtures of conftest.py: how a source is built and polled, the check on a
 failed poll, and the shape of their tables of error answers."""
 
 from __future__ import annotations

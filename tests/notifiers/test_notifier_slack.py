@@ -118,12 +118,6 @@ async def slack() -> AsyncIterator[FakeSlack]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def notifier(session: aiohttp.ClientSession, url: str, **fields: object) -> SlackNotifier:
     config = SlackNotifierConfig.model_validate({"name": "chat", "webhook_url": url, **fields})
     return SlackNotifier(config, session)

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from bulkwatch.notifiers import registry
 from bulkwatch.notifiers.base import DeliveryError, NotifierContext, OutgoingEvent
 from bulkwatch.notifiers.sample import sample_event, send_sample
 from bulkwatch.notifiers.webhook import CONTENT_TYPE, WebhookNotifier, WebhookNotifierConfig
-from helpers.webhook_receiver import Receiver, Reply, running_receiver
+from helpers.webhook_receiver import Receiver, Reply
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -60,18 +60,6 @@ def outgoing(attempt: int = 1) -> OutgoingEvent:
         cloudevent=json.loads(body),
         attempt=attempt,
     )
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as r:
-        yield r
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def notifier(session: aiohttp.ClientSession, url: str, **fields: object) -> WebhookNotifier:

@@ -66,12 +66,6 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
 async def sim(clock: FakeClock) -> AsyncIterator[Simulator]:
     stores = [
         *make_stores(2, 2),

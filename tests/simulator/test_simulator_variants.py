@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -20,12 +19,6 @@ STORES = [
     StoreSpec("lazza-1", Platform.SHOPLAZZA),
     StoreSpec("line-1", Platform.SHOPLINE, operation_types=("QUERY",)),
 ]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def get(

@@ -120,7 +120,7 @@ def test_each_store_gets_its_own_limit_from_store_defaults_or_platform(
 
 
 async def test_every_page_of_a_shoplazza_poll_takes_a_slot(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     def respond(seen: Seen) -> Reply:  # four tasks, one a page: paging runs to max_pages
         page = int(seen.query["page"])
@@ -129,7 +129,7 @@ async def test_every_page_of_a_shoplazza_poll_takes_a_slot(
 
     platform_stub.respond = respond
     lazza = source(
-        http_session,
+        session,
         platform_stub.url,
         "shoplazza",
         rate_limit=20,
@@ -145,12 +145,12 @@ async def test_every_page_of_a_shoplazza_poll_takes_a_slot(
 
 
 async def test_the_endpoints_of_one_store_share_its_bucket_and_other_stores_do_not(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     platform_stub.script(json_reply({}))
     slow = {"rate_limit": 2, "burst": 1}
-    one = source(http_session, platform_stub.url, "shopline", **slow)
-    other = source(http_session, platform_stub.url, "shopline", **slow)
+    one = source(session, platform_stub.url, "shopline", **slow)
+    other = source(session, platform_stub.url, "shopline", **slow)
     query, mutation = one.endpoints
 
     started = time.monotonic()

@@ -51,12 +51,12 @@ def entry(n: int, **extra: Any) -> dict[str, Any]:
 
 
 async def test_created_times_tell_the_order_at_the_first_poll(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     times = [(NOW + timedelta(minutes=n)).isoformat() for n in range(12)]
     entries = [entry(n, created_at=times[n]) for n in range(12)]  # oldest first
     serve(platform_stub, entries)
-    lazza = source(http_session, platform_stub.url, page_limit=2, max_pages=2)
+    lazza = source(session, platform_stub.url, page_limit=2, max_pages=2)
 
     first = await poll(lazza, KEY, NOW)
     assert first.listing is not None
@@ -78,11 +78,11 @@ async def test_created_times_tell_the_order_at_the_first_poll(
 
 
 async def test_new_ids_at_the_front_mean_newest_first(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     entries = [entry(n) for n in range(10, 0, -1)]  # newest first, no times
     serve(platform_stub, entries)
-    lazza = source(http_session, platform_stub.url, page_limit=2, max_pages=2)
+    lazza = source(session, platform_stub.url, page_limit=2, max_pages=2)
     first = await poll(lazza, KEY, NOW)
     assert first.listing is not None
     assert first.listing.order == "unknown"
@@ -103,10 +103,10 @@ async def test_new_ids_at_the_front_mean_newest_first(
 
 
 async def test_a_list_of_exactly_max_pages_with_a_404_past_the_end_is_complete(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     serve(platform_stub, [entry(n) for n in range(4)], past_end=404)
-    lazza = source(http_session, platform_stub.url, page_limit=2, max_pages=2)
+    lazza = source(session, platform_stub.url, page_limit=2, max_pages=2)
 
     result = await poll(lazza, KEY, NOW)
 
@@ -116,14 +116,14 @@ async def test_a_list_of_exactly_max_pages_with_a_404_past_the_end_is_complete(
 
 
 async def test_a_server_that_ignores_page_costs_a_bounded_number_of_requests(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     # It honours `limit` but not `page`: every page starts at the first task.
     def respond(seen: Seen) -> Reply:
         return json_reply({"tasks": [entry(1), entry(2)][: int(seen.query["limit"])]})
 
     platform_stub.respond = respond
-    lazza = source(http_session, platform_stub.url, page_limit=2, max_pages=2)
+    lazza = source(session, platform_stub.url, page_limit=2, max_pages=2)
 
     result = await poll(lazza, KEY, NOW)
 
@@ -134,10 +134,10 @@ async def test_a_server_that_ignores_page_costs_a_bounded_number_of_requests(
 
 
 async def test_a_server_that_ignores_the_page_size_fails_the_poll_at_a_bounded_cost(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     platform_stub.script(json_reply({"tasks": [entry(n) for n in range(1, 4)]}))
-    lazza = source(http_session, platform_stub.url, page_limit=2, max_pages=2)
+    lazza = source(session, platform_stub.url, page_limit=2, max_pages=2)
 
     with pytest.raises(PollError, match="lists 3 tasks, more than the 2 asked for"):
         await poll(lazza, KEY, NOW)

@@ -48,8 +48,8 @@ def lazza(
 
 
 @pytest.fixture
-def source(platform_stub: PlatformStub, http_session: aiohttp.ClientSession) -> ShoplazzaSource:
-    return lazza(http_session, platform_stub.url)
+def source(platform_stub: PlatformStub, session: aiohttp.ClientSession) -> ShoplazzaSource:
+    return lazza(session, platform_stub.url)
 
 
 def snap(task_id: str, status: TaskStatus, raw: int, **fields: Any) -> TaskSnapshot:
@@ -87,10 +87,10 @@ async def test_poll_sends_the_documented_request_and_keeps_the_request_id(
 
 
 async def test_api_version_and_page_limit_come_from_the_store(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     platform_stub.script(json_reply({"tasks": []}))
-    source = lazza(http_session, platform_stub.url, api_version="2024-07", page_limit=250)
+    source = lazza(session, platform_stub.url, api_version="2024-07", page_limit=250)
 
     await poll(source, KEY, NOW)
 
@@ -169,11 +169,11 @@ async def test_query_status_maps_through_the_default_table(
 
 
 async def test_a_store_status_map_overrides_and_extends_the_defaults(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     tasks = [{"query_id": "a", "query_status": 9}, {"query_id": "b", "query_status": 1}]
     platform_stub.script(json_reply({"tasks": tasks}))
-    source = lazza(http_session, platform_stub.url, status_map={"9": "FAILED", "1": "CREATED"})
+    source = lazza(session, platform_stub.url, status_map={"9": "FAILED", "1": "CREATED"})
 
     result = await poll(source, KEY, NOW)
 
@@ -264,12 +264,12 @@ def task(task_id: str, status: int = 1) -> dict[str, Any]:
 
 
 async def test_paging_stops_at_the_first_short_page_and_dedupes_across_pages(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     platform_stub.respond = pages(
         {1: [task("t1"), task("t2")], 2: [task("t3"), task("t1", 2)], 3: [task("t4")]}
     )
-    source = lazza(http_session, platform_stub.url, page_limit=2, max_pages=10)
+    source = lazza(session, platform_stub.url, page_limit=2, max_pages=10)
 
     result = await poll(source, KEY, NOW)
 
@@ -291,7 +291,7 @@ async def test_paging_stops_at_the_first_short_page_and_dedupes_across_pages(
 
 
 async def test_a_list_longer_than_max_pages_is_read_at_both_ends_while_its_order_is_unknown(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     ids = [f"t{n}" for n in range(1, 20)]  # 19 tasks, 2 a page: 10 pages
 
@@ -301,7 +301,7 @@ async def test_a_list_longer_than_max_pages_is_read_at_both_ends_while_its_order
         return json_reply({"tasks": [task(i) for i in chunk]})
 
     platform_stub.respond = respond
-    source = lazza(http_session, platform_stub.url, page_limit=2, max_pages=3)
+    source = lazza(session, platform_stub.url, page_limit=2, max_pages=3)
 
     result = await poll(source, KEY, NOW)
 
@@ -315,10 +315,10 @@ async def test_a_list_longer_than_max_pages_is_read_at_both_ends_while_its_order
 
 
 async def test_a_full_page_followed_by_an_empty_one_ends_the_list(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     platform_stub.respond = pages({1: [task("a"), task("b")]})
-    source = lazza(http_session, platform_stub.url, page_limit=2)
+    source = lazza(session, platform_stub.url, page_limit=2)
 
     result = await poll(source, KEY, NOW)
 
@@ -327,7 +327,7 @@ async def test_a_full_page_followed_by_an_empty_one_ends_the_list(
 
 
 async def test_a_failing_later_page_fails_the_whole_poll_with_its_own_request_id(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     def respond(seen: Seen) -> Reply:
         if seen.query["page"] == "1":
@@ -335,7 +335,7 @@ async def test_a_failing_later_page_fails_the_whole_poll_with_its_own_request_id
         return json_reply({"error": "busy"}, status=503, headers={"Request-Id": "p2"})
 
     platform_stub.respond = respond
-    source = lazza(http_session, platform_stub.url, page_limit=2)
+    source = lazza(session, platform_stub.url, page_limit=2)
 
     error = await poll_error(source)
 
@@ -431,13 +431,13 @@ BIG = json.dumps({"tasks": [task(f"t{n}") for n in range(200)]}).encode()
 
 
 async def test_a_declared_length_over_the_cap_is_rejected_before_reading_the_body(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     # The server sends half the body and then waits: only a reject on Content-Length,
     # before reading, answers before the timeout.
     cap = len(BIG) * 3 // 4
     platform_stub.script(Reply(body=BIG, headers=RID, stall_body=True))
-    source = lazza(http_session, platform_stub.url, max_body_bytes=cap, timeout=1)
+    source = lazza(session, platform_stub.url, max_body_bytes=cap, timeout=1)
 
     error = await poll_error(source)
 
@@ -450,10 +450,10 @@ async def test_a_declared_length_over_the_cap_is_rejected_before_reading_the_bod
 
 
 async def test_a_streamed_body_over_the_cap_is_rejected(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     platform_stub.script(Reply(body=BIG, headers=RID, chunked=True))
-    source = lazza(http_session, platform_stub.url, max_body_bytes=1000)
+    source = lazza(session, platform_stub.url, max_body_bytes=1000)
 
     error = await poll_error(source)
 
@@ -466,10 +466,10 @@ async def test_a_streamed_body_over_the_cap_is_rejected(
 
 
 async def test_an_error_page_over_the_cap_still_reports_the_status(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     platform_stub.script(Reply(status=503, body=b"<html>" + b"x" * 5000, headers=RID))
-    source = lazza(http_session, platform_stub.url, max_body_bytes=1000)
+    source = lazza(session, platform_stub.url, max_body_bytes=1000)
 
     error = await poll_error(source)
 
@@ -478,10 +478,10 @@ async def test_an_error_page_over_the_cap_still_reports_the_status(
 
 @pytest.mark.parametrize("stall_body", [False, True], ids=["no-headers", "half-body"])
 async def test_a_response_slower_than_the_timeout_is_a_timeout(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession, stall_body: bool
+    platform_stub: PlatformStub, session: aiohttp.ClientSession, stall_body: bool
 ) -> None:
     platform_stub.script(Reply(body=BIG, headers=RID, hold=not stall_body, stall_body=stall_body))
-    source = lazza(http_session, platform_stub.url, timeout=0.2)
+    source = lazza(session, platform_stub.url, timeout=0.2)
 
     error = await poll_error(source)
 
@@ -491,9 +491,9 @@ async def test_a_response_slower_than_the_timeout_is_a_timeout(
 
 
 async def test_a_refused_connection_is_a_network_failure(
-    http_session: aiohttp.ClientSession,
+    session: aiohttp.ClientSession,
 ) -> None:
-    source = lazza(http_session, closed_port_url())
+    source = lazza(session, closed_port_url())
 
     error = await poll_error(source)
 
@@ -540,7 +540,7 @@ async def test_cancelling_a_poll_propagates_cancellation(
 
 
 async def test_make_source_builds_a_shoplazza_source_with_one_tasks_endpoint(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     store = {
         "name": "lazza-main",
@@ -549,7 +549,7 @@ async def test_make_source_builds_a_shoplazza_source_with_one_tasks_endpoint(
         "access_token": "t",
     }
 
-    source = build_source(http_session, store)
+    source = build_source(session, store)
 
     assert isinstance(source, ShoplazzaSource)
     assert (source.platform, source.store, source.endpoints) == (
@@ -583,9 +583,9 @@ async def test_the_same_one_page_list_again_is_unchanged_and_not_parsed(
 
 
 async def test_a_longer_list_never_matches_its_first_page(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
-    source = lazza(http_session, platform_stub.url, page_limit=2, max_pages=5)
+    source = lazza(session, platform_stub.url, page_limit=2, max_pages=5)
     platform_stub.respond = pages({1: [task("t1")]})
     short = await source.poll_since(KEY, NOW, None)
     platform_stub.respond = pages({1: [task("t1"), task("t2")], 2: [task("t3")]})

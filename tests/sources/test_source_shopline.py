@@ -55,8 +55,8 @@ def line(
 
 
 @pytest.fixture
-def source(platform_stub: PlatformStub, http_session: aiohttp.ClientSession) -> ShoplineSource:
-    return line(http_session, platform_stub.url)
+def source(platform_stub: PlatformStub, session: aiohttp.ClientSession) -> ShoplineSource:
+    return line(session, platform_stub.url)
 
 
 def snap(**fields: Any) -> TaskSnapshot:
@@ -479,10 +479,10 @@ FAULTS = [
 
 @pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in FAULTS])
 async def test_transport_failures_are_classified(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession, fault: Fault
+    platform_stub: PlatformStub, session: aiohttp.ClientSession, fault: Fault
 ) -> None:
     platform_stub.script(fault.reply)
-    source = line(http_session, platform_stub.url, timeout=0.2, max_body_bytes=fault.max_body_bytes)
+    source = line(session, platform_stub.url, timeout=0.2, max_body_bytes=fault.max_body_bytes)
 
     error = await poll_error(source)
 
@@ -491,16 +491,16 @@ async def test_transport_failures_are_classified(
 
 
 async def test_a_refused_connection_is_a_network_failure(
-    http_session: aiohttp.ClientSession,
+    session: aiohttp.ClientSession,
 ) -> None:
-    error = await poll_error(line(http_session, closed_port_url()))
+    error = await poll_error(line(session, closed_port_url()))
 
     assert (error.kind, error.http_status, error.request_id) == (FailureKind.NETWORK, None, None)
     assert "connection failed" in error.message
 
 
 async def test_a_rotated_token_file_is_picked_up_without_a_restart(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession, tmp_path: Path
+    platform_stub: PlatformStub, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     token_file = tmp_path / "line-main.token"
     token_file.write_text("token-one\n")
@@ -514,7 +514,7 @@ async def test_a_rotated_token_file_is_picked_up_without_a_restart(
     }
     config.write_text(json.dumps({"instance": "test", "stores": [store]}))
     settings = load_settings(config, environ={})
-    source = make_source(resolve_stores(settings)[0], http_session)
+    source = make_source(resolve_stores(settings)[0], session)
     platform_stub.script(json_reply({}))
 
     def rewrite(text: str) -> None:
@@ -540,12 +540,12 @@ async def test_a_rotated_token_file_is_picked_up_without_a_restart(
 
 
 async def test_one_endpoint_per_operation_type(
-    platform_stub: PlatformStub, http_session: aiohttp.ClientSession
+    platform_stub: PlatformStub, session: aiohttp.ClientSession
 ) -> None:
     both = {"name": "line-main", "platform": "shopline", "handle": "open001", "access_token": "t"}
-    only_mutation = line(http_session, platform_stub.url, operation_types=["MUTATION"])
+    only_mutation = line(session, platform_stub.url, operation_types=["MUTATION"])
 
-    source = build_source(http_session, both)
+    source = build_source(session, both)
 
     assert isinstance(source, ShoplineSource)
     assert (source.platform, source.store, source.endpoints) == (
