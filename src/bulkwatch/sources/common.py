@@ -72,20 +72,12 @@ class HttpSource:
         self._tokens.current()
         return self._tokens.version
 
-    async def _fresh_token(self, key: EndpointKey, now: datetime) -> str:
-        """`_token_for`, after renewing the token when it is due (a Shopline app's)."""
+    async def _token_for(self, key: EndpointKey, now: datetime) -> str:
+        """The token to poll `key` with at `now`, renewed first when it is due (a Shopline
+        app's); `PollError` (auth) when there is none."""
         if key not in self.endpoints:
             raise ValueError(f"{key} is not an endpoint of store {self.store}")
         token = await self._tokens.token_at(key, now)
-        if not token:
-            raise PollError(FailureKind.AUTH, "no access token configured", key=key)
-        return token
-
-    def _token_for(self, key: EndpointKey) -> str:
-        """The current token for polling `key`; `PollError` (auth) when there is none."""
-        if key not in self.endpoints:
-            raise ValueError(f"{key} is not an endpoint of store {self.store}")
-        token = self._tokens.current()
         if not token:
             raise PollError(FailureKind.AUTH, "no access token configured", key=key)
         return token

@@ -84,7 +84,7 @@ class ShoplazzaSource(HttpSource):
     ) -> PollResult | Unchanged:
         """Read the list from the end new tasks appear at (`sources.listing`); raise
         `PollError`. `Unchanged` when page 1 is the whole list fingerprinted `known`."""
-        token = self._token_for(key)
+        token = await self._token_for(key, now)
         fingerprint = Fingerprint()
         request_ids: list[str] = []
 
@@ -150,7 +150,7 @@ class ShoplazzaSource(HttpSource):
     async def read_page(self, key: EndpointKey, page: int, limit: int, now: datetime) -> Page:
         """One page of the list as a poll reads it (`Page.past_end` says how a page after the
         last one was answered); `PollError` for anything else."""
-        token = self._token_for(key)
+        token = await self._token_for(key, now)
         return await self._fetch(
             key, token, page, limit, now=now, fingerprint=Fingerprint(), request_ids=[]
         )

@@ -76,7 +76,7 @@ class ShoplineSource(HttpSource):
     ) -> PollResult | Unchanged:
         """The current task of `key`'s operation type (none is a valid answer); `Unchanged`
         when the response is the one fingerprinted `known`; or `PollError`."""
-        token = await self._fresh_token(key, now)
+        token = await self._token_for(key, now)
         headers = self._headers(token)
         resp = await self._client.get(
             key, self._url, params={"type": key.endpoint}, headers=headers, secret=token, now=now
