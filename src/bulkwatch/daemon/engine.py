@@ -80,7 +80,9 @@ class Engine:
         self.clock = clock
         stores = resolve_stores(settings)
         self.notifier_configs = notifier_configs(settings)
-        self.store: StateStore = open_store(settings.state)
+        self.store: StateStore = open_store(
+            settings.state, owner=None, claim_timeout=settings.delivery.claim_timeout
+        )
         self.notifiers: dict[str, Notifier] = {}
         self.status = DaemonStatus(settings.instance, len(stores), stores, staleness={})
         self.poller = Poller(

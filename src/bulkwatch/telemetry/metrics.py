@@ -141,6 +141,11 @@ class Metrics:
             "delivery_store_errors",
             "State store errors met by the dispatcher (each pauses delivery a while)",
         )
+        self.delivery_claims_lost = counter(
+            "delivery_claims_lost",
+            "Delivery outcomes dropped because another replica took the row after this one's "
+            "claim on it timed out (delivery.claim_timeout); that replica's outcome stands",
+        )
         self.scheduler_missed = counter(
             "scheduler_jobs_missed",
             "Poll jobs the scheduler skipped because they ran past their misfire grace time",
