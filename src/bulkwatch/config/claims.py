@@ -27,11 +27,9 @@ def claim_problems(settings: Settings) -> list[str]:
         timeout = getattr(notifier, "timeout", None)
         if isinstance(timeout, int | float) and 2 * timeout > claim:
             problems.append(
-                f"notifiers[{i}].timeout: {f'{timeout:g}s'} (notifier "
-                f"{notifier.name!r}) is more than half delivery.claim_timeout "
-                f"({f'{claim:g}s'}): a send started late in its claim could outlast "
-                "it and another replica would send the event again; set "
-                f"delivery.claim_timeout to {f'{2 * timeout:g}s'} or more, or lower "
-                "the timeout"
+                f"notifiers[{i}].timeout: {timeout:g}s (notifier {notifier.name!r}) is more "
+                f"than half delivery.claim_timeout ({claim:g}s): a send started late in its "
+                "claim could outlast it and another replica would send the event again; set "
+                f"delivery.claim_timeout to {2 * timeout:g}s or more, or lower the timeout"
             )
     return problems

@@ -242,8 +242,9 @@ class PostgresOutbox:
     async def requeue_dead(
         self, now: datetime, *, ids: Sequence[int] | None = None, notifier: str | None = None
     ) -> int:
-        """Make dead rows pending again, due `now`, with attempts reset and last_error kept;
-        filter by `ids` and/or `notifier` (neither: every dead row). Return how many."""
+        """Make dead rows pending again, due `now`, with attempts reset, last_error kept and
+        any claim cleared; filter by `ids` and/or `notifier` (neither: every dead row). Return
+        how many."""
         await self.flush_marks()
         chosen = None if ids is None else list(ids)
         async with self._writes.write():
