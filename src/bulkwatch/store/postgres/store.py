@@ -24,7 +24,12 @@ from bulkwatch.model import (
     StoreHealth,
     TrackedTask,
 )
-from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
+from bulkwatch.store.base import (
+    LeaseLostError,
+    PollWrite,
+    StoreUnavailableError,
+    StoreWriteError,
+)
 from bulkwatch.store.postgres.leases import PostgresLeases
 from bulkwatch.store.postgres.outbox import PostgresOutbox, WriteOutcome, affected
 from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
@@ -185,10 +190,16 @@ class PostgresStore(PostgresTokens):
 
     async def save_poll(self, write: PollWrite) -> None:
         """Write the poll's state and its outbox rows in one statement (so one transaction);
-        if anything raises, nothing is written and the error propagates."""
+        if anything raises, nothing is written and the error propagates. With an owner, the
+        same statement checks its lease: `LeaseLostError` when it holds none on the store."""
         sql, args = save_poll_args(write)
         async with self._writes.write():
-            await self._connections().execute(sql, *args)
+            if write.owner is None:
+                await self._connections().execute(sql, *args)
+                return
+            held = await self._connections().fetchval(sql, *args)
+        if not held:
+            raise LeaseLostError(write.endpoint.key.store, write.owner)
 
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store."""
