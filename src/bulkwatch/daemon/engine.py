@@ -83,7 +83,7 @@ class Engine:
         self.store: StateStore = open_store(settings.state)
         self.notifiers: dict[str, Notifier] = {}
         self.status = DaemonStatus(settings.instance, len(stores), stores, staleness={})
-        replicas = settings.state.replicas
+        self.replicas = replicas = settings.state.replicas
         # With replicas: this process's id, which fences its poll writes; None without.
         self.replica = settings.state.replica if replicas else None
         self.poller = Poller(
@@ -146,8 +146,9 @@ class Engine:
     async def _start(self) -> None:
         s = self.settings
         session, delivery_session = await client_sessions(self._stack, s.delivery.concurrency)
-        # One process per state file, from before the first read until after the last write.
-        self._stack.enter_context(daemon_lock(self.store))
+        # One daemon per state (or replicas only), from before the first read until after
+        # the last write.
+        await self._stack.enter_async_context(daemon_lock(self.store, replicas=self.replicas))
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self.status.ping = self.store.ping

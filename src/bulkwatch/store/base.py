@@ -23,7 +23,7 @@ from bulkwatch.model import (
     TaskStatus,
     TrackedTask,
 )
-from bulkwatch.store.leasing import Claimed, Holder, LeaseLostError, Leases
+from bulkwatch.store.leasing import Claimed, Holder, LeaseLostError, Leases, StateInUseError
 
 __all__ = [
     "Claimed",
@@ -37,6 +37,7 @@ __all__ = [
     "PollState",
     "PollWrite",
     "SchemaTooNewError",
+    "StateInUseError",
     "StateStore",
     "StatusReads",
     "StoreCorruptError",

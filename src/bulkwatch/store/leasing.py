@@ -1,8 +1,9 @@
-"""The store-lease contract: which replica polls which store (`Leases`), and the error a
-fenced poll write raises when its replica no longer holds the store (`LeaseLostError`).
+"""How daemons share one state: which replica polls which store (`Leases`), the error a
+fenced poll write raises when its replica no longer holds the store (`LeaseLostError`), and
+the refusal of a daemon that may not share the state with those running (`StateInUseError`).
 
 Re-exported by `store/base.py` with the other protocols; a module of its own so that the
-contract of leases reads in one place.
+contract of sharing reads in one place.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Claimed", "Holder", "LeaseLostError", "Leases"]
+__all__ = ["Claimed", "Holder", "LeaseLostError", "Leases", "StateInUseError"]
+
+
+class StateInUseError(Exception):
+    """Another bulkwatch daemon uses the state in a way that excludes this one: a SQLite
+    file's daemon, or on PostgreSQL a daemon without `state.replicas` beside any other."""
 
 
 class LeaseLostError(Exception):

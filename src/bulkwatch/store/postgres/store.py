@@ -11,6 +11,7 @@ processes may share the database: PostgreSQL's row locks keep each write whole a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Collection
 from datetime import datetime
 
@@ -30,6 +31,7 @@ from bulkwatch.store.base import (
     StoreUnavailableError,
     StoreWriteError,
 )
+from bulkwatch.store.postgres.guard import daemon_guard
 from bulkwatch.store.postgres.leases import PostgresLeases
 from bulkwatch.store.postgres.outbox import PostgresOutbox, WriteOutcome, affected
 from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
@@ -146,6 +148,21 @@ class PostgresStore(PostgresTokens):
             pool.terminate()
             raise
         self._pool = pool
+
+    def daemon_guard(self, *, shared: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """The daemon lock on this database (`guard.py`): exclusive for a daemon without
+        replicas, `shared` for replicas; held on a connection of its own for the block."""
+        return daemon_guard(self._connect_one, shared=shared, where=without_password(self.url))
+
+    async def _connect_one(self) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(
+                self.url, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+            )
+        except _CONNECTION_ERRORS as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to {self!r}: {self._reason(exc)}"
+            ) from None
 
     async def close(self) -> None:
         """Close every connection; safe to call twice."""
