@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.health import readiness
+from bulkwatch.daemon.web import start_web
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from helpers.pg_support import fresh_schema, run_sql
@@ -28,6 +30,7 @@ from helpers.replica_support import (
     serving,
     until,
 )
+from helpers.support import bound_port
 
 STORES = 5
 
@@ -169,3 +172,34 @@ async def test_a_reload_releases_removed_stores_and_claims_added_ones(
             assert scheduled(a) == {"lazza-1", "lazza-3"}
             assert await _holders(pg_url) == {"lazza-1": "a", "lazza-3": "a"}
             assert sample(a, "bulkwatch_lease_releases_total") == 1
+
+
+async def test_the_api_and_the_status_page_name_the_owner_of_each_store(
+    tmp_path: Path, sim: Simulator, pg_url: str
+) -> None:
+    stores = sim.store_configs()
+    async with (
+        serving(replica_settings(tmp_path, stores, pg_url, "a")) as a,
+        serving(replica_settings(tmp_path, stores, pg_url, "b")) as b,
+        aiohttp.ClientSession() as http,
+    ):
+        await until(lambda: _split(a, b) == [2, 3] and _disjoint_and_whole(a, b), "a split")
+        runner = await start_web(a, "127.0.0.1", 0)
+        try:
+            url = f"http://127.0.0.1:{bound_port(runner)}"
+            async with http.get(f"{url}/api/v1/stores") as resp:
+                listed = await resp.json()
+            async with http.get(f"{url}/api/v1/summary") as resp:
+                summary = await resp.json()
+            async with http.get(url + "/") as resp:
+                page = await resp.text()
+        finally:
+            await runner.cleanup()
+        expected = dict.fromkeys(keeper(a).held, "a") | dict.fromkeys(keeper(b).held, "b")
+        mine = len(keeper(a).held)
+    assert {s["name"]: s["owner"] for s in listed["stores"]} == expected
+    replica = summary["replica"]
+    assert (replica["id"], replica["share"], replica["live_replicas"]) == ("a", 3, 2)
+    assert replica["stores_owned"] == mine
+    assert '<th scope="col">Owner</th>' in page
+    assert f"replica a polls {mine} (share 3, 2 replicas live)" in page
