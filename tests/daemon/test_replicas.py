@@ -117,12 +117,12 @@ async def test_a_replica_that_cannot_renew_stops_polling_by_half_the_ttl_and_los
         lost = set(keeper(a).held)
         # a's connections go: every renewal (and poll) fails from now on, for real.
         await a.store.close()
+        failed = {"result": "failed"}
+        await until(lambda: sample(a, "bulkwatch_lease_renewals_total", **failed) > 0, "failing")
         status = a.status.replica
         assert status is not None
         assert status.renewed_at is not None
-        last = status.renewed_at
-        failed = {"result": "failed"}
-        await until(lambda: sample(a, "bulkwatch_lease_renewals_total", **failed) > 0, "failing")
+        last = status.renewed_at  # the last success: renewals run one after the other
         # Sleep past the deadline: the keeper's timer, due at the deadline, runs first.
         await asyncio.sleep(max(last + TTL / 2 - time.monotonic(), 0) + 0.01)
         assert status.renewed_at == last  # no renewal succeeded since: the pool is closed
@@ -203,3 +203,22 @@ async def test_the_api_and_the_status_page_name_the_owner_of_each_store(
     assert replica["stores_owned"] == mine
     assert '<th scope="col">Owner</th>' in page
     assert f"replica a polls {mine} (share 3, 2 replicas live)" in page
+
+
+async def test_giving_a_store_up_cancels_its_poll_in_flight(
+    tmp_path: Path, sim: Simulator, pg_url: str
+) -> None:
+    settings = replica_settings(tmp_path, sim.store_configs(), pg_url, "a", ttl=60)
+    async with serving(settings) as a:
+        await until(lambda: len(keeper(a).held) == STORES, "a holds every store")
+        assert a.scheduler is not None
+        job = a.scheduler.get_job("lazza-1/tasks")
+        sim.inject("slow", store="lazza-1", delay=30)  # answers long after the poll's timeout
+        before = sim.request_count("lazza-1")
+        running = asyncio.create_task(job.func())  # the job as the scheduler runs it
+        await until(lambda: sim.request_count("lazza-1") > before, "the poll's request sent")
+        a.fleet.disown(["lazza-1"])
+        await running  # returns: its poll was cancelled, not failed
+        assert a.scheduler.get_job("lazza-1/tasks") is None
+        polls = {"platform": "shoplazza", "store": "lazza-1"}
+        assert sample(a, "bulkwatch_polls_total", **polls, outcome="error") == 0

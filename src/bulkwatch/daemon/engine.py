@@ -285,6 +285,7 @@ class Engine:
                 notifiers=sorted(self.notifiers),
                 version=__version__,
                 **({"config": config} if config is not None else {}),
+                **({"replica": self.replica} if self.replica is not None else {}),
             )
             if ready is not None:
                 ready()
