@@ -36,6 +36,11 @@ pytestmark = pytest.mark.deploy
 
 PROMETHEUS = DEPLOY / "prometheus"
 UNIT = DEPLOY / "systemd" / "bulkwatch.service"
+REPLICA_ALERTS = {
+    "BulkwatchLeaseRenewalsFailing",
+    "BulkwatchStoresUnowned",
+    "BulkwatchReplicaTakeovers",
+}
 # `systemd-analyze security` exposure, times ten (1.5 is "OK"); the unit scores 1.1 today.
 SECURITY_THRESHOLD = 15
 
@@ -78,7 +83,7 @@ async def test_promtool_accepts_a_live_metrics_scrape(tmp_path: Path) -> None:
 def test_promtool_checks_the_alert_rules() -> None:
     result = run(tool("promtool"), "check", "rules", PROMETHEUS / "alerts.yml")
     assert result.code == 0, result.output
-    assert "SUCCESS: 8 rules found" in result.output
+    assert "SUCCESS: 11 rules found" in result.output
 
 
 def test_promtool_unit_tests_pass_and_cover_every_alert() -> None:
@@ -246,6 +251,10 @@ async def test_prometheus_scrapes_the_daemon_and_loads_the_rules(tmp_path: Path)
         rules = await until("every alert rule to evaluate", rules_evaluated)
         assert {r["name"] for r in rules} >= {"BulkwatchStoreDown", "BulkwatchNoSuccessfulPoll"}
         assert not [r["name"] for r in rules if r["state"] == "firing"]
+        # One process without replicas: the replica alerts are not even pending.
+        replica_rules = [r for r in rules if r["name"] in REPLICA_ALERTS]
+        assert len(replica_rules) == len(REPLICA_ALERTS)
+        assert {r["state"] for r in replica_rules} == {"inactive"}
         assert daemon.returncode is None
         assert server.returncode is None
 
