@@ -174,6 +174,7 @@ class Engine:
             [(store.platform.value, store.name, store.interval) for store in self.stores],
             self.notifiers,
         )
+        self.metrics.stores_configured.set(len(self.stores))
 
     def _build(self, cfg: NotifierConfig) -> Notifier:
         """Build a notifier, to be closed with the engine (a reload may have replaced it)."""
@@ -258,6 +259,7 @@ class Engine:
         self.dispatcher.set_notifiers(self.notifiers)
         fresh = (*plan.added, *plan.changed)
         self.metrics.declare([(s.platform.value, s.name, s.interval) for s in fresh], notifiers)
+        self.metrics.stores_configured.set(len(plan.stores))
         return plan
 
     async def serve(

@@ -106,6 +106,11 @@ class Metrics:
             "Configured seconds between two polls of one endpoint of the store",
             per_store,
         )
+        # Every replica reports every configured store here, whichever polls it: the count the
+        # stores the replicas own add up to (deploy/prometheus/alerts.yml).
+        self.stores_configured = gauge(
+            "stores_configured", "Stores in the config, whichever replica polls them"
+        )
         self.api_errors = counter("api_errors", "Platform API errors by kind", (*per_store, "kind"))
         self.last_success = gauge(
             "last_success_timestamp_seconds", "Unix time of the last successful poll", per_store
