@@ -174,7 +174,14 @@ class Engine:
             [(store.platform.value, store.name, store.interval) for store in self.stores],
             self.notifiers,
         )
-        self.metrics.stores_configured.set(len(self.stores))
+        self._count_stores(len(self.stores))
+
+    def _count_stores(self, configured: int) -> None:
+        """The stores gauges; a daemon without replicas owns every store (the unowned-stores
+        alert compares the two)."""
+        self.metrics.stores_configured.set(configured)
+        if not self.replicas:
+            self.metrics.lease_stores_owned.set(configured)
 
     def _build(self, cfg: NotifierConfig) -> Notifier:
         """Build a notifier, to be closed with the engine (a reload may have replaced it)."""
@@ -259,7 +266,7 @@ class Engine:
         self.dispatcher.set_notifiers(self.notifiers)
         fresh = (*plan.added, *plan.changed)
         self.metrics.declare([(s.platform.value, s.name, s.interval) for s in fresh], notifiers)
-        self.metrics.stores_configured.set(len(plan.stores))
+        self._count_stores(len(plan.stores))
         return plan
 
     async def serve(

@@ -188,7 +188,8 @@ class Metrics:
             "config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load (start or SIGHUP)",
         )
-        # Replicas (state.replicas): always exported, at 0 without replicas.
+        # Replicas (state.replicas): always exported; without replicas the one daemon owns
+        # every store (lease_stores_owned = stores_configured), the others stay at 0.
         self.replica_info = gauge(
             "replica_info", "1, labelled with this replica's id (state.replicas only)", ("replica",)
         )
