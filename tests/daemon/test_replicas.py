@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +222,55 @@ async def test_giving_a_store_up_cancels_its_poll_in_flight(
         assert a.scheduler.get_job("lazza-1/tasks") is None
         polls = {"platform": "shoplazza", "store": "lazza-1"}
         assert sample(a, "bulkwatch_polls_total", **polls, outcome="error") == 0
+
+
+def _store_series(engine: Engine) -> set[str]:
+    """The stores this engine exports a `bulkwatch_store_up` series for."""
+    families = engine.metrics.registry.collect()
+    return {
+        s.labels["store"]
+        for family in families
+        if family.name == "bulkwatch_store_up"
+        for s in family.samples
+    }
+
+
+async def test_a_replica_exports_the_series_of_the_stores_it_holds_only(
+    tmp_path: Path, sim: Simulator, pg_url: str
+) -> None:
+    stores = sim.store_configs()
+    async with serving(replica_settings(tmp_path, stores, pg_url, "a")) as a:
+        await until(lambda: len(keeper(a).held) == STORES, "a alone holds every store")
+        assert _store_series(a) == keeper(a).held
+        async with serving(replica_settings(tmp_path, stores, pg_url, "b")) as b:
+            await until(lambda: _split(a, b) == [2, 3], "a 3/2 split")
+            # What a gave up is b's now: a no longer exports a value it stopped updating
+            # (a store-down alert would read it forever), b exports what it took.
+            assert _store_series(a) == keeper(a).held
+            assert _store_series(b) == keeper(b).held
+        await until(lambda: len(keeper(a).held) == STORES, "a holds every store again")
+        assert _store_series(a) == keeper(a).held
+
+
+async def test_readiness_gives_a_store_taken_over_the_grace_of_a_store_at_start(
+    tmp_path: Path, sim: Simulator, pg_url: str
+) -> None:
+    stores = sim.store_configs()
+    async with serving(replica_settings(tmp_path, stores, pg_url, "a")) as a:
+        await until(lambda: len(keeper(a).held) == STORES, "a holds every store")
+        status = a.status
+        # Pretend a took one store back a minute ago, after polling it long before: the old
+        # poll does not count, and the store is due no sooner than a store at start would be.
+        store = sorted(keeper(a).held)[0]
+        keys = [key for key in status.staleness if key.store == store]
+        taken = datetime.now(UTC)
+        since = taken - timedelta(hours=2)
+        status.owned_at[store] = taken
+        for key in keys:
+            status.last_poll[key] = taken - timedelta(hours=1)
+        deadline = status.staleness[keys[0]]
+        early = await readiness(status, since, taken + timedelta(seconds=deadline / 2))
+        assert not any(store in k for k in early.body["checks"]["polls"]["never_polled"])
+        assert not any(store in k for k in early.body["checks"]["polls"]["stale"])
+        late = await readiness(status, since, taken + timedelta(seconds=deadline + 1))
+        assert [k for k in late.body["checks"]["polls"]["never_polled"] if store in k]

@@ -233,6 +233,13 @@ class Metrics:
             self.outbox_pending.labels(name).set(0)
             self.outbox_dead.labels(name).set(0)
 
+    def count_stores(self, configured: int, *, replicas: bool) -> None:
+        """The stores gauges; a daemon without replicas owns every store (the unowned-stores
+        alert compares the two)."""
+        self.stores_configured.set(configured)
+        if not replicas:
+            self.lease_stores_owned.set(configured)
+
     def declare_replica(self, replica: str) -> None:
         """This process is replica `replica`: its info series, and its lease counters at 0."""
         self.replica_info.labels(replica).set(1)
