@@ -261,7 +261,7 @@ async def test_readiness_gives_a_store_taken_over_the_grace_of_a_store_at_start(
         status = a.status
         # Pretend a took one store back a minute ago, after polling it long before: the old
         # poll does not count, and the store is due no sooner than a store at start would be.
-        store = sorted(keeper(a).held)[0]
+        store = min(keeper(a).held)
         keys = [key for key in status.staleness if key.store == store]
         taken = datetime.now(UTC)
         since = taken - timedelta(hours=2)
