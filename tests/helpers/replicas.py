@@ -1,0 +1,209 @@
+"""Several real `bulkwatch run` replicas sharing the stores through PostgreSQL leases.
+
+`running_cluster` brings up, for one test: a fresh PostgreSQL database; the simulator on one
+port per replica (`sim_fronts`, so each platform request names its sender); the webhook
+receiver; one TCP proxy per replica in front of PostgreSQL (`pg_proxy`, so one replica can be
+cut off); and the replicas' config files. Replicas are started, killed and stopped by the
+test (`Replica.start`, `kill`, `terminate`); their /metrics and /readyz are read over HTTP.
+Everything is stopped and dropped afterwards, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from bulkwatch.simulator import StoreSpec
+from helpers.crash_support import Daemon, json_logs
+from helpers.pg_proxy import PgProxy, running_proxy
+from helpers.pg_support import fresh_database
+from helpers.sim_fronts import Fronts, running_fronts
+from helpers.support import free_port
+from helpers.webhook_receiver import Receiver, Reply, running_receiver
+
+__all__ = ["Cluster", "Replica", "Timing", "running_cluster"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The replicas' clocks: lease TTL, poll interval, delivery claim timeout (seconds)."""
+
+    lease_ttl: float = 4.0
+    interval: float = 1.0
+    claim_timeout: float = 3.0
+
+    @property
+    def claim_every(self) -> float:
+        """How often a replica below its share tries to claim (the design's max(1 s, TTL/10))."""
+        return max(1.0, self.lease_ttl / 10)
+
+
+@dataclass
+class Replica:
+    """One `bulkwatch run` process, its config, its log and its own way to PostgreSQL."""
+
+    index: int
+    replica_id: str
+    config: Path
+    log: Path
+    port: int
+    proxy: PgProxy
+    daemon: Daemon | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.daemon is not None and self.daemon.proc.returncode is None
+
+    async def start(self) -> None:
+        self.daemon = await Daemon.start(self.config, self.log)
+
+    async def kill(self) -> None:
+        """`kill -9`: no handler runs, no lease is released."""
+        if self.daemon is not None:
+            await self.daemon.kill()
+
+    async def terminate(self, within: float = 15.0) -> int:
+        """SIGTERM, then its exit code (the test fails past `within` seconds)."""
+        assert self.daemon is not None
+        return await self.daemon.terminate(within)
+
+    def logs(self) -> list[dict[str, Any]]:
+        return json_logs(self.log) if self.log.exists() else []
+
+    async def metrics(self, session: aiohttp.ClientSession) -> dict[str, float] | None:
+        """Its /metrics as `name{label="v",...}` -> value; None while it does not answer."""
+        try:
+            async with session.get(f"http://127.0.0.1:{self.port}/metrics") as resp:
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        return out
+
+    async def owned(self, session: aiohttp.ClientSession) -> int | None:
+        """`bulkwatch_lease_stores_owned`, or None while it does not answer."""
+        got = await self.metrics(session)
+        if got is None or "bulkwatch_lease_stores_owned" not in got:
+            return None
+        return int(got["bulkwatch_lease_stores_owned"])
+
+    async def readyz(self, session: aiohttp.ClientSession) -> int | None:
+        """The HTTP status of its /readyz (200 ready, 503 not), None while it does not answer."""
+        try:
+            async with session.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+
+@dataclass
+class Cluster:
+    """What `running_cluster` brought up."""
+
+    database: str  # the URL of the fresh database, straight to the server (for the test)
+    fronts: Fronts
+    receiver: Receiver
+    replicas: list[Replica]
+    timing: Timing
+    session: aiohttp.ClientSession
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, index: int) -> Replica:
+        return self.replicas[index]
+
+
+def _config(
+    path: Path,
+    *,
+    url: str,
+    replica_id: str,
+    port: int,
+    stores: list[dict[str, Any]],
+    hook: str,
+    timing: Timing,
+) -> Path:
+    data: dict[str, Any] = {
+        "instance": "replicas-test",
+        "state": {
+            "url": url,
+            "pool_size": 4,
+            "replicas": True,
+            "lease_ttl": timing.lease_ttl,
+            "replica_id": replica_id,
+        },
+        "server": {"host": "127.0.0.1", "port": port},
+        "defaults": {"interval": timing.interval, "jitter": 0, "rate_limit": 1000, "burst": 40},
+        "retry": {"initial": 0.05, "max_delay": 0.2},
+        "delivery": {"idle_interval": 0.05, "claim_timeout": timing.claim_timeout},
+        "log": {"level": "info", "format": "json"},
+        "shutdown_grace": 1.5,
+        "stores": stores,
+        "notifiers": [{"name": "hook", "type": "webhook", "url": hook, "timeout": 5}],
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _through(database: str, proxy: PgProxy) -> str:
+    """The database's URL with the proxy's port in place of the server's."""
+    parts = urlsplit(database)
+    host = (
+        f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
+    )
+    return parts._replace(netloc=host).geturl()
+
+
+@asynccontextmanager
+async def running_cluster(
+    tmp_path: Path, stores: Iterable[StoreSpec], count: int = 3, timing: Timing | None = None
+) -> AsyncIterator[Cluster]:
+    """`count` replicas (not started) of the simulated `stores`, each behind its own proxy."""
+    timing = timing or Timing()
+    async with contextlib.AsyncExitStack() as stack:
+        database = await stack.enter_async_context(fresh_database())
+        server = urlsplit(database)
+        upstream = (server.hostname or "127.0.0.1", server.port or 5432)
+        fronts = await stack.enter_async_context(running_fronts(stores, count))
+        receiver = await stack.enter_async_context(running_receiver())
+        receiver.default = Reply(204)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        )
+        replicas = []
+        for i in range(count):
+            proxy = await stack.enter_async_context(running_proxy(upstream))
+            replica_id = f"replica-{i}"
+            port = free_port()
+            config = _config(
+                tmp_path / f"{replica_id}.yaml",
+                url=_through(database, proxy),
+                replica_id=replica_id,
+                port=port,
+                stores=fronts.store_configs(i),
+                hook=receiver.url,
+                timing=timing,
+            )
+            replicas.append(
+                Replica(i, replica_id, config, tmp_path / f"{replica_id}.log", port, proxy)
+            )
+        cluster = Cluster(database, fronts, receiver, replicas, timing, session)
+        try:
+            yield cluster
+        finally:
+            for replica in replicas:  # before the proxies and the database go
+                if replica.daemon is not None:
+                    await replica.daemon.ensure_dead()
