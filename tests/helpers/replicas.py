@@ -10,8 +10,10 @@ Everything is stopped and dropped afterwards, whatever the test did.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from bulkwatch.simulator import StoreSpec
 from helpers.crash_support import Daemon, json_logs
 from helpers.pg_proxy import PgProxy, running_proxy
-from helpers.pg_support import fresh_database
+from helpers.pg_support import fresh_database, run_sql
 from helpers.sim_fronts import Fronts, running_fronts
 from helpers.support import free_port
 from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
-__all__ = ["Cluster", "Replica", "Timing", "running_cluster"]
+__all__ = ["Cluster", "Replica", "Timing", "eventually", "running_cluster"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,30 @@ class Cluster:
 
     def __getitem__(self, index: int) -> Replica:
         return self.replicas[index]
+
+    async def owned(self) -> list[int | None]:
+        """Each replica's `bulkwatch_lease_stores_owned` (None: it does not answer)."""
+        return [await r.owned(self.session) for r in self.replicas]
+
+    async def outbox_left(self) -> int:
+        """Outbox rows not yet delivered (pending, claimed or dead)."""
+        rows = await run_sql(
+            self.database, "SELECT count(*) FROM outbox WHERE status <> 'delivered'"
+        )
+        return int(rows[0][0])
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, every: float = 0.1
+) -> float:
+    """Wait until `check()` is true; return when it was (monotonic). Fails the test with
+    `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within:g} s: {what}")
+        await asyncio.sleep(every)
+    return time.monotonic()
 
 
 def _config(
