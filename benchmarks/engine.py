@@ -254,12 +254,12 @@ async def idle(engine: Engine, duration: float) -> dict[str, Any]:
     # RSS hardly moves (freed start-up memory is reused), so a second, throwaway scheduler
     # tells what the jobs hold; tracing would slow the timed build.
     tracemalloc.start()
-    build_scheduler(jobs, engine.clock())
+    build_scheduler(jobs, engine.clock(), engine.metrics)
     job_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     started = time.perf_counter()
     # First runs an hour away: nothing falls due while we watch.
-    scheduler = build_scheduler(jobs, engine.clock() + timedelta(hours=1))
+    scheduler = build_scheduler(jobs, engine.clock() + timedelta(hours=1), engine.metrics)
     scheduler.start()
     build_s = time.perf_counter() - started
     dispatcher = asyncio.create_task(engine.dispatcher.run())

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from bulkwatch.config import ConfigError, ShoplazzaStore, ShoplineStore, load_settings
+from bulkwatch.config import (
+    ConfigError,
+    ShoplazzaStore,
+    ShoplineStore,
+    StateSettings,
+    load_settings,
+)
 from bulkwatch.model import TaskStatus
 
 LAZZA: dict[str, Any] = {
@@ -121,6 +129,28 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     assert len(s.stores) == 2
 
 
+def test_replicas_take_a_postgresql_url_a_lease_ttl_and_a_replica_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = {"url": "postgresql://bw@db/bw", "replicas": True, "lease_ttl": "10s"}
+    s = load_settings(write(tmp_path, {"state": state, "stores": [LAZZA]}), environ={})
+    assert (s.state.replicas, s.state.lease_ttl, s.state.replica_id) == (True, 10.0, None)
+    assert s.state.replica == f"{socket.gethostname()}-{os.getpid()}"
+    monkeypatch.setenv("BULKWATCH_STATE__REPLICA_ID", "pod-a")
+    named = load_settings(write(tmp_path, {"state": state, "stores": [LAZZA]}), environ={})
+    assert (named.state.replica, named.state.lease_ttl) == ("pod-a", 10.0)
+    assert load_settings(write(tmp_path, {"stores": [LAZZA]}), environ={}).state.replicas is False
+
+
+def test_the_example_config_names_every_state_field() -> None:
+    example = yaml.safe_load(
+        (Path(__file__).parents[2] / "config.example.yaml")
+        .read_text()
+        .replace("# replica_id", "replica_id")
+    )
+    assert set(example["state"]) == set(StateSettings.model_fields)
+
+
 BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
     (
         "missing handle",
@@ -216,6 +246,29 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
         "state pool size below one",
         {"state": {"pool_size": 0}, "stores": [LAZZA]},
         ["state.pool_size: input should be greater than or equal to 1"],
+    ),
+    (
+        "replicas on a sqlite state file",
+        {"state": {"replicas": True}, "stores": [LAZZA]},
+        [
+            "state.replicas: replicas share the stores through PostgreSQL; a SQLite state file "
+            "has one daemon (set state.url to a postgresql:// URL, or replicas: false)"
+        ],
+    ),
+    (
+        "lease ttl below three seconds",
+        {"state": {"url": "postgresql://db/bw", "replicas": True, "lease_ttl": "2s"}},
+        ["state.lease_ttl: input should be greater than or equal to 3"],
+    ),
+    (
+        "lease ttl above five minutes",
+        {"state": {"url": "postgresql://db/bw", "lease_ttl": "6m"}},
+        ["state.lease_ttl: input should be less than or equal to 300"],
+    ),
+    (
+        "replica id with a space",
+        {"state": {"url": "postgresql://db/bw", "replica_id": "a b"}},
+        ["state.replica_id: string should match pattern '^[A-Za-z0-9][A-Za-z0-9_.:@-]*$'"],
     ),
     ("stores not a list", {"stores": {"a": 1}}, ["stores: input should be a valid list"]),
     ("unknown top-level field", {"store": [LAZZA]}, ["store: unknown field"]),

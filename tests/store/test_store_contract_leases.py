@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 
 from bulkwatch.store.base import StateStore
-from helpers.pg_support import fresh_schema, run_sql
+from helpers.lease_support import age, shared_schema
+from helpers.pg_support import run_sql
 from helpers.store_support import PostgresBackend
 
 TTL = timedelta(seconds=30)
@@ -61,14 +62,8 @@ async def test_a_claim_asks_only_for_the_stores_it_names(store: StateStore) -> N
 @pytest.fixture
 async def replicas() -> AsyncIterator[tuple[PostgresBackend, list[StateStore]]]:
     """Three stores on one fresh PostgreSQL schema, each with its own pool."""
-    async with fresh_schema() as (url, schema):
-        backend = PostgresBackend(url, schema)
-        opened = [await backend.open() for _ in range(3)]
-        try:
-            yield backend, opened
-        finally:
-            for s in opened:
-                await s.close()
+    async with shared_schema(3) as opened:
+        yield opened
 
 
 async def _expiry(url: str, owner: str) -> dict[str, timedelta]:
@@ -77,19 +72,6 @@ async def _expiry(url: str, owner: str) -> dict[str, timedelta]:
         url, "SELECT store, expires_at - now() FROM leases WHERE owner = $1", owner
     )
     return {r[0]: r[1] for r in rows}
-
-
-async def _age(url: str, owner: str, seconds: int) -> None:
-    """Move `owner`'s leases and liveness `seconds` into the past, as if that time passed
-    without a renewal (the database's clock is the only one leases use)."""
-    for table in ("leases", "lease_owners"):
-        await run_sql(
-            url,
-            f"UPDATE {table} SET expires_at = expires_at - make_interval(secs => $2) "  # noqa: S608
-            "WHERE owner = $1",
-            owner,
-            seconds,
-        )
 
 
 async def test_a_lease_lasts_its_ttl_by_the_database_clock(
@@ -107,10 +89,10 @@ async def test_an_expired_lease_is_taken_over_and_its_owner_is_no_longer_live(
 ) -> None:
     backend, (a, b, _) = replicas
     assert await a.leases.claim("replica-a", STORES, 100, TTL) == STORES
-    await _age(backend.url, "replica-a", 29)  # one second left: still held
+    await age(backend.url, "replica-a", 29)  # one second left: still held
     assert await b.leases.claim("replica-b", STORES, 100, TTL) == []
     assert await b.leases.owners() == ["replica-a", "replica-b"]
-    await _age(backend.url, "replica-a", 2)  # now expired
+    await age(backend.url, "replica-a", 2)  # now expired
     assert await b.leases.owners() == ["replica-b"]
     assert await b.leases.claim("replica-b", STORES, 100, TTL) == STORES
     assert await a.leases.renew("replica-a", TTL) == []  # taken: not renewed, not stolen back
@@ -123,8 +105,8 @@ async def test_renew_extends_only_the_owners_own_unexpired_leases(
     backend, (a, b, _) = replicas
     mine = await a.leases.claim("replica-a", STORES, 5, TTL)
     theirs = await b.leases.claim("replica-b", STORES, 100, TTL)
-    await _age(backend.url, "replica-a", 20)
-    await _age(backend.url, "replica-b", 20)
+    await age(backend.url, "replica-a", 20)
+    await age(backend.url, "replica-b", 20)
     # One of replica-a's leases expired unnoticed: renew must not bring it back.
     await run_sql(
         backend.url,
@@ -167,4 +149,4 @@ async def test_racing_claims_never_give_one_store_to_two_replicas(
         assert len(every) == len(set(every)) == len(names)
         for owner, got in zip(owners, results, strict=True):
             assert sorted(got) == sorted(await _expiry(backend.url, owner))
-            await _age(backend.url, owner, 60)
+            await age(backend.url, owner, 60)

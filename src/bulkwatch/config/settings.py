@@ -9,20 +9,14 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bulkwatch.common.durations import Duration
 from bulkwatch.common.secret_file import fill_secret_from_file
+from bulkwatch.config.frozen import FrozenModel
+from bulkwatch.config.state import ServerSettings, StateSettings
 from bulkwatch.model import TaskStatus
 from bulkwatch.notifiers.base import NotifierConfig
 
@@ -51,11 +45,7 @@ DEFAULT_STATUS_MAP: dict[int, TaskStatus] = {
 }
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Defaults(_Model):
+class Defaults(FrozenModel):
     interval: Duration = Field(default=60.0, gt=0)
     jitter: Duration | None = None  # default: 10 % of the interval, at most 10 s
     timeout: Duration = Field(default=10.0, gt=0)
@@ -74,7 +64,7 @@ class Defaults(_Model):
     blocked_retry: Duration = Field(default=1800.0, gt=0)
 
 
-class _StoreBase(_Model):
+class _StoreBase(FrozenModel):
     name: str = Field(pattern=_NAME, max_length=64)
     access_token: SecretStr | None = None
     access_token_file: Path | None = None
@@ -180,86 +170,20 @@ class ShoplineStore(_StoreBase):
 StoreSettings = Annotated[ShoplazzaStore | ShoplineStore, Field(discriminator="platform")]
 
 
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def _check_postgres_url(value: str) -> None:
-    """Refuse a PostgreSQL URL that cannot name a server; never echo it (it may hold a
-    password)."""
-    try:
-        urlsplit(value).port  # noqa: B018 - reading it is the check
-    except ValueError:
-        raise ValueError(
-            "the PostgreSQL state URL does not parse (is the port a number? is a password "
-            "with '@', '/' or ':' percent-encoded?); use postgresql://user@host:5432/database"
-        ) from None
-
-
-class StateSettings(_Model):
-    url: str = "sqlite:///bulkwatch.db"
-    retention: Duration = 30 * 86400.0
-    # PostgreSQL only: connections the process keeps at most. Polls and deliveries each hold
-    # one for a few statements; those beyond the pool wait for a connection, not fail.
-    pool_size: int = Field(default=10, ge=1, le=500)
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if value.lower().startswith(_POSTGRES_SCHEMES):
-            _check_postgres_url(value)
-            return value
-        if not value.startswith("sqlite:///"):
-            raise ValueError(
-                "use sqlite:///relative.db, sqlite:////absolute.db or "
-                "postgresql://user@host:5432/database"
-            )
-        return value
-
-
-_MIN_TOKEN = 16  # a guessable token is worse than none: it suggests a protection
-
-
-class ServerSettings(_Model):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(default=9464, ge=0, le=65535)
-    # The bearer token that unlocks the API's writes (re-queueing dead deliveries); without
-    # one the status page and the API are read-only. Never logged, never shown.
-    api_token: SecretStr | None = None
-    api_token_file: Path | None = None
-
-    @field_validator("api_token")
-    @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < _MIN_TOKEN:
-            raise ValueError(f"must be at least {_MIN_TOKEN} characters")
-        return value
-
-    @model_validator(mode="after")
-    def _read_token_file(self) -> ServerSettings:
-        fill_secret_from_file(self, "api_token", _check_token_length)
-        return self
-
-
-def _check_token_length(token: str) -> None:
-    if len(token) < _MIN_TOKEN:
-        raise ValueError(f"must be at least {_MIN_TOKEN} characters")
-
-
-class RetrySettings(_Model):
+class RetrySettings(FrozenModel):
     initial: Duration = Field(default=5.0, gt=0)
     max_delay: Duration = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=20, ge=1)
     max_age: Duration = Field(default=86400.0, gt=0)
 
 
-class DeliverySettings(_Model):
+class DeliverySettings(FrozenModel):
     concurrency: int = Field(default=16, ge=1, le=1024)
     batch: int = Field(default=200, ge=1, le=10000)
     idle_interval: Duration = Field(default=1.0, gt=0)
 
 
-class LogSettings(_Model):
+class LogSettings(FrozenModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
     # One info line per event recorded, and per delivery made (failed deliveries are logged

@@ -17,15 +17,15 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-import aiohttp
 import structlog
 
 from bulkwatch import __version__
-from bulkwatch.common.useragent import USER_AGENT
 from bulkwatch.config import ResolvedStore, Settings, resolve_stores
 from bulkwatch.daemon.backoff import Backoff
 from bulkwatch.daemon.chores import heartbeat, housekeeping
 from bulkwatch.daemon.fleet import Fleet
+from bulkwatch.daemon.http import client_sessions
+from bulkwatch.daemon.leases import replica_keeper
 from bulkwatch.daemon.poller import Poller
 from bulkwatch.daemon.reload import ReloadPlan, notifier_configs, plan_reload
 from bulkwatch.daemon.scheduler import (
@@ -83,6 +83,9 @@ class Engine:
         self.store: StateStore = open_store(settings.state)
         self.notifiers: dict[str, Notifier] = {}
         self.status = DaemonStatus(settings.instance, len(stores), stores, staleness={})
+        self.replicas = replicas = settings.state.replicas
+        # With replicas: this process's id, which fences its poll writes; None without.
+        self.replica = settings.state.replica if replicas else None
         self.poller = Poller(
             state=self.store,
             router=Router(self.notifier_configs, settings.instance),
@@ -94,10 +97,18 @@ class Engine:
             last_poll=self.status.last_poll,
             on_events=self.wake_dispatcher,
             log_events=settings.log.events,
+            owner=self.replica,
+            on_lease_lost=self._lease_lost,
         )
         self.status.backoff_until = self.poller.backoff.until
         self._inflight = InflightJobs()  # scheduled polls running now
-        self.fleet = Fleet(stores, self.status, self.poller.poll_if_due, self._inflight)
+        self.fleet = Fleet(
+            stores, self.status, self.poller.poll_if_due, self._inflight, replicas=replicas
+        )
+        # Which stores this replica polls (None: no replicas, every store).
+        self.keeper = replica_keeper(
+            settings.state, self.store.leases, self.fleet, self.status, self.metrics
+        )
         self._stack = AsyncExitStack()
         self._dispatcher: Dispatcher | None = None
         self.scheduler: AsyncIOScheduler | None = None  # set by serve()
@@ -134,22 +145,10 @@ class Engine:
 
     async def _start(self) -> None:
         s = self.settings
-        headers = {"User-Agent": USER_AGENT}
-        session = await self._stack.enter_async_context(
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300), headers=headers
-            )
-        )
-        # Deliveries have their own connections: a slow platform holding every polling
-        # connection must not delay a webhook, nor a slow webhook a poll.
-        delivery_session = await self._stack.enter_async_context(
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(s.delivery.concurrency, 16)),
-                headers=headers,
-            )
-        )
-        # One process per state file, from before the first read until after the last write.
-        self._stack.enter_context(daemon_lock(self.store))
+        session, delivery_session = await client_sessions(self._stack, s.delivery.concurrency)
+        # One daemon per state (or replicas only), from before the first read until after
+        # the last write.
+        await self._stack.enter_async_context(daemon_lock(self.store, replicas=self.replicas))
         await self.store.open()
         self._stack.push_async_callback(self.store.close)
         self.status.ping = self.store.ping
@@ -186,6 +185,10 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         await self._stack.aclose()
+
+    def _lease_lost(self, store: str) -> None:
+        if self.keeper is not None:
+            self.keeper.lost(store)
 
     def wake_dispatcher(self) -> None:
         """Look for due deliveries now (a poll recorded events, or rows were re-queued), not
@@ -232,6 +235,8 @@ class Engine:
         for store in plan.removed:
             self.poller.stats.forget(store.platform.value, store.name)
         self.fleet.swap(plan, sources, self.scheduler, self.clock())
+        if self.keeper is not None:  # removed stores released, added ones claimable
+            self.keeper.wake()
         self.settings = plan.settings
         for name in plan.notifiers_removed:
             del self.notifiers[name]
@@ -259,15 +264,12 @@ class Engine:
     ) -> None:
         """Run until `stop` is set; then stop polling, finish in-flight work, and return.
         `ready` is called once everything runs; `config` (the file read) goes in the log."""
-        scheduler = self.scheduler = build_scheduler(
-            self.fleet.jobs(),
-            self.clock(),
-            on_missed=self._job_missed,
-            on_error=self._job_failed,
-        )
+        scheduler = self.scheduler = build_scheduler(self.fleet.jobs(), self.clock(), self.metrics)
         self.status.scheduler = partial(scheduler_state, scheduler)
         self.status.next_run = partial(next_run_time, scheduler)
+        self.fleet.attach(scheduler, self.clock)
         async with asyncio.TaskGroup() as tg:
+            keeper = None if self.keeper is None else tg.create_task(self.keeper.run())
             dispatcher = tg.create_task(self.dispatcher.run())
             chores = tg.create_task(
                 housekeeping(
@@ -289,20 +291,16 @@ class Engine:
             await stop.wait()
             log.info("stopping: finishing in-flight polls and deliveries", grace_s=grace)
             deadline = time.monotonic() + grace  # one grace period for polls and deliveries
+            if keeper is not None:
+                keeper.cancel()  # no more stores taken on
             scheduler.pause()
             if cancelled := await self._inflight.finish(deadline):
                 log.warning("polls still running after the grace; cancelled", polls=cancelled)
+            if self.keeper is not None:  # polls stopped: the others may take the stores now
+                await self.keeper.leave()
             scheduler.shutdown(wait=False)
             chores.cancel()
             await self.dispatcher.drain(max(deadline - time.monotonic(), 0.0))
             dispatcher.cancel()
             beat.cancel()
         log.info("bulkwatch stopped")
-
-    def _job_missed(self, job: str) -> None:
-        self.metrics.scheduler_missed.inc()
-        log.warning("poll missed its slot", job=job)
-
-    def _job_failed(self, job: str, exc: BaseException | None) -> None:
-        self.metrics.scheduler_failed.inc()
-        log.error("poll job failed", job=job, error=repr(exc))

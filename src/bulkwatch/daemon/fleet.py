@@ -1,10 +1,14 @@
 """The configured stores as they run: their resolved settings, their sources, their poll jobs,
 and what health reads of them. A config reload swaps some of them; the rest run on untouched.
+
+With replicas (`state.replicas`), only the stores this replica holds a lease for have poll
+jobs: the lease keeper (`daemon/leases.py`) calls `own` and `disown` as it claims, loses and
+releases them. Without, every store has its jobs from the start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -13,7 +17,13 @@ import aiohttp
 
 from bulkwatch.config import ResolvedStore
 from bulkwatch.daemon.reload import ReloadPlan
-from bulkwatch.daemon.scheduler import InflightJobs, PollJob, add_jobs, remove_jobs
+from bulkwatch.daemon.scheduler import (
+    OWNED_SPREAD_S,
+    InflightJobs,
+    PollJob,
+    add_jobs,
+    remove_jobs,
+)
 from bulkwatch.daemon.status import DaemonStatus
 from bulkwatch.model import EndpointKey
 from bulkwatch.sources.base import Source
@@ -30,7 +40,8 @@ Poll = Callable[[Source, EndpointKey], Awaitable[Any]]
 
 class Fleet:
     """Every running store. `start` builds the sources; `jobs` are their scheduled polls,
-    each running `poll(source, key)` as a tracked job of `inflight`."""
+    each running `poll(source, key)` as a tracked job of `inflight`. With `replicas`, only
+    the stores `own`ed have jobs (`owned`: their names; None without replicas)."""
 
     def __init__(
         self,
@@ -38,14 +49,20 @@ class Fleet:
         status: DaemonStatus,
         poll: Poll,
         inflight: InflightJobs,
+        *,
+        replicas: bool = False,
     ) -> None:
         self.stores = stores
         self.sources: list[Source] = []
+        self.owned: set[str] | None = set() if replicas else None
         self._status = status
         self._poll = poll
         self._inflight = inflight
         self._session: aiohttp.ClientSession | None = None
         self._tokens: TokenState | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._clock: Callable[[], datetime] | None = None
+        status.owned = self.owned
         self._show(stores)
 
     def start(self, session: aiohttp.ClientSession, tokens: TokenState) -> None:
@@ -60,18 +77,56 @@ class Fleet:
         return [(src, key) for src in self.sources for key in src.endpoints]
 
     def jobs(self, sources: Sequence[Source] | None = None) -> list[PollJob]:
-        """One poll job per endpoint of `sources` (default: all)."""
+        """One poll job per endpoint of `sources` (default: all), of owned stores only."""
         stores = {store.name: store for store in self.stores}
         return [
             PollJob(
                 key,
                 stores[key.store].interval,
                 stores[key.store].jitter,
-                self._inflight.wrap(partial(self._poll, src, key), f"poll {key}"),
+                self._inflight.wrap(partial(self._poll, src, key), f"poll {key}", key),
             )
             for src in (self.sources if sources is None else sources)
+            if self.owned is None or src.store in self.owned
             for key in src.endpoints
         ]
+
+    # --- replicas: the stores this one polls -----------------------------------------------
+
+    def attach(self, scheduler: AsyncIOScheduler, clock: Callable[[], datetime]) -> None:
+        """The running scheduler that `own` and `disown` add jobs to and remove them from."""
+        self._scheduler = scheduler
+        self._clock = clock
+
+    @property
+    def configured(self) -> list[str]:
+        """The names of every configured store, by name."""
+        return sorted(store.name for store in self.stores)
+
+    def own(self, stores: Collection[str]) -> None:
+        """Poll these stores from now on (configured ones not yet owned), their first polls
+        spread over a few seconds."""
+        if self.owned is None:
+            return
+        names = {store.name for store in self.stores}
+        fresh = {name for name in stores if name in names and name not in self.owned}
+        self.owned |= fresh
+        if self._scheduler is not None and self._clock is not None and fresh:
+            sources = [src for src in self.sources if src.store in fresh]
+            add_jobs(self._scheduler, self.jobs(sources), self._clock(), spread=OWNED_SPREAD_S)
+
+    def disown(self, stores: Collection[str]) -> None:
+        """Stop polling these stores now: remove their jobs, cancel their polls running."""
+        if self.owned is None:
+            return
+        gone = set(stores) & self.owned
+        self.owned -= gone
+        if self._scheduler is not None and gone:
+            remove_jobs(
+                self._scheduler,
+                [key for src in self.sources if src.store in gone for key in src.endpoints],
+            )
+        self._inflight.cancel(gone)
 
     def prepare(self, plan: ReloadPlan) -> list[Source]:
         """The sources of the stores `plan` adds or changes (may raise: nothing swapped)."""
@@ -94,6 +149,8 @@ class Fleet:
         old_keys = [key for src in self.sources if src.store in gone for key in src.endpoints]
         if scheduler is not None:
             remove_jobs(scheduler, old_keys)
+        if self.owned is not None:  # the lease keeper releases them
+            self.owned -= {s.name for s in plan.removed}
         for key in old_keys:
             self._status.last_poll.pop(key, None)
         self.stores = plan.stores

@@ -3,7 +3,9 @@
 Liveness asks "should this process be restarted?": the event loop answers (a request got
 here), its heartbeat task still beats, and the scheduler runs. Readiness asks "is it doing its
 job?": the config is loaded, the state store answers and its last write succeeded, and every
-endpoint was polled recently.
+endpoint it polls was polled recently. A replica (`state.replicas`) polls only the stores it
+holds leases for, so only those count; and it is ready while it holds its fair share or
+waits for one (no lease free), not while its renewals fail (it stops polling then).
 """
 
 from __future__ import annotations
@@ -81,14 +83,49 @@ async def _ping(status: DaemonStatus) -> dict[str, Any]:
     return {"ok": True}
 
 
-async def readiness(status: DaemonStatus, since: datetime, now: datetime) -> Report:
-    """Ready: the store answers, and each endpoint was polled within its deadline (or, never
-    polled yet, the daemon has run for less than that deadline since `since`)."""
+def _replica(status: DaemonStatus, mono: float) -> dict[str, Any] | None:
+    """The replica's leases: renewed within TTL/2, and its share held or none free."""
+    r = status.replica
+    if r is None:
+        return None
+    held = len(status.owned or ())
+    age = None if r.renewed_at is None else round(mono - r.renewed_at, 3)
+    renewing = age is not None and age <= r.ttl / 2
+    return {
+        "ok": renewing and (held >= r.share or r.waiting),
+        "replica": r.replica,
+        "renewal_age_s": age,
+        "renewing": renewing,
+        "stores_owned": held,
+        "share": r.share,
+        "live_replicas": r.live,
+        "waiting_for_share": r.waiting,
+    }
+
+
+def _replica_problem(check: dict[str, Any], ttl: float) -> str:
+    if not check["renewing"]:
+        age = check["renewal_age_s"]
+        since = "yet" if age is None else f"for {age:.0f}s"
+        return f"replica: no lease renewal succeeded {since} (stops polling after {ttl / 2:g}s)"
+    return f"replica: holds {check['stores_owned']} of its share of {check['share']} stores"
+
+
+async def readiness(
+    status: DaemonStatus, since: datetime, now: datetime, mono: float | None = None
+) -> Report:
+    """Ready: the store answers, and each endpoint polled here was polled within its deadline
+    (or, never polled yet, the daemon has run for less than that deadline since `since`); a
+    replica also renews its leases and holds its share (`mono`: the monotonic time now)."""
     uptime = (now - since).total_seconds()
     stale: list[str] = []
     never: list[str] = []
-    polled = 0
+    polled = counted = 0
+    owned = status.owned
     for key, deadline in status.staleness.items():
+        if owned is not None and key.store not in owned:
+            continue  # another replica's to poll
+        counted += 1
         last = status.last_poll.get(key)
         if last is None:
             if uptime > deadline:
@@ -99,7 +136,7 @@ async def readiness(status: DaemonStatus, since: datetime, now: datetime) -> Rep
                 stale.append(str(key))
     polls = {
         "ok": not stale and not never,
-        "endpoints": len(status.staleness),
+        "endpoints": counted,
         "polled": polled,
         "stale": stale[:MAX_LISTED],
         "never_polled": never[:MAX_LISTED],
@@ -118,9 +155,15 @@ async def readiness(status: DaemonStatus, since: datetime, now: datetime) -> Rep
         problems.append(f"{len(stale)} endpoint(s) not polled within 2 intervals")
     if never:
         problems.append(f"{len(never)} endpoint(s) never polled")
+    checks: dict[str, Any] = {"config": config, "state_store": store, "polls": polls}
+    replica = _replica(status, time.monotonic() if mono is None else mono)
+    if replica is not None and status.replica is not None:
+        checks["replica"] = replica
+        if not replica["ok"]:
+            problems.append(_replica_problem(replica, status.replica.ttl))
     body = {
         "status": "not ready" if problems else "ready",
         "problems": problems,
-        "checks": {"config": config, "state_store": store, "polls": polls},
+        "checks": checks,
     }
     return Report(not problems, problems, body)

@@ -31,7 +31,7 @@ from bulkwatch.model import (
 )
 from bulkwatch.notifiers.log import describe
 from bulkwatch.sources.base import Source
-from bulkwatch.store.base import PollState, PollWrite, StoreUnavailableError
+from bulkwatch.store.base import LeaseLostError, PollState, PollWrite, StoreUnavailableError
 from bulkwatch.telemetry.notes import NoteStats
 from bulkwatch.telemetry.pollstats import PollStats
 from bulkwatch.tracking.notes import endpoint_notes
@@ -59,6 +59,8 @@ class Poller:
         last_poll: dict[EndpointKey, datetime],
         on_events: Callable[[], None],
         log_events: bool = True,
+        owner: str | None = None,
+        on_lease_lost: Callable[[str], None] | None = None,
     ) -> None:
         self._state = state
         self._router = router
@@ -72,6 +74,10 @@ class Poller:
         self.last_poll = last_poll
         self._on_events = on_events
         self._log_events = log_events
+        # With replicas: this replica's id, which fences every write (`PollWrite.owner`), and
+        # whom to tell when a write was refused because the store's lease is gone.
+        self._owner = owner
+        self._on_lease_lost = on_lease_lost
         # The endpoints of one store share its health row: their load-judge-write runs one at
         # a time, so no poll judges a health that another is about to overwrite.
         self._store_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -193,6 +199,12 @@ class Poller:
                 return True
         try:
             view, outcome = await self._record(key, result, now)
+        except LeaseLostError:
+            # Another replica may poll the store by now: nothing was written, and this one
+            # stops polling it (the keeper counts and logs it).
+            if self._on_lease_lost is not None:
+                self._on_lease_lost(key.store)
+            return False
         except Exception as exc:  # noqa: BLE001 - logged once per kind by _record_failed
             self._record_failed(exc)
             self.stats.failed_to_record(key)
@@ -250,6 +262,7 @@ class Poller:
                     upserts=outcome.upserts,
                     outbox=self._router.rows(outcome.events),
                     notes=changed,
+                    owner=self._owner,
                 )
             )
         if changed:

@@ -13,7 +13,7 @@ from datetime import datetime
 from bulkwatch.config import ResolvedStore
 from bulkwatch.model import EndpointKey
 
-__all__ = ["DaemonStatus"]
+__all__ = ["DaemonStatus", "ReplicaStatus"]
 
 
 def _not_started() -> str:
@@ -22,6 +22,21 @@ def _not_started() -> str:
 
 def _unknown(_: str) -> datetime | None:
     return None
+
+
+@dataclass(slots=True)
+class ReplicaStatus:
+    """A replica's leases, as its lease keeper last saw them (`daemon/leases.py`)."""
+
+    replica: str  # this replica's id
+    ttl: float  # seconds a lease lasts without a renewal
+    # Monotonic seconds when the last successful renewal was sent (None: none yet); the
+    # replica stops polling TTL/2 after it.
+    renewed_at: float | None = None
+    share: int = 0  # ceil(configured stores / live replicas)
+    live: int = 0  # live replicas, this one included, at the last renewal
+    # Below its share, and its last claim found no store free: it waits for one.
+    waiting: bool = False
 
 
 @dataclass(slots=True)
@@ -49,3 +64,7 @@ class DaemonStatus:
     next_run: Callable[[str], datetime | None] = _unknown
     # Until when a failing store's polls are skipped, by store name (None: not backing off).
     backoff_until: Callable[[str], datetime | None] = _unknown
+    # With replicas: the stores this replica polls now (the others count for nothing in
+    # health), and its leases. None: no replicas, every store is polled.
+    owned: set[str] | None = None
+    replica: ReplicaStatus | None = None

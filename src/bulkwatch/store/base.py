@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -23,16 +23,21 @@ from bulkwatch.model import (
     TaskStatus,
     TrackedTask,
 )
+from bulkwatch.store.leasing import Claimed, Holder, LeaseLostError, Leases, StateInUseError
 
 __all__ = [
+    "Claimed",
     "Delivery",
     "DeliveryStatus",
+    "Holder",
+    "LeaseLostError",
     "Leases",
     "Outbox",
     "OutboxRow",
     "PollState",
     "PollWrite",
     "SchemaTooNewError",
+    "StateInUseError",
     "StateStore",
     "StatusReads",
     "StoreCorruptError",
@@ -99,6 +104,10 @@ class PollWrite:
     outbox: Sequence[OutboxRow] = ()
     # Endpoint notes that changed, (name, value); an empty value removes the note.
     notes: Sequence[tuple[str, str]] = ()
+    # The replica writing, when replicas share the stores: the write is fenced, refused with
+    # `LeaseLostError` (nothing written) unless `owner` holds an unexpired lease on the
+    # endpoint's store. None: not fenced (one daemon polls every store).
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +190,9 @@ class PollState(Protocol):
         current task (not every task it ever showed). Defaults for what was never written."""
 
     async def save_poll(self, write: PollWrite) -> None:
-        """Write `write` in one transaction; if anything raises, nothing is written."""
+        """Write `write` in one transaction; if anything raises, nothing is written. With
+        `write.owner`, raise `LeaseLostError` unless it holds the store's lease (a backend of
+        one process, which owns every store, may ignore the owner)."""
 
     async def list_tasks(self, store: str | None = None) -> list[TrackedTask]:
         """Tracked tasks (gone ones included), optionally of one store, by store and id."""
@@ -269,27 +280,6 @@ class TokenState(Protocol):
     async def save_token(self, token: StoredToken) -> None:
         """Keep `token` as its store's current one, durably before returning (the platform
         retires the previous token minutes after a refresh)."""
-
-
-class Leases(Protocol):
-    """Which replica polls which store: a lease per store, held by one owner (a replica's id)
-    until it expires. Expiry is judged by the database's clock, never a replica's."""
-
-    async def claim(
-        self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
-    ) -> list[str]:
-        """Take up to `limit` of `stores` that nobody holds or whose lease expired, for `ttl`;
-        return those taken, by name. Also keeps `owner` live (see `owners`) for `ttl`."""
-
-    async def renew(self, owner: str, ttl: timedelta) -> list[str]:
-        """Extend `owner`'s unexpired leases to `ttl` from now and keep it live; return the
-        stores it still holds, by name (an expired lease is not renewed: claim it again)."""
-
-    async def release(self, owner: str, stores: Collection[str] | None = None) -> None:
-        """Free `owner`'s leases of `stores` at once; None: all of them, and `owner` leaves."""
-
-    async def owners(self) -> list[str]:
-        """The live owners (claimed or renewed within their TTL, not left), by id."""
 
 
 class StateStore(PollState, TokenState, Protocol):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import AsyncIterator
 
 from bulkwatch.config import StateSettings
 from bulkwatch.store.base import StateStore
@@ -63,10 +64,20 @@ def open_store(settings: StateSettings) -> StateStore:
     return open_store_from_url(settings.url, pool_size=settings.pool_size)
 
 
-def daemon_lock(store: StateStore) -> contextlib.AbstractContextManager[None]:
-    """The lock a daemon holds on its state for its whole life: a SQLite file's lock
-    (`StateInUseError` when another process holds it); nothing for an in-memory database,
-    nor for a PostgreSQL server, which several processes share by design."""
+def daemon_lock(
+    store: StateStore, *, replicas: bool = False
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """The lock a daemon holds on its state for its whole life (`StateInUseError` at once
+    when another daemon excludes it): a SQLite file's lock; a PostgreSQL database's daemon
+    lock, exclusive, or shared between `replicas`; nothing for an in-memory database."""
     if isinstance(store, SqliteStore) and store.path != ":memory:":
-        return state_file_lock(store.path)
+        return _entered(state_file_lock(store.path))
+    if isinstance(store, PostgresStore):
+        return store.daemon_guard(shared=replicas)
     return contextlib.nullcontext()
+
+
+@contextlib.asynccontextmanager
+async def _entered(lock: contextlib.AbstractContextManager[None]) -> AsyncIterator[None]:
+    with lock:
+        yield

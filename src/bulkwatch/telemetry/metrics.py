@@ -42,6 +42,10 @@ EVENT_TYPES = (
 # "skipped": a scheduled poll not sent because the store is backing off after failures.
 POLL_OUTCOMES = ("ok", "error", "skipped")
 DELIVERY_OUTCOMES = ("delivered", "retry", "dead")
+RENEWAL_RESULTS = ("ok", "failed")
+# Why a replica stopped polling a store it held: no renewal succeeded within TTL/2
+# ("unrenewed"), a renewal no longer returned it ("gone"), a poll write was refused ("fenced").
+LEASE_LOSSES = ("unrenewed", "gone", "fenced")
 API_REJECTIONS = ("400", "401", "403", "404", "405")
 
 # (platform, store, poll interval in seconds) of one configured store.
@@ -174,6 +178,29 @@ class Metrics:
             "config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load (start or SIGHUP)",
         )
+        # Replicas (state.replicas): always exported, at 0 without replicas.
+        self.replica_info = gauge(
+            "replica_info", "1, labelled with this replica's id (state.replicas only)", ("replica",)
+        )
+        self.lease_stores_owned = gauge(
+            "lease_stores_owned", "Stores this replica holds a lease for and polls"
+        )
+        self.lease_renewals = counter(
+            "lease_renewals", "Lease renewals by result (ok, failed)", ("result",)
+        )
+        self.lease_takeovers = counter(
+            "lease_takeovers", "Stores claimed after another replica's lease on them expired"
+        )
+        self.lease_releases = counter(
+            "lease_releases",
+            "Leases this replica gave up: its share shrank, the store was removed, or it stopped",
+        )
+        self.lease_lost = counter(
+            "lease_lost",
+            "Stores this replica stopped polling because it lost their lease, by reason "
+            "(unrenewed, gone, fenced)",
+            ("reason",),
+        )
         self.build_info = gauge("build_info", "Build information", ("version",))
         self.build_info.labels(version=__version__).set(1)
 
@@ -194,6 +221,14 @@ class Metrics:
                 self.deliveries.labels(name, outcome)
             self.outbox_pending.labels(name).set(0)
             self.outbox_dead.labels(name).set(0)
+
+    def declare_replica(self, replica: str) -> None:
+        """This process is replica `replica`: its info series, and its lease counters at 0."""
+        self.replica_info.labels(replica).set(1)
+        for result in RENEWAL_RESULTS:
+            self.lease_renewals.labels(result)
+        for reason in LEASE_LOSSES:
+            self.lease_lost.labels(reason)
 
     def forget_store(self, platform: str, store: str) -> None:
         """Drop every series of a store no longer configured (a reload removed it), so no

@@ -22,8 +22,12 @@ from bulkwatch.daemon.health import liveness
 from bulkwatch.daemon.reload import reload_on_request
 from bulkwatch.daemon.sdnotify import SystemdNotifier, supervised
 from bulkwatch.daemon.web import start_web
-from bulkwatch.store.base import SchemaTooNewError, StoreCorruptError, StoreUnavailableError
-from bulkwatch.store.sqlite.lock import StateInUseError
+from bulkwatch.store.base import (
+    SchemaTooNewError,
+    StateInUseError,
+    StoreCorruptError,
+    StoreUnavailableError,
+)
 from bulkwatch.telemetry.logs import configure_logging
 
 __all__ = [
@@ -192,6 +196,11 @@ def once(settings: Settings, config: ConfigFile | None = None) -> int:
     """`bulkwatch once`: 0 when every poll succeeded, 1 when any failed."""
     if (refused := preflight(settings, server=False)) is not None:
         return refused
+    # One round of every store is no replica's work: it runs as the database's one daemon
+    # (refused while any daemon, replica or not, runs against it).
+    settings = settings.model_copy(
+        update={"state": settings.state.model_copy(update={"replicas": False})}
+    )
     configure_logging(settings.log.level, settings.log.format)
     if config is not None and config.searched:
         _log.info("using config", file=config.describe())

@@ -7,7 +7,8 @@ lasts longer, by any clock, than `ttl` after the replica sent the statement. A c
 `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE expires_at < now()`: on a store another
 replica claims at the same moment, PostgreSQL locks the row and evaluates the condition
 against the newest version, so only one of them gets it. Rows are written in store order, so
-two claims never wait for each other in a cycle.
+two claims never wait for each other in a cycle. A poll write fenced by its owner
+(`poll_sql`) reads its store's row `FOR SHARE`, so a takeover waits for the write to commit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable, Collection
 from datetime import timedelta
 
 import asyncpg
+
+from bulkwatch.store.leasing import Claimed, Holder
 
 __all__ = ["MIGRATION", "PostgresLeases"]
 
@@ -43,21 +46,25 @@ _BEAT = (
     "ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at"
 )
 # Candidates are taken in an order of the owner's own (a hash), so that replicas claiming at
-# once mostly ask for different stores; they are written in store order.
+# once mostly ask for different stores; they are written in store order. A candidate whose
+# row exists (expired) and named another owner is a takeover: the row is updated in place.
 _CLAIM = f"""
     WITH beat AS ({_BEAT}),
     wanted AS (
-        SELECT s.store FROM unnest($3::text[]) AS s(store)
-        WHERE NOT EXISTS (
-            SELECT 1 FROM leases l WHERE l.store = s.store AND l.expires_at >= now()
-        )
+        SELECT s.store, l.owner AS previous FROM unnest($3::text[]) AS s(store)
+        LEFT JOIN leases l ON l.store = s.store
+        WHERE l.store IS NULL OR l.expires_at < now()
         ORDER BY md5(s.store || $1::text) LIMIT $4
+    ),
+    taken AS (
+        INSERT INTO leases (store, owner, expires_at)
+        SELECT store, $1, now() + $2::interval FROM wanted ORDER BY store
+        ON CONFLICT (store) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+        WHERE leases.expires_at < now()
+        RETURNING store, xmax <> 0 AS existed
     )
-    INSERT INTO leases (store, owner, expires_at)
-    SELECT store, $1, now() + $2::interval FROM wanted ORDER BY store
-    ON CONFLICT (store) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-    WHERE leases.expires_at < now()
-    RETURNING store
+    SELECT t.store, t.existed AND w.previous IS DISTINCT FROM $1::text
+    FROM taken t JOIN wanted w USING (store)
 """  # noqa: S608 - built from constants only
 _RENEW = f"""
     WITH beat AS ({_BEAT})
@@ -71,6 +78,10 @@ _RELEASE_ALL = """
     DELETE FROM leases WHERE owner = $1
 """
 _OWNERS = "SELECT owner FROM lease_owners WHERE expires_at >= now() ORDER BY owner"
+_HOLDERS = """
+    SELECT store, owner, expires_at FROM leases
+    WHERE store = ANY($1::text[]) AND expires_at >= now() ORDER BY store
+"""
 
 
 class PostgresLeases:
@@ -83,11 +94,17 @@ class PostgresLeases:
         self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
     ) -> list[str]:
         """Take up to `limit` of `stores` that are free or expired, for `ttl`; return them."""
+        return (await self.take(owner, stores, limit, ttl)).stores
+
+    async def take(
+        self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
+    ) -> Claimed:
+        """`claim`, saying which stores were taken over from another owner's expired lease."""
         if limit <= 0:
             await self._connections().execute(_BEAT, owner, ttl)
-            return []
+            return Claimed([], [])
         rows = await self._connections().fetch(_CLAIM, owner, ttl, sorted(set(stores)), limit)
-        return sorted(r[0] for r in rows)
+        return Claimed(sorted(r[0] for r in rows), sorted(r[0] for r in rows if r[1]))
 
     async def renew(self, owner: str, ttl: timedelta) -> list[str]:
         """Extend `owner`'s unexpired leases to `ttl` from now; return the stores it holds."""
@@ -105,3 +122,8 @@ class PostgresLeases:
         """The live owners, by id."""
         rows = await self._connections().fetch(_OWNERS)
         return [r[0] for r in rows]
+
+    async def holders(self, stores: Collection[str]) -> list[Holder]:
+        """The unexpired leases of `stores`, by store (one index probe per store named)."""
+        rows = await self._connections().fetch(_HOLDERS, sorted(set(stores)))
+        return [Holder(r[0], r[1], r[2]) for r in rows]

@@ -59,23 +59,41 @@ def _marks(first: int, count: int) -> str:
     return ", ".join(f"${i}" for i in range(first, first + count))
 
 
+# A fenced write's lease check: the store's lease row, if `owner` holds it unexpired, read
+# FOR SHARE, so that a takeover (which updates the row) waits until this write commits, and a
+# takeover committed first is seen (the row is checked again at its newest version).
+_FENCE = """fence AS (
+            SELECT FROM leases WHERE store = $7 AND owner = ${owner} AND expires_at >= now()
+            FOR SHARE
+        )"""
+_HELD = "EXISTS (SELECT FROM fence)"
+
+
 @functools.cache
-def save_poll_statement(*, tasks: bool, outbox: bool, notes: bool = False) -> str:
+def save_poll_statement(
+    *, tasks: bool, outbox: bool, notes: bool = False, fenced: bool = False
+) -> str:
     """The one statement writing a poll: $1 says whether to write the health in $2-$6, the
     endpoint is $7-$14 (its key $7-$9), then the task columns as arrays (when `tasks`), the
-    outbox columns as arrays (when `outbox`), the note names and values (when `notes`)."""
+    outbox columns as arrays (when `outbox`), the note names and values (when `notes`), the
+    owner (when `fenced`). Fenced, every part writes only while the owner holds the store's
+    lease, and the statement returns whether it did."""
+    guard = f" AND {_HELD}" if fenced else ""  # added to a WHERE
+    where = f" WHERE {_HELD}" if fenced else ""  # or the whole WHERE
+    endpoint = f"SELECT {_marks(7, 8)}{where}" if fenced else f"VALUES ({_marks(7, 8)})"
     parts = [
         f"""health AS (
             INSERT INTO store_health ({HEALTH_COLUMNS})
-            SELECT $2::text, $3::text, $4::boolean, $5::integer, $6::text[] WHERE $1::boolean
+            SELECT $2::text, $3::text, $4::boolean, $5::integer, $6::text[]
+            WHERE $1::boolean{guard}
             ON CONFLICT (store, platform) DO UPDATE SET
             {_updates(HEALTH_COLUMNS, "store, platform")}
         )""",
         f"""endpoint AS (
-            INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES ({_marks(7, 8)})
+            INSERT INTO endpoints ({ENDPOINT_COLUMNS}) {endpoint}
             ON CONFLICT (store, platform, endpoint) DO UPDATE SET
             {_updates(ENDPOINT_COLUMNS, "store, platform, endpoint")}
-        )""",  # noqa: S608 - constant names and placeholders only
+        )""",
     ]
     n = 15
     if tasks:
@@ -84,7 +102,7 @@ def save_poll_statement(*, tasks: bool, outbox: bool, notes: bool = False) -> st
         n += len(types)
         parts.append(
             f"""task AS (
-            INSERT INTO tasks ({TASK_COLUMNS}) SELECT * FROM unnest({arrays})
+            INSERT INTO tasks ({TASK_COLUMNS}) SELECT * FROM unnest({arrays}){where}
             ON CONFLICT (store, platform, task_id) DO UPDATE SET
             {_updates(TASK_COLUMNS, "store, platform, task_id")}
         )"""  # noqa: S608 - constant names and placeholders only
@@ -102,6 +120,7 @@ def save_poll_statement(*, tasks: bool, outbox: bool, notes: bool = False) -> st
                 r.created_at, r.created_at, r.subject
             FROM unnest({arrays}) WITH ORDINALITY
                 AS r(event_id, notifier, event_type, store, body, created_at, subject, n)
+{where}
             ORDER BY r.n
             ON CONFLICT (event_id, notifier) DO NOTHING
         )"""  # noqa: S608 - constant names and placeholders only
@@ -113,16 +132,21 @@ def save_poll_statement(*, tasks: bool, outbox: bool, notes: bool = False) -> st
             f"""note_set AS (
             INSERT INTO endpoint_notes (store, platform, endpoint, name, value)
             SELECT $7, $8, $9, n.name, n.value
-            FROM unnest(${n}::text[], ${n + 1}::text[]) AS n(name, value) WHERE n.value <> ''
+            FROM unnest(${n}::text[], ${n + 1}::text[]) AS n(name, value)
+            WHERE n.value <> ''{guard}
             ON CONFLICT (store, platform, endpoint, name) DO UPDATE SET value = excluded.value
         )""",  # noqa: S608 - constant names and placeholders only
             f"""note_unset AS (
             DELETE FROM endpoint_notes AS d USING unnest(${n}::text[], ${n + 1}::text[])
                 AS n(name, value)
             WHERE d.store = $7 AND d.platform = $8 AND d.endpoint = $9
-                AND d.name = n.name AND n.value = ''
+                AND d.name = n.name AND n.value = ''{guard}
         )""",  # noqa: S608 - constant names and placeholders only
         ]
+        n += 2
+    if fenced:
+        parts.insert(0, _FENCE.format(owner=n))
+        return "WITH " + ",\n".join(parts) + f"\nSELECT {_HELD}"
     return "WITH " + ",\n".join(parts) + "\nSELECT"
 
 
@@ -176,7 +200,12 @@ def save_poll_args(write: PollWrite) -> tuple[str, list[Any]]:
         args += _columns(_outbox_rows(write.outbox), len(_OUTBOX_TYPES))
     if write.notes:
         args += _note_columns(write.notes)
+    if write.owner is not None:
+        args.append(write.owner)
     sql = save_poll_statement(
-        tasks=bool(write.upserts), outbox=bool(write.outbox), notes=bool(write.notes)
+        tasks=bool(write.upserts),
+        outbox=bool(write.outbox),
+        notes=bool(write.notes),
+        fenced=write.owner is not None,
     )
     return sql, args

@@ -11,6 +11,7 @@ processes may share the database: PostgreSQL's row locks keep each write whole a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Collection
 from datetime import datetime
 
@@ -24,7 +25,13 @@ from bulkwatch.model import (
     StoreHealth,
     TrackedTask,
 )
-from bulkwatch.store.base import PollWrite, StoreUnavailableError, StoreWriteError
+from bulkwatch.store.base import (
+    LeaseLostError,
+    PollWrite,
+    StoreUnavailableError,
+    StoreWriteError,
+)
+from bulkwatch.store.postgres.guard import daemon_guard
 from bulkwatch.store.postgres.leases import PostgresLeases
 from bulkwatch.store.postgres.outbox import PostgresOutbox, WriteOutcome, affected
 from bulkwatch.store.postgres.poll_sql import SELECT_VIEW, save_poll_args
@@ -142,6 +149,21 @@ class PostgresStore(PostgresTokens):
             raise
         self._pool = pool
 
+    def daemon_guard(self, *, shared: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """The daemon lock on this database (`guard.py`): exclusive for a daemon without
+        replicas, `shared` for replicas; held on a connection of its own for the block."""
+        return daemon_guard(self._connect_one, shared=shared, where=without_password(self.url))
+
+    async def _connect_one(self) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(
+                self.url, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+            )
+        except _CONNECTION_ERRORS as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to {self!r}: {self._reason(exc)}"
+            ) from None
+
     async def close(self) -> None:
         """Close every connection; safe to call twice."""
         pool, self._pool = self._pool, None
@@ -185,10 +207,16 @@ class PostgresStore(PostgresTokens):
 
     async def save_poll(self, write: PollWrite) -> None:
         """Write the poll's state and its outbox rows in one statement (so one transaction);
-        if anything raises, nothing is written and the error propagates."""
+        if anything raises, nothing is written and the error propagates. With an owner, the
+        same statement checks its lease: `LeaseLostError` when it holds none on the store."""
         sql, args = save_poll_args(write)
         async with self._writes.write():
-            await self._connections().execute(sql, *args)
+            if write.owner is None:
+                await self._connections().execute(sql, *args)
+                return
+            held = await self._connections().fetchval(sql, *args)
+        if not held:
+            raise LeaseLostError(write.endpoint.key.store, write.owner)
 
     async def list_endpoints(self, store: str | None = None) -> list[EndpointState]:
         """Every endpoint polled at least once, optionally of one store."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import timedelta
 
+from bulkwatch.store.leasing import Claimed, Holder
+
 __all__ = ["LocalLeases"]
 
 
@@ -24,11 +26,17 @@ class LocalLeases:
         self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
     ) -> list[str]:
         """Take up to `limit` of `stores` that nobody holds; return them, by name."""
+        return (await self.take(owner, stores, limit, ttl)).stores
+
+    async def take(
+        self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
+    ) -> Claimed:
+        """`claim`; nothing is ever taken over here (no lease expires)."""
         self._owners.add(owner)
         free = sorted(s for s in set(stores) if s not in self._held)[: max(limit, 0)]
         for store in free:
             self._held[store] = owner
-        return free
+        return Claimed(free, [])
 
     async def renew(self, owner: str, ttl: timedelta) -> list[str]:
         """The stores `owner` holds (they never expire here)."""
@@ -47,3 +55,7 @@ class LocalLeases:
     async def owners(self) -> list[str]:
         """The owners that claimed or renewed and did not leave, by id."""
         return sorted(self._owners)
+
+    async def holders(self, stores: Collection[str]) -> list[Holder]:
+        """The held leases of `stores`, by store (they never expire)."""
+        return [Holder(s, self._held[s], None) for s in sorted(set(stores)) if s in self._held]

@@ -19,10 +19,12 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["StateInUseError", "holder_of", "lock_path", "state_file_lock"]
+from bulkwatch.store.leasing import StateInUseError
+
+__all__ = ["StateFileInUseError", "StateInUseError", "holder_of", "lock_path", "state_file_lock"]
 
 
-class StateInUseError(Exception):
+class StateFileInUseError(StateInUseError):
     """Another process holds the state file's lock."""
 
     def __init__(self, database: str, holder: str) -> None:
@@ -67,7 +69,7 @@ def holder_of(database: str) -> str | None:
 
 @contextlib.contextmanager
 def state_file_lock(database: str) -> Iterator[None]:
-    """Hold the lock of `database` for the block; raise `StateInUseError` at once when
+    """Hold the lock of `database` for the block; raise `StateFileInUseError` at once when
     another process holds it."""
     path = lock_path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,7 @@ def state_file_lock(database: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StateInUseError(database, _holder(fd)) from None
+            raise StateFileInUseError(database, _holder(fd)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
