@@ -24,6 +24,7 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bulkwatch.config.settings import DeliverySettings
 from bulkwatch.simulator import StoreSpec
 from helpers.crash_support import Daemon, json_logs
 from helpers.pg_proxy import PgProxy, running_proxy
@@ -32,7 +33,7 @@ from helpers.sim_fronts import Fronts, running_fronts
 from helpers.support import free_port
 from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
-__all__ = ["Cluster", "Replica", "Timing", "eventually", "running_cluster"]
+__all__ = ["Cluster", "Replica", "Timing", "eventually", "running_cluster", "watching_readyz"]
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class Timing:
     claim_timeout: float = 3.0
 
     @property
-    def claim_every(self) -> float:
-        """How often a replica below its share tries to claim (the design's max(1 s, TTL/10))."""
-        return max(1.0, self.lease_ttl / 10)
+    def round_every(self) -> float:
+        """How often a replica renews, counts the live replicas and claims up to its fair
+        share (the lease keeper's round: TTL/3)."""
+        return self.lease_ttl / 3
 
 
 @dataclass
@@ -60,39 +62,60 @@ class Replica:
     port: int
     proxy: PgProxy
     daemon: Daemon | None = None
+    killed: bool = False  # by the test
 
     @property
     def running(self) -> bool:
         return self.daemon is not None and self.daemon.proc.returncode is None
 
     async def start(self) -> None:
+        self.killed = False
         self.daemon = await Daemon.start(self.config, self.log)
 
     async def kill(self) -> None:
         """`kill -9`: no handler runs, no lease is released."""
+        self.killed = True
         if self.daemon is not None:
             await self.daemon.kill()
 
     async def terminate(self, within: float = 15.0) -> int:
         """SIGTERM, then its exit code (the test fails past `within` seconds)."""
         assert self.daemon is not None
+        self.killed = True
         return await self.daemon.terminate(within)
 
     def logs(self) -> list[dict[str, Any]]:
         return json_logs(self.log) if self.log.exists() else []
 
+    def check_alive(self) -> None:
+        """Fail the test, with the end of its log, if the replica exited by itself."""
+        if self.daemon is not None and self.daemon.proc.returncode is not None and not self.killed:
+            tail = self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise AssertionError(
+                f"{self.replica_id} exited ({self.daemon.proc.returncode}):\n{tail}"
+            )
+
     async def metrics(self, session: aiohttp.ClientSession) -> dict[str, float] | None:
-        """Its /metrics as `name{label="v",...}` -> value; None while it does not answer."""
+        """Its /metrics as `name{label="v",...}` -> value; None while it does not answer (or
+        while something else answers on its port: the port was free when it was chosen)."""
+        self.check_alive()
         try:
             async with session.get(f"http://127.0.0.1:{self.port}/metrics") as resp:
                 text = await resp.text()
+                if resp.status != 200:
+                    return None
         except (aiohttp.ClientError, TimeoutError):
             return None
         out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-                out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        try:
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                    out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        except ValueError:
+            return None
+        if f'bulkwatch_replica_info{{replica="{self.replica_id}"}}' not in out:
+            return None  # not this replica's
         return out
 
     async def owned(self, session: aiohttp.ClientSession) -> int | None:
@@ -104,6 +127,7 @@ class Replica:
 
     async def readyz(self, session: aiohttp.ClientSession) -> int | None:
         """The HTTP status of its /readyz (200 ready, 503 not), None while it does not answer."""
+        self.check_alive()
         try:
             async with session.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
                 await resp.read()
@@ -137,6 +161,32 @@ class Cluster:
             self.database, "SELECT count(*) FROM outbox WHERE status <> 'delivered'"
         )
         return int(rows[0][0])
+
+
+@asynccontextmanager
+async def watching_readyz(
+    replica: Replica, session: aiohttp.ClientSession, every: float = 0.25
+) -> AsyncIterator[list[tuple[float, int | None]]]:
+    """Ask `replica`'s /readyz every `every` seconds while the block runs; yields the answers
+    so far as (when it was asked, monotonic; its HTTP status, None without an answer)."""
+    seen: list[tuple[float, int | None]] = []
+
+    async def ask(at: float) -> None:
+        seen.append((at, await replica.readyz(session)))
+
+    async def watch() -> None:
+        async with asyncio.TaskGroup() as tg:  # an answer may take seconds: ask meanwhile
+            while True:
+                tg.create_task(ask(time.monotonic()))
+                await asyncio.sleep(every)
+
+    task = asyncio.create_task(watch())
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def eventually(
@@ -174,7 +224,7 @@ def _config(
         "server": {"host": "127.0.0.1", "port": port},
         "defaults": {"interval": timing.interval, "jitter": 0, "rate_limit": 1000, "burst": 40},
         "retry": {"initial": 0.05, "max_delay": 0.2},
-        "delivery": {"idle_interval": 0.05, "claim_timeout": timing.claim_timeout},
+        "delivery": {"idle_interval": 0.05, **_claim_timeout(timing)},
         "log": {"level": "info", "format": "json"},
         "shutdown_grace": 1.5,
         "stores": stores,
@@ -182,6 +232,14 @@ def _config(
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+def _claim_timeout(timing: Timing) -> dict[str, float]:
+    """`delivery.claim_timeout` where the shared outbox exists (before it, every replica
+    attempts every due delivery: repeats, under the same event id)."""
+    if "claim_timeout" not in DeliverySettings.model_fields:
+        return {}
+    return {"claim_timeout": timing.claim_timeout}
 
 
 def _through(database: str, proxy: PgProxy) -> str:
