@@ -4,6 +4,7 @@ state in PostgreSQL, then the replicas sharing the stores (`benchmarks.replicas`
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,11 @@ def _phases(
         ]
         clients |= run_clients({"daemon_pg": daemon}, logs)
         if args.replicas:
-            # On the state the single daemon left: the same steady state, shared.
+            # On the state the single daemon left: the same steady state, shared. Measured
+            # over whole intervals: a replica's polls are not spread evenly over the interval
+            # (stores it claims are first polled within a few seconds, and keep that phase),
+            # so a shorter window would count a burst, or miss it.
+            whole = args.interval * math.ceil(args.duration / args.interval)
             replicas = run_replicas(
                 url,
                 count=args.replicas,
@@ -83,6 +88,6 @@ def _phases(
                 ),
                 stores=len(stores),
                 logs=logs,
-                daemon_args=measure,
+                daemon_args=[f"--duration={whole}", f"--warmup={warmup}"],
             )
     return clients, replicas

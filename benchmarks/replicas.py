@@ -78,6 +78,7 @@ def run_replicas(
     figures = {name: collect(name, proc, logs) for name, proc in procs.items()}
     return {
         "replicas": figures,
+        "duration_s": min(r["wall_s"] for r in figures.values()),
         "all_owned_s": owned_s,
         "spawn_s": round(spawn_s, 2),
         "lease_ttl_s": LEASE_TTL,

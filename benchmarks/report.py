@@ -249,15 +249,16 @@ def _replica_lines(reps: dict[str, Any], r: dict[str, Any], every: str) -> list[
     n = len(rs)
     owned = reps["all_owned_s"]
     return [
-        f"{n} replicas, lease TTL {reps['lease_ttl_s']:g} s: every store owned "
+        f"{n} replicas, lease TTL {reps['lease_ttl_s']:g} s, each measured over "
+        f"{reps['duration_s']:.0f} s (whole intervals): every store owned "
         + ("never (within 600 s)" if owned is None else f"{owned:.1f} s")
         + f" after the {n} processes were started; stores owned at the end "
         + "/".join(str(x.get("stores_owned", "-")) for x in rs)
         + f"; takeovers in the window {sum(x.get('lease_takeovers', 0) for x in rs)}",
         f"lease renewal statements: {reps['total']['lease_renewals_per_s']:.2f}/s in all ("
         + "/".join(f"{x.get('lease_renewals_per_s', 0):.2f}" for x in rs)
-        + "); replica 1's CPU includes the server's background processes, the others' only "
-        "their own backends",
+        + "; each round also counts the live replicas: one statement more); replica 1's "
+        "CPU includes the server's background processes, the others' only their backends",
         f"{n} replicas / one daemon {every}, PostgreSQL: polls/s "
         f"{_fmt(r['replicas_vs_daemon_pg_polls'], '.2f')}x, CPU per poll "
         f"{_fmt(r['replicas_vs_daemon_pg_cpu'], '.2f')}x, peak RSS "

@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -146,7 +146,6 @@ class Cluster:
     replicas: list[Replica]
     timing: Timing
     session: aiohttp.ClientSession
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, index: int) -> Replica:
         return self.replicas[index]
