@@ -7,14 +7,16 @@ server's CPU for its own connections (found by `application_name`). The server's
 processes (WAL writer, checkpointer...) serve all replicas at once, so only replica 0 counts
 them: the total then counts them once, as the single daemon's row does.
 
-Meanwhile this process asks PostgreSQL how many stores hold a live lease, every 0.1 s from the
-moment the replicas are started, until all of them do: the time until every store is owned
-(Python start-up, config, schema check and the claims of all replicas included).
+Meanwhile this process asks PostgreSQL who holds how many live leases, every 0.1 s from the
+moment the replicas are started: the time until every store is owned, and until the stores
+are split in fair shares (Python start-up, config, schema check and the claims and releases
+of all replicas included).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,24 +30,32 @@ from benchmarks.procs import collect, start_client
 __all__ = ["LEASE_TTL", "lease_counts", "lease_figures", "run_replicas", "total"]
 
 LEASE_TTL = 30.0  # the default: what a deployment gets without choosing
-_OWNED = "SELECT count(*) FROM leases WHERE expires_at > now()"
+_HELD = "SELECT count(*) FROM leases WHERE expires_at > now() GROUP BY owner"
 
 
-async def _until_owned(url: str, stores: int, within: float) -> float | None:
-    """Seconds until `stores` leases are live, or None if not within `within` seconds."""
+async def _until_owned(url: str, stores: int, replicas: int, within: float) -> dict[str, Any]:
+    """Seconds until every store has a live lease, and until they are split in fair shares
+    (each of the `replicas` holding at most ceil(stores / replicas)); None when not within
+    `within` seconds."""
+    share = math.ceil(stores / replicas)
     started = time.monotonic()
+    found: dict[str, Any] = {"all_owned_s": None, "fair_split_s": None}
     conn = await asyncpg.connect(url, timeout=10)
     try:
-        while time.monotonic() - started < within:
+        while time.monotonic() - started < within and found["fair_split_s"] is None:
             try:
-                if await conn.fetchval(_OWNED) >= stores:
-                    return round(time.monotonic() - started, 2)
+                held = [r[0] for r in await conn.fetch(_HELD)]
             except asyncpg.UndefinedTableError:
-                pass  # not created yet
+                held = []  # not created yet
+            at = round(time.monotonic() - started, 2)
+            if sum(held) >= stores:
+                found["all_owned_s"] = found["all_owned_s"] or at
+                if len(held) == replicas and max(held) <= share:
+                    found["fair_split_s"] = at
             await asyncio.sleep(0.1)
     finally:
         await conn.close()
-    return None
+    return found
 
 
 def run_replicas(
@@ -73,13 +83,13 @@ def run_replicas(
         background = [] if i == 0 else ["--server-cpu=own"]
         argv = ["-m", "benchmarks.engine", f"--config={config}", "--mode=daemon", *background]
         procs[f"replica_{i}"] = start_client(f"replica_{i}", [*argv, *daemon_args], logs)
-    owned_s = asyncio.run(_until_owned(url, stores, within=600.0))
+    owned = asyncio.run(_until_owned(url, stores, count, within=600.0))
     spawn_s = time.monotonic() - started
     figures = {name: collect(name, proc, logs) for name, proc in procs.items()}
     return {
         "replicas": figures,
         "duration_s": min(r["wall_s"] for r in figures.values()),
-        "all_owned_s": owned_s,
+        **owned,
         "spawn_s": round(spawn_s, 2),
         "lease_ttl_s": LEASE_TTL,
         "total": total(figures),

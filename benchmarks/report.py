@@ -247,12 +247,15 @@ def render(s: dict[str, Any]) -> str:
 def _replica_lines(reps: dict[str, Any], r: dict[str, Any], every: str) -> list[str]:
     rs = list(reps["replicas"].values())
     n = len(rs)
-    owned = reps["all_owned_s"]
+
+    def after(seconds: float | None) -> str:
+        return "not within 600 s" if seconds is None else f"{seconds:.1f} s"
+
     return [
         f"{n} replicas, lease TTL {reps['lease_ttl_s']:g} s, each measured over "
         f"{reps['duration_s']:.0f} s (whole intervals): every store owned "
-        + ("never (within 600 s)" if owned is None else f"{owned:.1f} s")
-        + f" after the {n} processes were started; stores owned at the end "
+        f"{after(reps['all_owned_s'])}, fair shares {after(reps['fair_split_s'])} after the "
+        f"{n} processes were started; stores owned at the end "
         + "/".join(str(x.get("stores_owned", "-")) for x in rs)
         + f"; takeovers in the window {sum(x.get('lease_takeovers', 0) for x in rs)}",
         f"lease renewal statements: {reps['total']['lease_renewals_per_s']:.2f}/s in all ("
