@@ -3,7 +3,8 @@
 # missing (so a second run costs nothing): promtool and prometheus (package prometheus),
 # systemd-analyze (systemd), shellcheck. `image` adds buildah, podman and debootstrap;
 # `browser` Debian's chromium, for the status page's browser tests.
-# hadolint, kubernetes-validate and yamllint come from the venv (`make` syncs them).
+# hadolint, kubernetes-validate, check-jsonschema (the compose specification's schema) and
+# yamllint come from the venv (`make` syncs them).
 set -euo pipefail
 
 declare -A package_of=(

@@ -42,6 +42,7 @@ DOCUMENTED_FAMILIES = {
     "bulkwatch_outbox_dead": "gauge",
     "bulkwatch_build_info": "gauge",
     "bulkwatch_poll_interval_seconds": "gauge",
+    "bulkwatch_stores_configured": "gauge",
     "bulkwatch_scheduler_jobs_missed": "counter",
     "bulkwatch_scheduler_jobs_failed": "counter",
 }
@@ -157,6 +158,9 @@ async def test_every_configured_label_set_exists_before_the_first_poll(tmp_path:
     for outcome in ("delivered", "retry", "dead"):
         assert value("bulkwatch_deliveries_total", notifier="console", outcome=outcome) == 0
     assert value("bulkwatch_outbox_dead", notifier="console") == 0
+    assert value("bulkwatch_stores_configured") == 2
+    # One daemon without replicas owns every store: the unowned-stores alert stays quiet.
+    assert value("bulkwatch_lease_stores_owned") == 2
 
 
 async def test_poll_latency_lands_in_buckets_sized_for_api_calls(tmp_path: Path) -> None:

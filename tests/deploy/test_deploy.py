@@ -12,10 +12,7 @@ import asyncio
 import json
 import os
 import re
-import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +27,23 @@ from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.deploy_support import DEPLOY, REPO, load_yaml, repo_files, run, tool
+from helpers.prometheus_support import (
+    PROMETHEUS,
+    PrometheusAPI,
+    process,
+    prometheus_config,
+    until,
+)
 from helpers.support import bound_port, free_port, settings_for
 
 pytestmark = pytest.mark.deploy
 
-PROMETHEUS = DEPLOY / "prometheus"
 UNIT = DEPLOY / "systemd" / "bulkwatch.service"
+REPLICA_ALERTS = {
+    "BulkwatchLeaseRenewalsFailing",
+    "BulkwatchStoresUnowned",
+    "BulkwatchReplicaTakeovers",
+}
 # `systemd-analyze security` exposure, times ten (1.5 is "OK"); the unit scores 1.1 today.
 SECURITY_THRESHOLD = 15
 
@@ -78,7 +86,7 @@ async def test_promtool_accepts_a_live_metrics_scrape(tmp_path: Path) -> None:
 def test_promtool_checks_the_alert_rules() -> None:
     result = run(tool("promtool"), "check", "rules", PROMETHEUS / "alerts.yml")
     assert result.code == 0, result.output
-    assert "SUCCESS: 8 rules found" in result.output
+    assert "SUCCESS: 11 rules found" in result.output
 
 
 def test_promtool_unit_tests_pass_and_cover_every_alert() -> None:
@@ -121,55 +129,6 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
 # --- a real Prometheus server scraping a real daemon ---------------------------------------------
 
 
-@asynccontextmanager
-async def process(
-    *args: str | Path, log: Path, env: dict[str, str] | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A long-running process, its output in `log`; stopped with SIGTERM, killed if stuck."""
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *map(str, args), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env
-        )
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    async with asyncio.timeout(15):
-                        await proc.wait()
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-
-
-async def until(what: str, probe: Any, within: float = 30.0) -> Any:
-    """Call the coroutine function `probe` until it returns a truthy value; fail after
-    `within` seconds. Prometheus scrapes and evaluates on its own clock, so there is no event
-    to wait on: this asks again every 0.2 s."""
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                found = await probe()
-                if found:
-                    return found
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
-
-
-def prometheus_config(tmp_path: Path, target: str) -> Path:
-    """The shipped scrape config, pointed at `target`, scraping and evaluating every second."""
-    config = load_yaml(PROMETHEUS / "prometheus.yml")
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = [str(PROMETHEUS / name) for name in config["rule_files"]]
-    (job,) = config["scrape_configs"]
-    job["static_configs"] = [{"targets": [target]}]
-    path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
 def daemon_config(tmp_path: Path, sim: Simulator, port: int) -> Path:
     path = tmp_path / "bulkwatch.yaml"
     data = {
@@ -189,7 +148,6 @@ def daemon_config(tmp_path: Path, sim: Simulator, port: int) -> Path:
 async def test_prometheus_scrapes_the_daemon_and_loads_the_rules(tmp_path: Path) -> None:
     prometheus = tool("prometheus")
     daemon_port, prom_port = free_port(), free_port()
-    api = f"http://127.0.0.1:{prom_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BULKWATCH_")}
     async with (
         run_simulator(stores=make_stores(1, 1)) as sim,
@@ -212,40 +170,26 @@ async def test_prometheus_scrapes_the_daemon_and_loads_the_rules(tmp_path: Path)
             log=tmp_path / "prometheus.log",
         ) as server,
     ):
-
-        async def query(expr: str) -> list[dict[str, Any]]:
-            try:
-                async with http.get(f"{api}/api/v1/query", params={"query": expr}) as resp:
-                    body = await resp.json()
-            except aiohttp.ClientConnectionError:
-                return []  # Prometheus is still starting
-            assert body["status"] == "success", body
-            result: list[dict[str, Any]] = body["data"]["result"]
-            return result
+        api = PrometheusAPI(http, prom_port)
 
         async def up() -> list[dict[str, Any]]:
-            return [r for r in await query('up{job="bulkwatch"}') if r["value"][1] == "1"]
+            return [r for r in await api.query('up{job="bulkwatch"}') if r["value"][1] == "1"]
 
         async def polled() -> set[str]:
-            found = await query('bulkwatch_polls_total{outcome="ok"} > 0')
+            found = await api.query('bulkwatch_polls_total{outcome="ok"} > 0')
             stores = {r["metric"]["store"] for r in found}
             return stores if stores == {"lazza-1", "line-1"} else set()
-
-        async def rules_evaluated() -> list[dict[str, Any]]:
-            try:
-                async with http.get(f"{api}/api/v1/rules") as resp:
-                    body = await resp.json()
-            except aiohttp.ClientConnectionError:
-                return []
-            rules = [r for g in body["data"]["groups"] for r in g["rules"]]
-            return rules if rules and all(r["health"] == "ok" for r in rules) else []
 
         (target,) = await until("the bulkwatch target to be up", up)
         assert target["metric"]["instance"] == f"127.0.0.1:{daemon_port}"
         assert await until("polls of both stores", polled) == {"lazza-1", "line-1"}
-        rules = await until("every alert rule to evaluate", rules_evaluated)
+        rules = await until("every alert rule to evaluate", api.rules)
         assert {r["name"] for r in rules} >= {"BulkwatchStoreDown", "BulkwatchNoSuccessfulPoll"}
         assert not [r["name"] for r in rules if r["state"] == "firing"]
+        # One process without replicas: the replica alerts are not even pending.
+        replica_rules = [r for r in rules if r["name"] in REPLICA_ALERTS]
+        assert len(replica_rules) == len(REPLICA_ALERTS)
+        assert {r["state"] for r in replica_rules} == {"inactive"}
         assert daemon.returncode is None
         assert server.returncode is None
 

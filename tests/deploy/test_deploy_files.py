@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from bulkwatch.config import load_settings
 from bulkwatch.simulator import make_stores
 from bulkwatch.telemetry.metrics import Metrics
-from helpers.deploy_support import DEPLOY, REPO, load_all_yaml, load_yaml
+from helpers.deploy_support import DEPLOY, REPO, load_yaml, manifest, pod_container
 
 K8S = DEPLOY / "kubernetes"
 DASHBOARD = DEPLOY / "grafana" / "bulkwatch.json"
@@ -25,16 +25,11 @@ IMAGE_UID = 10001
 
 def k8s(kind: str) -> dict[str, Any]:
     """The one manifest of `kind` in deploy/kubernetes."""
-    found = [d for p in sorted(K8S.glob("*.yaml")) for d in load_all_yaml(p) if d["kind"] == kind]
-    assert len(found) == 1, kind
-    manifest: dict[str, Any] = found[0]
-    return manifest
+    return manifest(K8S, kind)
 
 
 def container() -> dict[str, Any]:
-    (spec,) = k8s("Deployment")["spec"]["template"]["spec"]["containers"]
-    result: dict[str, Any] = spec
-    return result
+    return pod_container(K8S)
 
 
 # --- metric names ------------------------------------------------------------------------------

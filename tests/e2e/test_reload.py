@@ -224,6 +224,21 @@ async def test_a_reload_keeps_what_only_a_restart_applies_and_restarts_changed_s
         assert await engine.poll_all_once()
 
 
+async def test_the_configured_stores_gauge_follows_a_reload(tmp_path: Path, sim: Simulator) -> None:
+    # The replica alerts compare the stores the replicas own with this count.
+    configs = sim.store_configs()
+    settings = settings_for(tmp_path, configs[:2], log={"events": False})
+    metrics = Metrics(CollectorRegistry())
+    async with Engine(settings, metrics=metrics) as engine:
+        assert metrics.registry.get_sample_value("bulkwatch_stores_configured") == 2
+        with capture_logs():
+            await engine.reload(settings_for(tmp_path, configs, log={"events": False}))
+        assert metrics.registry.get_sample_value("bulkwatch_stores_configured") == len(configs)
+        with capture_logs():
+            await engine.reload(settings_for(tmp_path, configs[1:2], log={"events": False}))
+        assert metrics.registry.get_sample_value("bulkwatch_stores_configured") == 1
+
+
 @pytest.mark.parametrize("found_by", ["$BULKWATCH_CONFIG", "./bulkwatch.yaml"])
 async def test_sighup_reads_again_the_config_file_the_daemon_found(
     tmp_path: Path, sim: Simulator, found_by: str

@@ -1,4 +1,5 @@
-"""Helpers for the deployment checks: the repository's files and the external tools."""
+"""Helpers for the deployment checks: the repository's files (the Kubernetes manifests of a
+directory among them) and the external tools."""
 
 from __future__ import annotations
 
@@ -69,3 +70,26 @@ def load_yaml(path: Path) -> Any:
 
 def load_all_yaml(path: Path) -> list[Any]:
     return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+
+
+def manifests(directory: Path) -> list[dict[str, Any]]:
+    """Every Kubernetes object in the YAML files of `directory`."""
+    return [d for p in sorted(directory.glob("*.yaml")) for d in load_all_yaml(p)]
+
+
+def manifest(directory: Path, kind: str, name: str | None = None) -> dict[str, Any]:
+    """The one object of `kind` (and `name`, when given) in `directory`."""
+    found = [
+        d
+        for d in manifests(directory)
+        if d["kind"] == kind and name in (None, d["metadata"]["name"])
+    ]
+    assert len(found) == 1, (directory.name, kind, name)
+    return found[0]
+
+
+def pod_container(directory: Path) -> dict[str, Any]:
+    """The one container of the Deployment in `directory`."""
+    (spec,) = manifest(directory, "Deployment")["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = spec
+    return result

@@ -30,7 +30,7 @@ from bulkwatch.model import (
     encode_cloudevent,
     task_event,
 )
-from bulkwatch.store.base import DeliveryStatus, OutboxRow, PollWrite, StateStore
+from bulkwatch.store.base import Delivery, DeliveryStatus, OutboxRow, PollWrite, StateStore
 from bulkwatch.store.factory import open_store_from_url
 from bulkwatch.store.postgres import schema as pg_schema
 from bulkwatch.store.sqlite.migrations import MIGRATIONS as SQLITE_MIGRATIONS
@@ -121,6 +121,15 @@ async def pending_rows(store: StateStore, count: int) -> list[int]:
     events = [event_for(t, T0 + timedelta(seconds=i)) for i, t in enumerate(tasks)]
     await record(store, LINE, tasks, events, route=lambda e: ["hook"])
     return [d.id for d in await store.outbox.list_deliveries(PENDING)]
+
+
+async def peek_due(store: StateStore, now: datetime, limit: int = 100) -> list[Delivery]:
+    """What `due_deliveries` hands out at `now`, given back at once (as by a dispatcher that
+    attempts none of it): a shared outbox claims what it hands out, and the next call would
+    not see those rows again until they are."""
+    due = await store.outbox.due_deliveries(now, limit)
+    await store.outbox.release([d.id for d in due])
+    return due
 
 
 # An outbox row as written before ordered delivery: (event_id, notifier, event_type, store,

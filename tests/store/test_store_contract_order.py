@@ -16,6 +16,7 @@ from helpers.store_support import (
     Backend,
     encode,
     event_for,
+    peek_due,
     record,
     snap,
     tracked,
@@ -38,7 +39,7 @@ async def _rows(store: StateStore) -> dict[tuple[str, str], int]:
 
 
 async def _due(store: StateStore, seconds: float = 3600) -> set[tuple[str, str]]:
-    due = await store.outbox.due_deliveries(T0 + timedelta(seconds=seconds), 100)
+    due = await peek_due(store, T0 + timedelta(seconds=seconds))
     return {(d.notifier, d.event_id) for d in due}
 
 
@@ -48,7 +49,7 @@ async def test_a_later_event_of_a_subject_waits_for_the_earlier_one(store: State
     await record(store, LINE, events=[e for pair in zip(a, b, strict=True) for e in pair])
     first = {(n, e.id) for n in ("hook", "slack") for e in (a[0], b[0])}
     assert await _due(store) == first
-    assert (await store.outbox.due_deliveries(T0 + timedelta(hours=1), 2))[0].event_id == a[0].id
+    assert (await peek_due(store, T0 + timedelta(hours=1), 2))[0].event_id == a[0].id
 
     rows = await _rows(store)
     # hook's first event of a delivered: its second is due; slack's of a still waits.

@@ -21,6 +21,7 @@ from helpers.store_support import (
     T0,
     Backend,
     event_for,
+    peek_due,
     pending_rows,
     record,
     snap,
@@ -39,14 +40,14 @@ async def test_due_deliveries_come_by_next_attempt_then_id_up_to_the_limit(
         ids[3], attempts=1, next_attempt_at=T0 + timedelta(seconds=1), error=""
     )
 
-    due = await store.outbox.due_deliveries(T0 + timedelta(seconds=2), 10)
+    due = await peek_due(store, T0 + timedelta(seconds=2), 10)
     assert [d.id for d in due] == [ids[1], ids[3], ids[2]]  # ids[3] ties with ids[1]: id decides
-    assert [d.id for d in await store.outbox.due_deliveries(T0 + timedelta(seconds=2), 2)] == [
+    assert [d.id for d in await peek_due(store, T0 + timedelta(seconds=2), 2)] == [
         ids[1],
         ids[3],
     ]
-    assert await store.outbox.due_deliveries(T0 - timedelta(microseconds=1), 10) == []
-    assert len(await store.outbox.due_deliveries(T0 + timedelta(hours=1), 10)) == 4
+    assert await peek_due(store, T0 - timedelta(microseconds=1), 10) == []
+    assert len(await peek_due(store, T0 + timedelta(hours=1), 10)) == 4
     # the same instant in another zone compares the same
     in_plus8 = (T0 + timedelta(seconds=2)).astimezone(timezone(timedelta(hours=8)))
     assert await store.outbox.due_deliveries(in_plus8, 10) == due

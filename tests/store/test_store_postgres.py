@@ -175,7 +175,7 @@ async def test_outbox_counts_stay_exact_while_several_stores_count_at_once(
                 await store.outbox.outbox_counts()
 
         await asyncio.gather(*(write_and_count(i, s) for i, s in enumerate(stores)))
-        due = await stores[0].outbox.due_deliveries(T0 + timedelta(seconds=1), 100)
+        due = await stores[1].outbox.due_deliveries(T0 + timedelta(seconds=1), 100)
         assert len(due) == 30
         await asyncio.gather(*(stores[1].outbox.mark_delivered(d.id, T0) for d in due[:12]))
         await stores[1].outbox.commit()  # the outcomes reach the other stores' readers

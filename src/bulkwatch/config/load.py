@@ -3,8 +3,9 @@ once into `Settings`.
 
 It raises `ConfigError` holding one readable line per problem, each naming the field
 (`stores[1].handle: field required`). Its steps live beside this module: `notifiers` (each
-notifier by its type), `filters` (notifier globs that match nothing), `tokens` (token files)
-and `errors` (the error and its lines).
+notifier by its type), `filters` (notifier globs that match nothing), `claims` (notifier
+timeouts a delivery claim cannot cover), `tokens` (token files) and `errors` (the error and
+its lines).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from bulkwatch.common.redact import register_secrets
+from bulkwatch.config.claims import claim_problems
 from bulkwatch.config.errors import ConfigError, validation_problems
 from bulkwatch.config.filters import filter_problems
 from bulkwatch.config.notifiers import validate_notifiers
@@ -67,7 +69,7 @@ def load_settings(
         problems = validation_problems(exc) + problems
     if problems:
         raise ConfigError(problems)
-    problems = filter_problems(settings)
+    problems = filter_problems(settings) + claim_problems(settings)
     try:
         settings = resolve_tokens(settings, env)
     except ConfigError as exc:

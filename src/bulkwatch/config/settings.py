@@ -181,6 +181,9 @@ class DeliverySettings(FrozenModel):
     concurrency: int = Field(default=16, ge=1, le=1024)
     batch: int = Field(default=200, ge=1, le=10000)
     idle_interval: Duration = Field(default=1.0, gt=0)
+    # PostgreSQL: how long a delivery handed to one replica is withheld from the others (a
+    # replica that dies with it in flight); then another attempts it, under the same id.
+    claim_timeout: Duration = Field(default=300.0, ge=5)
 
 
 class LogSettings(FrozenModel):

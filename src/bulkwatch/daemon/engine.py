@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -55,15 +56,6 @@ __all__ = ["Engine"]
 log = structlog.get_logger("bulkwatch")
 
 
-def _policy(settings: Settings) -> Policy:
-    d = settings.defaults
-    return Policy(
-        stall_after=timedelta(seconds=d.stall_after),
-        expiry_warning=timedelta(seconds=d.expiry_warning),
-        down_after=d.down_after,
-    )
-
-
 class Engine:
     """Every running part of bulkwatch. Use as `async with Engine(settings) as engine:`."""
 
@@ -80,16 +72,21 @@ class Engine:
         self.clock = clock
         stores = resolve_stores(settings)
         self.notifier_configs = notifier_configs(settings)
-        self.store: StateStore = open_store(settings.state)
-        self.notifiers: dict[str, Notifier] = {}
-        self.status = DaemonStatus(settings.instance, len(stores), stores, staleness={})
         self.replicas = replicas = settings.state.replicas
         # With replicas: this process's id, which fences its poll writes; None without.
         self.replica = settings.state.replica if replicas else None
+        # The outbox's claims name the replica, made unique per process (a restarted replica
+        # may keep its id, and must not take its predecessor's claims for its own).
+        claimer = None if self.replica is None else f"{self.replica}.{secrets.token_hex(4)}"
+        self.store: StateStore = open_store(
+            settings.state, owner=claimer, claim_timeout=settings.delivery.claim_timeout
+        )
+        self.notifiers: dict[str, Notifier] = {}
+        self.status = DaemonStatus(settings.instance, len(stores), stores, staleness={})
         self.poller = Poller(
             state=self.store,
             router=Router(self.notifier_configs, settings.instance),
-            policy=_policy(settings),
+            policy=Policy.of(settings.defaults),
             backoff=Backoff(settings.defaults, rng),
             stats=PollStats(self.metrics),
             stores=stores,
@@ -103,7 +100,12 @@ class Engine:
         self.status.backoff_until = self.poller.backoff.until
         self._inflight = InflightJobs()  # scheduled polls running now
         self.fleet = Fleet(
-            stores, self.status, self.poller.poll_if_due, self._inflight, replicas=replicas
+            stores,
+            self.status,
+            self.poller.poll_if_due,
+            self._inflight,
+            replicas=replicas,
+            on_change=self.poller.ownership_changed,
         )
         # Which stores this replica polls (None: no replicas, every store).
         self.keeper = replica_keeper(
@@ -164,10 +166,13 @@ class Engine:
             clock=self.clock,
             log_deliveries=s.log.deliveries,
         )
+        # A replica's store series start when it takes the store (`ownership_changed`).
+        declared = () if self.replicas else self.stores
         self.metrics.declare(
-            [(store.platform.value, store.name, store.interval) for store in self.stores],
+            [(store.platform.value, store.name, store.interval) for store in declared],
             self.notifiers,
         )
+        self.metrics.count_stores(len(self.stores), replicas=self.replicas)
 
     def _build(self, cfg: NotifierConfig) -> Notifier:
         """Build a notifier, to be closed with the engine (a reload may have replaced it)."""
@@ -245,13 +250,15 @@ class Engine:
         self.poller.reconfigure(
             stores=plan.stores,
             router=Router(self.notifier_configs, plan.settings.instance),
-            policy=_policy(plan.settings),
+            policy=Policy.of(plan.settings.defaults),
             defaults=plan.settings.defaults,
             reset={s.name for s in (*plan.added, *plan.removed, *plan.changed)},
         )
         self.dispatcher.set_notifiers(self.notifiers)
-        fresh = (*plan.added, *plan.changed)
+        owned = self.fleet.owned
+        fresh = [s for s in (*plan.added, *plan.changed) if owned is None or s.name in owned]
         self.metrics.declare([(s.platform.value, s.name, s.interval) for s in fresh], notifiers)
+        self.metrics.count_stores(len(plan.stores), replicas=self.replicas)
         return plan
 
     async def serve(
@@ -285,6 +292,7 @@ class Engine:
                 notifiers=sorted(self.notifiers),
                 version=__version__,
                 **({"config": config} if config is not None else {}),
+                **({"replica": self.replica} if self.replica is not None else {}),
             )
             if ready is not None:
                 ready()

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["Fleet"]
 
 Poll = Callable[[Source, EndpointKey], Awaitable[Any]]
+# Told the stores a replica gained and those it lost (their memory and series go with them).
+OwnershipChange = Callable[[Sequence[ResolvedStore], Sequence[ResolvedStore]], None]
 
 
 class Fleet:
@@ -51,6 +53,7 @@ class Fleet:
         inflight: InflightJobs,
         *,
         replicas: bool = False,
+        on_change: OwnershipChange | None = None,
     ) -> None:
         self.stores = stores
         self.sources: list[Source] = []
@@ -62,6 +65,7 @@ class Fleet:
         self._tokens: TokenState | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._clock: Callable[[], datetime] | None = None
+        self._on_change = on_change
         status.owned = self.owned
         self._show(stores)
 
@@ -111,7 +115,14 @@ class Fleet:
         names = {store.name for store in self.stores}
         fresh = {name for name in stores if name in names and name not in self.owned}
         self.owned |= fresh
-        if self._scheduler is not None and self._clock is not None and fresh:
+        if not fresh:
+            return
+        if self._clock is not None:
+            now = self._clock()
+            self._status.owned_at.update((name, now) for name in fresh)
+        if self._on_change is not None:
+            self._on_change([s for s in self.stores if s.name in fresh], [])
+        if self._scheduler is not None and self._clock is not None:
             sources = [src for src in self.sources if src.store in fresh]
             add_jobs(self._scheduler, self.jobs(sources), self._clock(), spread=OWNED_SPREAD_S)
 
@@ -127,6 +138,10 @@ class Fleet:
                 [key for src in self.sources if src.store in gone for key in src.endpoints],
             )
         self._inflight.cancel(gone)
+        for name in gone:
+            self._status.owned_at.pop(name, None)
+        if self._on_change is not None and gone:
+            self._on_change([], [s for s in self.stores if s.name in gone])
 
     def prepare(self, plan: ReloadPlan) -> list[Source]:
         """The sources of the stores `plan` adds or changes (may raise: nothing swapped)."""

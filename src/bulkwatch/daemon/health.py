@@ -127,8 +127,16 @@ async def readiness(
             continue  # another replica's to poll
         counted += 1
         last = status.last_poll.get(key)
+        grace = uptime
+        taken = status.owned_at.get(key.store)
+        if owned is not None and taken is not None and taken > since:
+            # Taken over while running: the same grace as at start, from when it was taken;
+            # a poll from before this replica last gave it up does not count.
+            grace = (now - taken).total_seconds()
+            if last is not None and last < taken:
+                last = None
         if last is None:
-            if uptime > deadline:
+            if grace > deadline:
                 never.append(str(key))
         else:
             polled += 1

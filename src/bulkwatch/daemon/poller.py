@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 
 import structlog
@@ -105,10 +105,29 @@ class Poller:
         if policy != self._policy:
             self._policy = policy
             self._quiet = QuietPolls(policy)
-        for name in reset:
+        self._forget(reset)
+
+    def _forget(self, stores: Collection[str]) -> None:
+        """Drop what this poller remembers of `stores` (backoff, the last judged response,
+        the notes as last written)."""
+        for name in stores:
             self._quiet.forget(name)
             self.backoff.succeeded(name)
-        self._notes = {key: notes for key, notes in self._notes.items() if key.store not in reset}
+        self._notes = {key: notes for key, notes in self._notes.items() if key.store not in stores}
+
+    def ownership_changed(
+        self, gained: Sequence[ResolvedStore], lost: Sequence[ResolvedStore]
+    ) -> None:
+        """A replica took `gained` and gave up `lost`. A lost store's memory goes (another
+        replica polls it meanwhile: what this one judged last may no longer be what is
+        stored) and so do its series, so that no alert reads a value this replica no longer
+        updates; a gained store's series start from their initial values."""
+        self._forget({store.name for store in lost})
+        for store in lost:
+            self.stats.forget(store.platform.value, store.name)
+        self.stats.metrics.declare(
+            [(store.platform.value, store.name, store.interval) for store in gained], ()
+        )
 
     async def poll_if_due(self, source: Source, key: EndpointKey) -> bool | None:
         """The scheduled poll: `poll`, unless the store is backing off after failures; then

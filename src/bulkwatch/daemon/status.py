@@ -67,4 +67,7 @@ class DaemonStatus:
     # With replicas: the stores this replica polls now (the others count for nothing in
     # health), and its leases. None: no replicas, every store is polled.
     owned: set[str] | None = None
+    # When this replica took each store it owns (readiness gives a newly taken store the same
+    # grace as a store at start, before counting it stale or never polled).
+    owned_at: dict[str, datetime] = field(default_factory=dict)
     replica: ReplicaStatus | None = None

@@ -16,6 +16,12 @@ before it to be delivered or dead. Rows of different subjects are sent concurren
 
 What each attempt comes to (delivered, retried after a backoff, dead) is decided and
 recorded by `delivery.outcome`.
+
+Replicas sharing a PostgreSQL outbox each run a dispatcher: the outbox claims what it hands
+out for `delivery.claim_timeout`, so a row is attempted by one replica at a time
+(`delivery.claims`). A send starts only in the first half of its batch's claims (a row still
+waiting for a slot then is given back): with notifier timeouts at most half the claim
+(checked with the config), no claim runs out under a send in flight.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
 from bulkwatch.config import DeliverySettings, RetrySettings
 from bulkwatch.delivery.backoff import backoff_delay
+from bulkwatch.delivery.claims import Claims
 from bulkwatch.delivery.outcome import Judge, Outcome, record
 from bulkwatch.delivery.pause import StorePause
 from bulkwatch.model import as_utc, utcnow
@@ -79,7 +86,9 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[Outcome | None]] = set()
         self._pause = StorePause(retry, metrics, self._rng)
         self._held: list[Outcome] = []  # outcomes the store could not record yet
+        self._claims = Claims(outbox, metrics)
         self._batch_error: Exception | None = None
+        self._start_by = clock()  # sends of the batch in hand start before this (its claims)
 
     @property
     def paused(self) -> bool:
@@ -110,8 +119,10 @@ class Dispatcher:
         try:
             if self._held and not await self._record_held():
                 return 0
+            now = self._clock()
+            self._start_by = now + timedelta(seconds=self._delivery.claim_timeout / 2)
             try:
-                due = await self._store.due_deliveries(self._clock(), self._delivery.batch)
+                due = await self._store.due_deliveries(now, self._delivery.batch)
             except Exception as exc:  # noqa: BLE001 - any store's errors pause delivery
                 self._pause.failed(exc, held=0)
                 return 0
@@ -131,10 +142,12 @@ class Dispatcher:
             self._inflight.update(tasks)
             for task in tasks:
                 task.add_done_callback(self._inflight.discard)
-        outcomes = [o for task in tasks if not task.cancelled() and (o := task.result())]
+        results = [None if task.cancelled() else task.result() for task in tasks]
+        outcomes = [o for o in results if o is not None]
+        self._claims.not_attempted(r.id for r, o in zip(due, results, strict=True) if o is None)
         if self._batch_error is None and outcomes:
             try:
-                await self._store.commit()
+                self._claims.lost(await self._store.commit())
             except Exception as exc:  # noqa: BLE001 - any store's errors pause delivery
                 self._batch_error = exc
         if self._batch_error is not None:
@@ -142,6 +155,7 @@ class Dispatcher:
             self._pause.failed(self._batch_error, held=len(outcomes))
         else:
             self._pause.succeeded(recorded=0)
+            await self._claims.give_back()
         return len(outcomes)
 
     async def _record_held(self) -> bool:
@@ -149,12 +163,13 @@ class Dispatcher:
         try:
             for outcome in self._held:
                 await record(self._store, outcome)
-            await self._store.commit()
+            self._claims.lost(await self._store.commit())
         except Exception as exc:  # noqa: BLE001 - any store's errors keep the pause
             self._pause.failed(exc, held=len(self._held))
             return False
         recorded, self._held = len(self._held), []
         self._pause.succeeded(recorded=recorded)
+        await self._claims.give_back()
         return True
 
     async def run(self) -> None:
@@ -268,7 +283,7 @@ class Dispatcher:
             attempt=attempt,
         )
         async with self._slots:
-            if self._stopping or self._batch_error is not None:
+            if self._stopping or self._batch_error is not None or self._clock() >= self._start_by:
                 return None
             error = await self._send(notifier, event)
         subject = cloudevent.get("subject")

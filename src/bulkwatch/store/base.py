@@ -211,20 +211,31 @@ class PollState(Protocol):
 
 
 class Outbox(Protocol):
-    """The deliveries: handed out when due, marked with what became of them."""
+    """The deliveries: handed out when due, marked with what became of them.
+
+    An outbox several processes share (PostgreSQL) claims what it hands out: no other process
+    gets the row until its outcome is recorded, `release`d, or the claim times out (the
+    process died with it in flight); it is then handed out again under the same event id.
+    """
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
-        """Pending rows whose next attempt is due, oldest first; a row waits while an older
-        pending row of the same notifier and subject exists."""
+        """Pending rows whose next attempt is due, oldest first, claimed for this outbox; a
+        row waits while an older pending row of the same notifier and subject exists, or
+        while another claim on it holds."""
 
     async def next_due_at(self) -> datetime | None:
-        """When the earliest pending row falls due, or None when nothing is pending."""
+        """When the earliest pending row can be handed out, or None when nothing is pending."""
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Free rows handed out but not attempted, so they are handed out again at once."""
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None: ...
 
-    async def commit(self) -> None:
+    async def commit(self) -> int:
         """Make every outcome marked since the last call durable; raise when any of them
-        cannot be (the caller keeps them and marks them again later)."""
+        cannot be (the caller keeps them and marks them again later). Return how many were
+        dropped instead, because another process took their row after this one's claim
+        timed out (the other's outcome stands)."""
 
     async def mark_retry(
         self, delivery_id: int, *, attempts: int, next_attempt_at: datetime, error: str

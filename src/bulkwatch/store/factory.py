@@ -46,22 +46,35 @@ def sqlite_file(url: str) -> str | None:
     return None if not path or path.endswith("/") or path == ":memory:" else path
 
 
-def open_store_from_url(url: str, *, pool_size: int = 10) -> StateStore:
+def open_store_from_url(
+    url: str,
+    *,
+    pool_size: int = 10,
+    owner: str | None = None,
+    claim_timeout: float = 300.0,
+) -> StateStore:
     """Build the (not yet opened) state store a `state.url` names; raise ValueError when the
-    URL is unusable. `pool_size` bounds a PostgreSQL store's connections. Call
-    `await store.open()` before use and `await store.close()` after."""
+    URL is unusable. `pool_size` bounds a PostgreSQL store's connections; `owner` and
+    `claim_timeout` are its outbox's claims (`PostgresStore`), which a SQLite store, used by
+    one process only, does without. Call `await store.open()` before use and
+    `await store.close()` after."""
     scheme, sep, _ = url.partition("://")
     if sep and scheme.lower() == "sqlite":
         return _sqlite(url)
     if sep and scheme.lower() in _POSTGRES_SCHEMES:
-        return PostgresStore(url, pool_size=pool_size)
+        return PostgresStore(url, pool_size=pool_size, owner=owner, claim_timeout=claim_timeout)
     shown = repr(scheme) if sep and _SCHEME.fullmatch(scheme) else "(none)"
     raise ValueError(f"unsupported state URL scheme {shown}; use sqlite:// or postgresql://")
 
 
-def open_store(settings: StateSettings) -> StateStore:
-    """Build the (not yet opened) state store the `state` settings name."""
-    return open_store_from_url(settings.url, pool_size=settings.pool_size)
+def open_store(
+    settings: StateSettings, *, owner: str | None = None, claim_timeout: float = 300.0
+) -> StateStore:
+    """Build the (not yet opened) state store the `state` settings name; `owner` and
+    `claim_timeout` as in `open_store_from_url`."""
+    return open_store_from_url(
+        settings.url, pool_size=settings.pool_size, owner=owner, claim_timeout=claim_timeout
+    )
 
 
 def daemon_lock(

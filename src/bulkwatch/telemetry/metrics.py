@@ -106,6 +106,11 @@ class Metrics:
             "Configured seconds between two polls of one endpoint of the store",
             per_store,
         )
+        # Every replica reports every configured store here, whichever polls it: the count the
+        # stores the replicas own add up to (deploy/prometheus/alerts.yml).
+        self.stores_configured = gauge(
+            "stores_configured", "Stores in the config, whichever replica polls them"
+        )
         self.api_errors = counter("api_errors", "Platform API errors by kind", (*per_store, "kind"))
         self.last_success = gauge(
             "last_success_timestamp_seconds", "Unix time of the last successful poll", per_store
@@ -145,6 +150,11 @@ class Metrics:
             "delivery_store_errors",
             "State store errors met by the dispatcher (each pauses delivery a while)",
         )
+        self.delivery_claims_lost = counter(
+            "delivery_claims_lost",
+            "Delivery outcomes dropped because another replica took the row after this one's "
+            "claim on it timed out (delivery.claim_timeout); that replica's outcome stands",
+        )
         self.scheduler_missed = counter(
             "scheduler_jobs_missed",
             "Poll jobs the scheduler skipped because they ran past their misfire grace time",
@@ -178,7 +188,8 @@ class Metrics:
             "config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load (start or SIGHUP)",
         )
-        # Replicas (state.replicas): always exported, at 0 without replicas.
+        # Replicas (state.replicas): always exported; without replicas the one daemon owns
+        # every store (lease_stores_owned = stores_configured), the others stay at 0.
         self.replica_info = gauge(
             "replica_info", "1, labelled with this replica's id (state.replicas only)", ("replica",)
         )
@@ -221,6 +232,13 @@ class Metrics:
                 self.deliveries.labels(name, outcome)
             self.outbox_pending.labels(name).set(0)
             self.outbox_dead.labels(name).set(0)
+
+    def count_stores(self, configured: int, *, replicas: bool) -> None:
+        """The stores gauges; a daemon without replicas owns every store (the unowned-stores
+        alert compares the two)."""
+        self.stores_configured.set(configured)
+        if not replicas:
+            self.lease_stores_owned.set(configured)
 
     def declare_replica(self, replica: str) -> None:
         """This process is replica `replica`: its info series, and its lease counters at 0."""

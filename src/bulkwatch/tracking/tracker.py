@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from bulkwatch.model import (
     EndpointView,
@@ -28,6 +29,9 @@ from bulkwatch.model import (
     task_event,
 )
 from bulkwatch.tracking.timers import REFRESH_SEEN, stall_started, warnable_expiry
+
+if TYPE_CHECKING:
+    from bulkwatch.config import Defaults
 
 __all__ = ["IMMEDIATE_DOWN", "Policy", "judge_failure", "judge_success"]
 
@@ -47,6 +51,15 @@ class Policy:
     expiry_warning: timedelta = timedelta(hours=1)
     down_after: int = 3
     immediate_down: frozenset[FailureKind] = IMMEDIATE_DOWN
+
+    @classmethod
+    def of(cls, defaults: Defaults) -> Policy:
+        """The policy the config's `defaults` set."""
+        return cls(
+            stall_after=timedelta(seconds=defaults.stall_after),
+            expiry_warning=timedelta(seconds=defaults.expiry_warning),
+            down_after=defaults.down_after,
+        )
 
 
 def judge_success(

@@ -43,11 +43,15 @@ def _require_database(url: str) -> None:
 
 
 async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
-    """`bulkwatch status`: tracked tasks per store, with each store's health."""
+    """`bulkwatch status`: tracked tasks per store, with each store's health; with replicas,
+    the live ones and which of them polls each store (who holds its lease)."""
+    names = [s.name for s in settings.stores if only in (None, s.name)]
     async with open_state(settings) as store:
         tasks = await store.list_tasks(only)
         health = {h.store: h for h in await store.list_health()}
         notes = await store.list_notes(only)
+        owners = {h.store: h.owner for h in await store.leases.holders(names)}
+        replicas = await store.leases.owners()
     rows = [
         {
             "store": t.snapshot.store,
@@ -65,14 +69,17 @@ async def status(settings: Settings, only: str | None, *, as_json: bool) -> int:
     if as_json:
         down = sorted(h for h in health if health[h].down)
         found = [{"store": n[0], "endpoint": n[1], "note": n[2], "detail": n[3]} for n in notes]
-        print(json.dumps({"tasks": rows, "down": down, "notes": found}))
+        out = {"tasks": rows, "down": down, "notes": found, "owners": owners, "replicas": replicas}
+        print(json.dumps(out))
         return 0
-    names = [s.name for s in settings.stores if only in (None, s.name)]
+    if replicas:
+        print(f"replicas live: {', '.join(replicas)}")
     for name in names:
         h = health.get(name)
         mark = "DOWN" if h is not None and h.down else "up"
         mine = [r for r in rows if r["store"] == name]
-        print(f"{name} ({mark}): {len(mine)} tracked task(s)")
+        polled = f", polled by {owners.get(name, 'nobody (no lease)')}" if replicas else ""
+        print(f"{name} ({mark}): {len(mine)} tracked task(s){polled}")
         for _store, endpoint, note, detail in (n for n in notes if n[0] == name):
             print(f"  ! {endpoint} {note}: {detail}")
         for r in mine:

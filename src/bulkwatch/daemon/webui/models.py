@@ -23,6 +23,7 @@ __all__ = [
     "EventQuery",
     "InvalidParam",
     "Problem",
+    "ReplicaOut",
     "RequeueRequest",
     "RequeueResult",
     "StoreList",
@@ -108,6 +109,11 @@ class StoreOut(_Out):
     last_error: str | None
     next_poll_at: datetime | None
     backoff_until: datetime | None = Field(description="Polls are skipped until then")
+    owner: str | None = Field(
+        default=None,
+        description="With replicas (state.replicas): the replica holding the store's lease, "
+        "which polls it; null without replicas, or while no replica holds it",
+    )
     endpoints: list[EndpointOut]
 
 
@@ -123,6 +129,16 @@ class StoreQuery(_Query):
     cursor: Cursor | None = None
 
 
+class ReplicaOut(_Out):
+    id: str = Field(description="state.replica_id, by default <host name>-<pid>")
+    stores_owned: int = Field(description="Stores it holds a lease for, and polls")
+    share: int = Field(description="Its fair share: ceil(stores / live replicas)")
+    live_replicas: int
+    renewal_age_s: float | None = Field(
+        description="Seconds since its last successful lease renewal was sent"
+    )
+
+
 class Summary(_Out):
     ok: bool = Field(description="Every store up, no endpoint failing, no dead delivery")
     instance: str
@@ -133,6 +149,9 @@ class Summary(_Out):
     dead: int = Field(description="Deliveries that gave up")
     troubled: list[str] = Field(description="Down or failing stores, the first 100 by name")
     last_poll_at: datetime | None
+    replica: ReplicaOut | None = Field(
+        default=None, description="This replica and its leases; null without replicas"
+    )
 
 
 # --- tasks ----------------------------------------------------------------------------------

@@ -54,6 +54,12 @@ def _age(when: datetime | None, now: datetime, *, future: bool = False) -> str:
 
 def _summary(s: Summary, now: datetime) -> str:
     parts = [f"{s.stores:,} stores"]
+    if s.replica is not None:
+        r = s.replica
+        parts.append(
+            f"replica {escape(r.id)} polls {r.stores_owned:,} (share {r.share:,}, "
+            f"{r.live_replicas:,} replicas live)"
+        )
     if s.down or s.failing:
         parts.append(f"<strong>{s.down:,} down</strong>, {s.failing:,} failing")
     else:
@@ -85,7 +91,7 @@ def _attention(s: Summary) -> str:
     )
 
 
-def _store_row(s: StoreOut, now: datetime) -> str:
+def _store_row(s: StoreOut, now: datetime, replicas: bool) -> str:
     error = f'<span class="error">{escape(s.last_error)}</span>' if s.last_error else "—"
     backoff = (
         f' <span class="muted">(backing off until {_age(s.backoff_until, now)})</span>'
@@ -99,8 +105,13 @@ def _store_row(s: StoreOut, now: datetime) -> str:
         f'<td data-label="Health"><span class="badge {s.state}">{s.state}</span></td>'
         f'<td data-label="Last poll">{_age(s.last_poll_at, now)}</td>'
         f'<td data-label="Next poll">{_age(s.next_poll_at, now, future=True)}{backoff}</td>'
-        f'<td data-label="Last error">{error}</td></tr>'
+        + (f'<td data-label="Owner">{_owner(s.owner)}</td>' if replicas else "")
+        + f'<td data-label="Last error">{error}</td></tr>'
     )
+
+
+def _owner(owner: str | None) -> str:
+    return escape(owner) if owner else '<span class="muted">nobody</span>'
 
 
 def _href(cursor: str | None, refresh: bool) -> str:
@@ -118,8 +129,11 @@ def _refresh_note(refresh: bool, query: StoreQuery) -> str:
     return f'Not refreshing (<a href="{link}">refresh every {REFRESH_S} s</a>).'
 
 
-def _stores(page: StoreList, query: StoreQuery, now: datetime, refresh: bool) -> str:
-    rows = "".join(_store_row(s, now) for s in page.stores)
+def _stores(
+    page: StoreList, query: StoreQuery, now: datetime, refresh: bool, replicas: bool
+) -> str:
+    rows = "".join(_store_row(s, now, replicas) for s in page.stores)
+    owner = '<th scope="col">Owner</th>' if replicas else ""
     shown = f"{len(page.stores):,} of {page.total:,}"
     nav = ""
     if page.next_cursor:
@@ -134,7 +148,7 @@ def _stores(page: StoreList, query: StoreQuery, now: datetime, refresh: bool) ->
         f"<table><caption>{shown} stores, by name{first}</caption>"
         '<thead><tr><th scope="col">Store</th><th scope="col">Platform</th>'
         '<th scope="col">Health</th><th scope="col">Last poll</th>'
-        '<th scope="col">Next poll</th><th scope="col">Last error</th></tr></thead>'
+        f'<th scope="col">Next poll</th>{owner}<th scope="col">Last error</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>{nav}</section>"
     )
 
@@ -191,7 +205,8 @@ async def render(ctx: WebContext, query: StoreQuery, *, refresh: bool = True) ->
         '<a class="skip" href="#main">Skip to the status</a>'
         f"<header><h1>bulkwatch <small>{instance}</small></h1></header>"
         f'<main id="main">{_summary(summary, now)}{_attention(summary)}'
-        f"{_stores(stores, query, now, refresh)}{_tasks(tasks.tasks, now)}</main>"
+        f"{_stores(stores, query, now, refresh, summary.replica is not None)}"
+        f"{_tasks(tasks.tasks, now)}</main>"
         f"<footer>{_refresh_note(refresh, query)} As JSON: "
         '<a href="/api/v1/summary">summary</a>, <a href="/api/v1/stores">stores</a>, '
         '<a href="/api/v1/tasks">tasks</a>, <a href="/api/v1/events">events</a> '

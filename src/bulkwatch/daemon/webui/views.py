@@ -3,6 +3,7 @@ status, one bounded page at a time. Both the JSON handlers and the HTML page cal
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -10,6 +11,7 @@ from bulkwatch.config.resolved import ResolvedStore
 from bulkwatch.daemon.webui.context import BadParamError, WebContext, decode_cursor, encode_cursor
 from bulkwatch.daemon.webui.models import (
     EndpointOut,
+    ReplicaOut,
     StoreList,
     StoreOut,
     StoreQuery,
@@ -52,6 +54,7 @@ def _store_out(
     conf: ResolvedStore,
     health: StoreHealth | None,
     stored: dict[str, EndpointState],
+    owner: str | None,
 ) -> StoreOut:
     endpoints = []
     for name in conf.endpoints:
@@ -82,6 +85,7 @@ def _store_out(
         last_error=errors[0] if errors else None,
         next_poll_at=min(next_polls) if next_polls else None,
         backoff_until=ctx.status.backoff_until(conf.name),
+        owner=owner,
         endpoints=endpoints,
     )
 
@@ -92,8 +96,17 @@ async def _stores_out(ctx: WebContext, page: Sequence[ResolvedStore]) -> list[St
     stored: dict[tuple[str, Platform], dict[str, EndpointState]] = {}
     for e in await ctx.state.reads.endpoints_of(names):
         stored.setdefault((e.key.store, e.key.platform), {})[e.key.endpoint] = e
+    owners: dict[str, str] = {}
+    if ctx.status.replica is not None:  # without replicas nobody holds a lease
+        owners = {h.store: h.owner for h in await ctx.state.leases.holders(names)}
     return [
-        _store_out(ctx, s, health.get((s.name, s.platform)), stored.get((s.name, s.platform), {}))
+        _store_out(
+            ctx,
+            s,
+            health.get((s.name, s.platform)),
+            stored.get((s.name, s.platform), {}),
+            owners.get(s.name),
+        )
         for s in page
     ]
 
@@ -134,6 +147,21 @@ async def summary(ctx: WebContext) -> Summary:
         dead=dead,
         troubled=[h.store for h in troubled.stores],
         last_poll_at=max(ctx.status.last_poll.values(), default=None),
+        replica=_replica(ctx),
+    )
+
+
+def _replica(ctx: WebContext) -> ReplicaOut | None:
+    r = ctx.status.replica
+    if r is None:
+        return None
+    renewed = r.renewed_at
+    return ReplicaOut(
+        id=r.replica,
+        stores_owned=len(ctx.status.owned or ()),
+        share=r.share,
+        live_replicas=r.live,
+        renewal_age_s=None if renewed is None else round(time.monotonic() - renewed, 3),
     )
 
 

@@ -2,8 +2,10 @@
 which store.
 
 Every time is the database's `now()` (the start of the statement's transaction, which is no
-later than the moment the statement runs): a lease is written as `now() + ttl`, so it never
-lasts longer, by any clock, than `ttl` after the replica sent the statement. A claim is one
+earlier than the moment the replica sent the statement): a lease is written as `now() + ttl`,
+so it lasts at least `ttl` from when the replica sent the statement, by any clock running at
+the same rate; a replica that stops polling well before that (`daemon/held.py`) never polls a
+store whose lease may have passed to another. A claim is one
 `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE expires_at < now()`: on a store another
 replica claims at the same moment, PostgreSQL locks the row and evaluates the condition
 against the newest version, so only one of them gets it. Rows are written in store order, so

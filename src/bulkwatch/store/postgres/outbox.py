@@ -3,6 +3,10 @@
 `PostgresOutbox` is the part of `PostgresStore` that the dispatcher and the CLI use; the rows
 themselves are written by `PostgresStore.save_poll`, in the same transaction as the poll's
 state. Every method here is one statement (or one short transaction) on a pooled connection.
+
+Several replicas share the outbox: what `due_deliveries` hands out is claimed for this outbox's
+`owner` for `claim_timeout` seconds, and an outcome is recorded only while nobody else took the
+row since (`claims`).
 """
 
 from __future__ import annotations
@@ -16,40 +20,23 @@ import asyncpg
 
 from bulkwatch.common.redact import redact
 from bulkwatch.store.base import Delivery, DeliveryStatus, StoreUnavailableError
+from bulkwatch.store.postgres.claims import (
+    DUE,
+    MARK,
+    NEXT_DUE,
+    RELEASE,
+    RELEASE_ALL,
+    REQUEUE,
+)
 from bulkwatch.store.postgres.rows import DELIVERY_COLUMNS, delivery_from_row, utc
 
 __all__ = ["PostgresOutbox", "WriteOutcome", "affected"]
 
-# A pending row waits while an older pending row of its notifier and subject exists (ordered
-# delivery); a row without a subject never waits. One probe of `outbox_pending_subject` each.
-_NOT_HELD = (
-    "NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.status = 'pending' "
-    "AND earlier.notifier = outbox.notifier AND earlier.subject = outbox.subject "
-    "AND earlier.id < outbox.id)"
-)
-_SELECT_DUE = (
-    f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
-    f"WHERE status = 'pending' AND next_attempt_at <= $1 AND {_NOT_HELD} "
-    "ORDER BY next_attempt_at, id LIMIT $2"
-)
-_NEXT_DUE = f"SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' AND {_NOT_HELD}"  # noqa: S608
 _SELECT_DELIVERIES = (
     f"SELECT {DELIVERY_COLUMNS} FROM outbox "  # noqa: S608 - constant column list
     "WHERE status = $1 AND ($2::text IS NULL OR notifier = $2) AND id > $4 "
     "ORDER BY id LIMIT $3"
 )
-# The outcomes marked since the last commit, in one statement: a NULL keeps the stored value
-# (a delivered row keeps its attempts and last error, a dead one its next attempt time).
-_MARK = """
-    UPDATE outbox AS o SET status = m.status,
-        attempts = coalesce(m.attempts, o.attempts),
-        next_attempt_at = coalesce(m.next_attempt_at, o.next_attempt_at),
-        last_error = coalesce(m.last_error, o.last_error),
-        delivered_at = coalesce(m.delivered_at, o.delivered_at)
-    FROM unnest($1::bigint[], $2::text[], $3::integer[], $4::timestamptz[], $5::text[],
-        $6::timestamptz[]) AS m(id, status, attempts, next_attempt_at, last_error, delivered_at)
-    WHERE o.id = m.id
-"""
 # Newest rows first by id (the primary key, walked backwards), a batch at a time, until
 # enough distinct events are seen; then every row of those events through UNIQUE (event_id,
 # notifier).
@@ -60,11 +47,6 @@ _RECENT_ROWS = (
 )
 _RECENT_BATCH = 256
 _NO_ID = 2**63 - 1
-_REQUEUE = (
-    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1 "
-    "WHERE status = 'dead' AND ($2::text IS NULL OR notifier = $2) "
-    "AND ($3::bigint[] IS NULL OR id = ANY($3))"
-)
 # Folds the appended count changes into the totals. Only one connection folds at a time
 # (the try-lock below): two folds upserting the same totals in different orders could
 # deadlock, and a fold that finds the lock taken has nothing to add anyway.
@@ -115,27 +97,58 @@ _Mark = tuple[str, int | None, datetime | None, str | None, datetime | None]
 
 
 class PostgresOutbox:
-    """The outbox of a `PostgresStore`, on the store's connection pool. Outcomes are marked
-    in memory and written together by `commit`, one statement for the dispatcher's batch."""
+    """The outbox of a `PostgresStore`, on the store's connection pool, shared with other
+    replicas: `owner` names this one in the rows it claims, each claim held `claim_timeout`
+    seconds. Outcomes are marked in memory and written together by `commit`, one statement
+    for the dispatcher's batch."""
 
-    def __init__(self, pool: Callable[[], asyncpg.Pool], writes: WriteOutcome) -> None:
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        writes: WriteOutcome,
+        *,
+        owner: str,
+        claim_timeout: float,
+    ) -> None:
         self._pool = pool  # raises while the store is not open
         self._writes = writes
+        self.owner = owner
+        self.claim_timeout = claim_timeout
         self._marks: dict[int, _Mark] = {}
+        self._lost = 0  # marks dropped since the last commit: another replica took the row
+        self._claimed = False  # whether this outbox ever claimed a row
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
         """Pending rows whose next attempt is due, by next_attempt_at then id, without those
-        held behind an older pending row of the same notifier and subject."""
+        held behind an older pending row of the same notifier and subject, nor those another
+        claim holds; each is claimed for this outbox in the same statement."""
         await self.flush_marks()
-        rows = await self._pool().fetch(_SELECT_DUE, utc(now), limit)
-        return [delivery_from_row(r) for r in rows]
+        async with self._writes.write():
+            rows = await self._pool().fetch(DUE, utc(now), limit, self.owner, self.claim_timeout)
+        self._claimed = self._claimed or bool(rows)
+        due = [delivery_from_row(r) for r in rows]
+        due.sort(key=lambda d: (d.next_attempt_at, d.id))
+        return due
 
     async def next_due_at(self) -> datetime | None:
-        """When the earliest pending row not held behind another falls due, or None when
-        nothing is pending."""
+        """When the earliest pending row not held behind another can be handed out (falls
+        due, and any claim on it expired), or None when nothing is pending."""
         await self.flush_marks()
-        found: datetime | None = await self._pool().fetchval(_NEXT_DUE)
+        found: datetime | None = await self._pool().fetchval(NEXT_DUE)
         return found
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Free rows handed out but not attempted, so they are handed out again at once."""
+        if ids:
+            async with self._writes.write():
+                await self._pool().execute(RELEASE, list(ids), self.owner)
+
+    async def release_claims(self) -> None:
+        """Free every row this outbox still claims (the store closes: whatever it did not
+        attempt goes to another replica at once)."""
+        if self._claimed:
+            await self._pool().execute(RELEASE_ALL, self.owner)
+            self._claimed = False
 
     async def mark_delivered(self, delivery_id: int, now: datetime) -> None:
         """Record a successful delivery (written by the next `commit`)."""
@@ -160,10 +173,11 @@ class PostgresOutbox:
         columns: list[list[Any]] = [list(marks), *map(list, zip(*marks.values(), strict=True))]
         try:
             async with self._writes.write():
-                await self._pool().execute(_MARK, *columns)
+                written = await self._pool().fetch(MARK, *columns, self.owner)
         except BaseException:
             self._marks = marks | self._marks
             raise
+        self._lost += len(marks) - len(written)
 
     async def flush_marks(self) -> None:
         """Write the marked outcomes before a read, so it sees them (as the marking
@@ -171,19 +185,21 @@ class PostgresOutbox:
         if self._marks:
             await self._write_marks()
 
-    async def commit(self) -> None:
-        """Write the outcomes marked since the last call in one statement; raise
-        `StoreUnavailableError` when they cannot be (they are dropped: the caller keeps them
-        and marks them again)."""
-        if not self._marks:
-            return
-        try:
-            await self._write_marks()
-        except Exception as exc:
-            count, self._marks = len(self._marks), {}
-            raise StoreUnavailableError(
-                f"cannot record {count} delivery outcomes: {self._writes.error}"
-            ) from exc
+    async def commit(self) -> int:
+        """Write the outcomes marked since the last call in one statement; return how many of
+        those written since the last call were dropped because another replica took the row
+        meanwhile. Raise `StoreUnavailableError` when they cannot be written (they are
+        dropped: the caller keeps them and marks them again)."""
+        if self._marks:
+            try:
+                await self._write_marks()
+            except Exception as exc:
+                count, self._marks = len(self._marks), {}
+                raise StoreUnavailableError(
+                    f"cannot record {count} delivery outcomes: {self._writes.error}"
+                ) from exc
+        lost, self._lost = self._lost, 0
+        return lost
 
     async def list_deliveries(
         self,
@@ -226,12 +242,13 @@ class PostgresOutbox:
     async def requeue_dead(
         self, now: datetime, *, ids: Sequence[int] | None = None, notifier: str | None = None
     ) -> int:
-        """Make dead rows pending again, due `now`, with attempts reset and last_error kept;
-        filter by `ids` and/or `notifier` (neither: every dead row). Return how many."""
+        """Make dead rows pending again, due `now`, with attempts reset, last_error kept and
+        any claim cleared; filter by `ids` and/or `notifier` (neither: every dead row). Return
+        how many."""
         await self.flush_marks()
         chosen = None if ids is None else list(ids)
         async with self._writes.write():
-            status = await self._pool().execute(_REQUEUE, utc(now), notifier, chosen)
+            status = await self._pool().execute(REQUEUE, utc(now), notifier, chosen)
         return affected(status)
 
     async def outbox_counts(self) -> dict[tuple[str, DeliveryStatus], int]:

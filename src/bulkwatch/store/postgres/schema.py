@@ -19,6 +19,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from bulkwatch.store.base import SchemaTooNewError, StoreUnavailableError
+from bulkwatch.store.postgres.claims import MIGRATION as _V6  # a shared outbox (replicas)
 from bulkwatch.store.postgres.leases import MIGRATION as _V5  # store leases (replicas)
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "NoSchemaError", "migrate", "schema_version"]
@@ -229,7 +230,7 @@ _V4 = (
 )
 
 # MIGRATIONS[n] takes a schema from version n to n + 1. Append; never edit a released one.
-MIGRATIONS: tuple[Sequence[str], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[Sequence[str], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # One row: the schema's version. Created before anything else, outside the numbered steps.

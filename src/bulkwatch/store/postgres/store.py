@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Collection
 from datetime import datetime
 
@@ -78,15 +79,30 @@ class PostgresStore(PostgresTokens):
 
     `url` is a `postgresql://user[:password]@host[:port]/database[?param=value...]` URL;
     parameters the driver does not know (`search_path`, `application_name`...) are set on
-    every connection. `pool_size` bounds the connections this store opens.
+    every connection. `pool_size` bounds the connections this store opens. The outbox is
+    shared with other processes on the database: `owner` names this one in the deliveries it
+    takes (default: a random token of this store object's own; a replica passes its id), and
+    another process may take a delivery `claim_timeout` seconds after this one did.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        owner: str | None = None,
+        claim_timeout: float = 300.0,
+    ) -> None:
         self.url = url
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._writes = WriteOutcome(lambda: repr(self))
-        self._outbox = PostgresOutbox(self._connections, self._writes)
+        self._outbox = PostgresOutbox(
+            self._connections,
+            self._writes,
+            owner=owner if owner is not None else secrets.token_hex(8),
+            claim_timeout=claim_timeout,
+        )
         self._reads = PostgresReads(self._connections)
         self._leases = PostgresLeases(self._connections)
 
@@ -165,10 +181,14 @@ class PostgresStore(PostgresTokens):
             ) from None
 
     async def close(self) -> None:
-        """Close every connection; safe to call twice."""
-        pool, self._pool = self._pool, None
-        if pool is None:
+        """Give back the outbox rows this store still claims (best effort: else their claims
+        time out), then close every connection; safe to call twice."""
+        if self._pool is None:
             return
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._outbox.release_claims()
+        pool, self._pool = self._pool, None
         try:
             await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
         except TimeoutError:

@@ -77,10 +77,14 @@ class SqliteOutbox:
         row = self._group.connection().execute(_NEXT_DUE).fetchone()
         return None if row is None else dt_required(row[0])
 
-    async def commit(self) -> None:
+    async def release(self, ids: Sequence[int]) -> None:
+        """Nothing to free: one process uses the file, so rows are never claimed."""
+
+    async def commit(self) -> int:
         """Make the outcomes marked since the last call durable now; raise
         `StoreUnavailableError` when they cannot be, or when a commit since the first of them
-        failed (their group was rolled back, so they must be marked again)."""
+        failed (their group was rolled back, so they must be marked again). Return 0: no
+        other process takes rows from this outbox, so no outcome is ever dropped."""
         lost_before, self._lost_before = self._lost_before, None
         try:
             self._group.flush()
@@ -90,6 +94,7 @@ class SqliteOutbox:
             raise StoreUnavailableError(
                 f"{self._group.name}: delivery outcomes were rolled back: {self._group.last_error}"
             )
+        return 0
 
     def _mark(self, sql: str, params: Sequence[object]) -> None:
         if self._lost_before is None:
