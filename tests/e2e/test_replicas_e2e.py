@@ -42,7 +42,7 @@ pytestmark = pytest.mark.timeout(150)
 SEED = 20261201
 STORES = make_stores(15, 15)
 NAMES = {s.name for s in STORES}
-TIMING = Timing(lease_ttl=4.0, interval=1.0, claim_timeout=3.0)
+TIMING = Timing(lease_ttl=4.0, interval=1.0, claim_timeout=5.0)
 SLACK = 2.0
 STEADY = 3.0  # seconds of the steady window: three polls of every store
 

@@ -24,7 +24,6 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bulkwatch.config.settings import DeliverySettings
 from bulkwatch.simulator import StoreSpec
 from helpers.crash_support import Daemon, json_logs
 from helpers.pg_proxy import PgProxy, running_proxy
@@ -42,7 +41,7 @@ class Timing:
 
     lease_ttl: float = 4.0
     interval: float = 1.0
-    claim_timeout: float = 3.0
+    claim_timeout: float = 5.0
 
     @property
     def round_every(self) -> float:
@@ -223,22 +222,14 @@ def _config(
         "server": {"host": "127.0.0.1", "port": port},
         "defaults": {"interval": timing.interval, "jitter": 0, "rate_limit": 1000, "burst": 40},
         "retry": {"initial": 0.05, "max_delay": 0.2},
-        "delivery": {"idle_interval": 0.05, **_claim_timeout(timing)},
+        "delivery": {"idle_interval": 0.05, "claim_timeout": timing.claim_timeout},
         "log": {"level": "info", "format": "json"},
         "shutdown_grace": 1.5,
         "stores": stores,
-        "notifiers": [{"name": "hook", "type": "webhook", "url": hook, "timeout": 5}],
+        "notifiers": [{"name": "hook", "type": "webhook", "url": hook, "timeout": 2}],
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
-
-
-def _claim_timeout(timing: Timing) -> dict[str, float]:
-    """`delivery.claim_timeout` where the shared outbox exists (before it, every replica
-    attempts every due delivery: repeats, under the same event id)."""
-    if "claim_timeout" not in DeliverySettings.model_fields:
-        return {}
-    return {"claim_timeout": timing.claim_timeout}
 
 
 def _through(database: str, proxy: PgProxy) -> str:
