@@ -49,17 +49,19 @@ format: .venv/.synced
 # `make bench STORES=1000 DURATION=30` for a quicker run; LATENCY is the simulated API delay;
 # CREATE_EVERY the mean seconds between new tasks per store (300: the stress lifecycle);
 # POSTGRES the server for the PostgreSQL rows (POSTGRES= to leave them out; skipped, saying
-# so, when it does not answer).
+# so, when it does not answer); REPLICAS the daemons sharing the stores through leases after
+# the single PostgreSQL daemon (REPLICAS=0 to leave them out).
 # PAGE=1 serves the status page and API in the daemon phase, with a client reading them.
 STORES ?= 10000
 DURATION ?= 90
 LATENCY ?= 0.15
 CREATE_EVERY ?= 3600
 POSTGRES ?= postgresql://postgres@127.0.0.1:5432/test
-bench: .venv/.synced  ## simulator + bare aiohttp + bulkwatch (SQLite, PostgreSQL) + requests
+REPLICAS ?= 3
+bench: .venv/.synced  ## simulator + bare aiohttp + bulkwatch (SQLite, PostgreSQL, replicas) + requests
 	$(UV) run --frozen python -m benchmarks --stores $(STORES) --duration $(DURATION) \
 		--latency $(LATENCY) --create-every $(CREATE_EVERY) --postgres "$(POSTGRES)" \
-		$(if $(PAGE),--page-client)
+		--replicas $(REPLICAS) $(if $(PAGE),--page-client)
 
 verify-deploy: .venv/.synced  ## promtool, Prometheus, systemd-analyze, hadolint, k8s, shellcheck, yamllint
 	scripts/install-deploy-tools.sh

@@ -7,16 +7,19 @@ import resource
 import socket
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "RESULT_PREFIX",
+    "SIDE_MARGIN",
     "Endpoint",
     "Meter",
     "cpu_seconds",
     "emit",
+    "get_json",
     "load_endpoints",
     "peak_rss_mib",
     "raise_fd_limit",
@@ -25,6 +28,15 @@ __all__ = [
 
 # A client's last stdout line starts with this and carries its figures as JSON.
 RESULT_PREFIX = "BENCH-RESULT "
+# The side clients of the daemon phase start their own engine or loop first; give them this
+# long (and every daemon's warm-up this long past its first polls).
+SIDE_MARGIN = 15.0
+
+
+def get_json(url: str) -> Any:
+    """The JSON answer of one of our own loopback servers."""
+    with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - our loopback URL
+        return json.loads(resp.read())
 
 
 def free_port() -> int:

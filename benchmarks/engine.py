@@ -5,6 +5,8 @@ dispatcher delivering alongside (as in the daemon), after one unmeasured warm-up
 records the baseline; measured over whole rounds for at least `--duration` seconds.
 `--mode daemon`: `Engine.serve()`, the real daemon with its APScheduler jobs at the config's
 interval, measured for `--duration` seconds after `--warmup` seconds of running.
+With `state.replicas` on, the daemon is one replica: its lease renewals over the window and
+the stores it owns at the end are reported too.
 `--mode idle`: the engine with one scheduler job per endpoint, none due for an hour, and the
 dispatcher waiting: what the scheduler costs while nothing happens.
 """
@@ -24,6 +26,7 @@ from typing import Any
 
 from benchmarks.common import Meter, emit, raise_fd_limit, rss_mib
 from benchmarks.pgserver import StoreCpu
+from benchmarks.replicas import lease_counts, lease_figures
 from bulkwatch.config import load_settings
 from bulkwatch.daemon.collector import freeze_startup_objects, tuned_collector
 from bulkwatch.daemon.engine import Engine
@@ -179,7 +182,7 @@ async def throughput(
 
 
 async def daemon(
-    engine: Engine, duration: float, warmup: float, profile: Profile
+    engine: Engine, duration: float, warmup: float, profile: Profile, *, background: bool = True
 ) -> dict[str, Any]:
     stop = asyncio.Event()
     ready = asyncio.Event()
@@ -197,10 +200,11 @@ async def daemon(
     lag = LoopLag()
     lagging = asyncio.create_task(lag.run())
     before = polls_done(engine)
+    leases = lease_counts(engine.metrics.registry)
     rss: list[float] = []
     profile.start()
     GC.reset()
-    store_cpu = StoreCpu(engine.settings.state.url)
+    store_cpu = StoreCpu(engine.settings.state.url, background=background)
     await store_cpu.start()
     meter = Meter()
     meter.start()
@@ -211,6 +215,7 @@ async def daemon(
     await store_cpu.stop()
     profile.stop()
     polls, errors = _delta(polls_done(engine), before)
+    lease = lease_figures(leases, lease_counts(engine.metrics.registry), meter.wall)
     lagging.cancel()
     stop.set()
     await serving
@@ -222,6 +227,7 @@ async def daemon(
         "startup_s": round(startup_s, 2),
         "warmup_s": warmup,
         "rss_mib_mean": round(sum(rss) / len(rss), 1),
+        **lease,
         **lag.figures(),
         **GC.figures(),
     }
@@ -286,7 +292,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 engine, args.duration, args.concurrency, profile, freeze=args.gc_freeze
             )
         if args.mode == "daemon":
-            return await daemon(engine, args.duration, args.warmup, profile)
+            background = args.server_cpu == "all"
+            return await daemon(engine, args.duration, args.warmup, profile, background=background)
         return await idle(engine, args.duration)
 
 
@@ -298,6 +305,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--warmup", type=float, default=0.0, help="daemon: seconds unmeasured")
     parser.add_argument("--profile", type=Path, default=None, help="pyinstrument report here")
+    parser.add_argument(
+        "--server-cpu",
+        choices=["all", "own"],
+        default="all",
+        help="PostgreSQL CPU counted: its backends for this client and the background "
+        "processes (all), or the backends only (own: replicas other than the first)",
+    )
     # Experiments only: the figures `make bench` reports are bulkwatch's own GC behaviour.
     parser.add_argument(
         "--gc-freeze", action="store_true", help="throughput: gc.freeze() once warm"

@@ -70,22 +70,24 @@ def _ticks(pid: int) -> int | None:
 
 _PIDS = (
     "SELECT pid FROM pg_stat_activity "
-    "WHERE application_name = $1 OR backend_type <> 'client backend'"
+    "WHERE application_name = $1 OR (backend_type <> 'client backend' AND $2)"
 )
 
 
 class ServerCpu:
-    """CPU seconds the server spent for one client between `start()` and `stop()`."""
+    """CPU seconds the server spent for one client between `start()` and `stop()`: its own
+    backends, and (with `background`) the server's background processes."""
 
-    def __init__(self, url: str, application_name: str) -> None:
+    def __init__(self, url: str, application_name: str, *, background: bool = True) -> None:
         self._url = url
         self._name = application_name
+        self._background = background
         self._start: dict[int, int] = {}
 
     async def _sample(self) -> dict[int, int]:
         conn = await asyncpg.connect(self._url, timeout=5)
         try:
-            pids = [r[0] for r in await conn.fetch(_PIDS, self._name)]
+            pids = [r[0] for r in await conn.fetch(_PIDS, self._name, self._background)]
         finally:
             await conn.close()
         ticks = {pid: _ticks(pid) for pid in pids}
@@ -102,13 +104,15 @@ class ServerCpu:
 
 class StoreCpu:
     """The PostgreSQL server's CPU for this client over the window (nothing for SQLite, whose
-    work is all in this process); added to the client's own, so both stores compare whole."""
+    work is all in this process); added to the client's own, so both stores compare whole.
+    Without `background`, only the backends serving this client count (for replicas, which
+    share the background processes: one of them counts those)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, background: bool = True) -> None:
         self._server = None
         if url.startswith(("postgresql://", "postgres://")):
             name = parse_qs(urlsplit(url).query).get("application_name", [""])[0]
-            self._server = ServerCpu(url, name)
+            self._server = ServerCpu(url, name, background=background)
         self.seconds: float | None = None
 
     async def start(self) -> None:

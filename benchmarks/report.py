@@ -70,6 +70,7 @@ def summarise(
     clients: dict[str, dict[str, Any]],
     latency: dict[str, dict[str, Any]],
     phases: dict[str, dict[str, float]],
+    replicas: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every figure of the run; the issue's keys first."""
     engine, limit, daemon = clients["engine"], clients["limit"], clients["daemon"]
@@ -86,6 +87,8 @@ def summarise(
                 clients[f"{phase}_pg"]["cpu_s_per_1000_polls"],
                 clients[phase]["cpu_s_per_1000_polls"],
             )
+    if replicas is not None:
+        ratios |= _replica_ratios(replicas["total"], clients)
     p99 = latency.get("daemon", {}).get("p99_s")
     targets = {
         "cpu_vs_limit": _verdict(
@@ -114,10 +117,26 @@ def summarise(
         "ratios": ratios,
         "targets": targets,
         "clients": clients,
+        "replicas": replicas,
         "latency": latency,
         "phases": phases,
         "machine": machine(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _replica_ratios(total: dict[str, Any], clients: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The replicas together against one daemon of the same run (PostgreSQL, then SQLite)."""
+    one_pg, one = clients["daemon_pg"], clients["daemon"]
+    return {
+        "replicas_vs_daemon_pg_polls": _ratio(total["polls_per_s"], one_pg["polls_per_s"]),
+        "replicas_vs_daemon_pg_cpu": _ratio(
+            total["cpu_s_per_1000_polls"], one_pg["cpu_s_per_1000_polls"]
+        ),
+        "replicas_vs_daemon_pg_rss": _ratio(total["peak_rss_mib"], one_pg["peak_rss_mib"]),
+        "replicas_vs_daemon_sqlite_cpu": _ratio(
+            total["cpu_s_per_1000_polls"], one["cpu_s_per_1000_polls"]
+        ),
     }
 
 
@@ -141,6 +160,16 @@ def render(s: dict[str, Any]) -> str:
             ("bulkwatch engine, max rate, PostgreSQL", c["engine_pg"], lat.get("throughput_pg")),
             (f"bulkwatch daemon, {every}, PostgreSQL", c["daemon_pg"], lat.get("daemon_pg")),
         ]
+    reps = s.get("replicas")
+    if reps:
+        n = len(reps["replicas"])
+        rows += [
+            (f"replica {i + 1}/{n}, {every}, PostgreSQL", r, None)
+            for i, r in enumerate(reps["replicas"].values())
+        ]
+        rows.append(
+            (f"{n} replicas in all, {every}, PostgreSQL", reps["total"], lat.get("replicas"))
+        )
     head = (
         f"{'client':<42} {'polls/s':>8} {'CPU s/1k polls':>14} {'CPU % core':>10} "
         f"{'peak RSS MiB':>12} {'p50 s':>6} {'p99 s':>6}"
@@ -203,6 +232,8 @@ def render(s: dict[str, Any]) -> str:
             f"{_fmt(r['postgres_vs_sqlite_engine_cpu'], '.2f')}x, daemon {every} "
             f"{_fmt(r['postgres_vs_sqlite_daemon_cpu'], '.2f')}x",
         ]
+    if reps:
+        lines += ["", *_replica_lines(reps, s["ratios"], every)]
     if "page" in c:
         lines.append(f"status page and API read beside the daemon ({c['page']['errors']} errors):")
         lines.extend(
@@ -211,3 +242,29 @@ def render(s: dict[str, Any]) -> str:
             for path, f in c["page"]["paths"].items()
         )
     return "\n".join(lines)
+
+
+def _replica_lines(reps: dict[str, Any], r: dict[str, Any], every: str) -> list[str]:
+    rs = list(reps["replicas"].values())
+    n = len(rs)
+
+    def after(seconds: float | None) -> str:
+        return "not within 600 s" if seconds is None else f"{seconds:.1f} s"
+
+    return [
+        f"{n} replicas, lease TTL {reps['lease_ttl_s']:g} s, each measured over "
+        f"{reps['duration_s']:.0f} s (whole intervals): every store owned "
+        f"{after(reps['all_owned_s'])}, fair shares {after(reps['fair_split_s'])} after the "
+        f"{n} processes were started; stores owned at the end "
+        + "/".join(str(x.get("stores_owned", "-")) for x in rs)
+        + f"; takeovers in the window {sum(x.get('lease_takeovers', 0) for x in rs)}",
+        f"lease renewal statements: {reps['total']['lease_renewals_per_s']:.2f}/s in all ("
+        + "/".join(f"{x.get('lease_renewals_per_s', 0):.2f}" for x in rs)
+        + "; each round also counts the live replicas: one statement more); replica 1's "
+        "CPU includes the server's background processes, the others' only their backends",
+        f"{n} replicas / one daemon {every}, PostgreSQL: polls/s "
+        f"{_fmt(r['replicas_vs_daemon_pg_polls'], '.2f')}x, CPU per poll "
+        f"{_fmt(r['replicas_vs_daemon_pg_cpu'], '.2f')}x, peak RSS "
+        f"{_fmt(r['replicas_vs_daemon_pg_rss'], '.2f')}x; CPU per poll / one daemon, SQLite: "
+        f"{_fmt(r['replicas_vs_daemon_sqlite_cpu'], '.2f')}x",
+    ]

@@ -19,7 +19,8 @@ Phases, in order:
    the limit paced at the same interval, the sequential `requests` script, and the engine
    with an idle scheduler. Each is mostly asleep, and each measures only its own process.
 4. with `--postgres URL`: phases 2 and 3 again with the state in PostgreSQL, their CPU
-   including the server's for them (`benchmarks.pgserver`).
+   including the server's for them (`benchmarks.pgserver`); then `--replicas` daemons (3)
+   sharing the stores through leases, on the state the single one left (`benchmarks.replicas`).
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ import json
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import free_port, raise_fd_limit
-from benchmarks.pgserver import fresh_schema, problem, with_params
+from benchmarks.common import SIDE_MARGIN, free_port, get_json, raise_fd_limit
+from benchmarks.configs import write_config, write_endpoints
+from benchmarks.pgphases import postgres_phases
+from benchmarks.pgserver import problem
 from benchmarks.procs import ROOT, CpuWatch, Server, collect, run_clients, start_client
 from benchmarks.report import render, summarise
-from bulkwatch.config import Settings, ShoplazzaStore, load_settings
+from bulkwatch.config import load_settings
 
 __all__ = ["main"]
 
@@ -47,63 +49,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 # task per store about every 5 minutes: 10,000 stores then make about 33 new tasks a second,
 # far busier than real shops, so the outbox and the webhook get their share of the work.
 SIM_STEP = 20.0
-# The side clients of phase 3 start their own engine or loop first; give them this long.
-SIDE_MARGIN = 15.0
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - our loopback URL
-        return json.loads(resp.read())
-
-
-def write_config(
-    path: Path,
-    stores: list[dict[str, Any]],
-    state: Path | str,
-    hook: str,
-    interval: float,
-    *,
-    port: int | None = None,
-) -> Path:
-    """A bulkwatch config (YAML accepts JSON) for the simulated stores; `state` is a SQLite
-    file or a state URL; `port`: serve the status page and API there."""
-    server = {"enabled": False} if port is None else {"host": "127.0.0.1", "port": port}
-    doc = {
-        "instance": "bench",
-        "state": {"url": state if isinstance(state, str) else f"sqlite:///{state}"},
-        "server": server,
-        "defaults": {"interval": interval},
-        "notifiers": [{"name": "bench", "type": "webhook", "url": hook}],
-        "stores": stores,
-    }
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def write_endpoints(path: Path, settings: Settings) -> int:
-    """Every GET the engine makes (same URL, query and headers), for the bare clients."""
-    out: list[dict[str, Any]] = []
-    for store in settings.stores:
-        token = store.token() or ""
-        common = {"Accept": "application/json", "User-Agent": "bench"}
-        if isinstance(store, ShoplazzaStore):
-            url = f"{store.url_base()}/openapi/{store.api_version}/data/tasks"
-            headers = {**common, "Access-Token": token, "Content-Type": "application/json"}
-            params = {"page": "1", "limit": str(store.page_limit)}
-            out.append({"url": url, "params": params, "headers": headers})
-            continue
-        url = f"{store.url_base()}/admin/openapi/{store.api_version}/current_bulk_operation.json"
-        headers = {
-            **common,
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json; charset=utf-8",
-        }
-        out.extend(
-            {"url": url, "params": {"type": kind}, "headers": headers}
-            for kind in store.operation_types
-        )
-    path.write_text(json.dumps(out))
-    return len(out)
 
 
 def _simulator_argv(args: argparse.Namespace) -> list[str]:
@@ -120,45 +65,6 @@ def _simulator_argv(args: argparse.Namespace) -> list[str]:
         "--history=2",
         "--seed=1",
     ]
-
-
-def _postgres_phases(
-    args: argparse.Namespace, stores: list[dict[str, Any]], work: Path, hook: str, logs: Path
-) -> dict[str, dict[str, Any]]:
-    """The engine at max rate, then the daemon, with their state in PostgreSQL (a schema of
-    their own, dropped after): the same phases as SQLite's, one after the other."""
-    clients: dict[str, dict[str, Any]] = {}
-    with fresh_schema(args.postgres) as url:
-        cfg = {
-            phase: write_config(
-                work / f"{phase}.yaml",
-                stores,
-                with_params(url, application_name=f"bulkwatch-bench-{phase}"),
-                f"{hook}/hook/{phase}",
-                args.interval,
-            )
-            for phase in ("throughput_pg", "daemon_pg")
-        }
-        engine = ["-m", "benchmarks.engine", f"--config={cfg['throughput_pg']}"]
-        clients |= run_clients(
-            {
-                "engine_pg": [
-                    *engine,
-                    "--mode=throughput",
-                    f"--duration={args.duration}",
-                    f"--concurrency={args.concurrency}",
-                ]
-            },
-            logs,
-        )
-        warmup = max(args.duration, args.interval) + SIDE_MARGIN
-        daemon = [
-            *("-m", "benchmarks.engine", f"--config={cfg['daemon_pg']}", "--mode=daemon"),
-            f"--duration={args.duration}",
-            f"--warmup={warmup}",
-        ]
-        clients |= run_clients({"daemon_pg": daemon}, logs)
-    return clients
 
 
 def _profile(args: argparse.Namespace, engine: list[str], daemon_config: Path, logs: Path) -> None:
@@ -204,7 +110,7 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
     try:
         sim_url = sim.wait_for_url("listening on")
         hook = receiver.wait_for_url("listening on")
-        stores: list[dict[str, Any]] = _get_json(f"{sim_url}/_sim/config")
+        stores: list[dict[str, Any]] = get_json(f"{sim_url}/_sim/config")
         print(f"simulator {sim_url} ({len(stores):,} stores), receiver {hook}", flush=True)
         state = work / "state.db"
         page_port = free_port() if args.page_client else None
@@ -269,12 +175,14 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
         clients["daemon"] = collect("daemon", daemon, logs)
         phases["daemon"] = watch.stop()  # includes the rest of its warm-up
         clients |= {} if page is None else {"page": collect("page", page, logs)}
-        latency = {phase: _get_json(f"{hook}/stats/{phase}") for phase in ("throughput", "daemon")}
+        latency = {phase: get_json(f"{hook}/stats/{phase}") for phase in ("throughput", "daemon")}
+        replicas = None
         if args.postgres:
-            watch.start()
-            clients |= _postgres_phases(args, stores, work, hook, logs)
-            phases["postgres"] = watch.stop()
-            latency |= {p: _get_json(f"{hook}/stats/{p}") for p in ("throughput_pg", "daemon_pg")}
+            pg, pg_latency, phases["postgres"], replicas = postgres_phases(
+                args, stores, work, hook, logs, watch=watch
+            )
+            clients |= pg
+            latency |= pg_latency
 
         if args.profile:
             _profile(args, engine, cfg["daemon"], logs)
@@ -291,7 +199,7 @@ def run(args: argparse.Namespace, work: Path, logs: Path) -> dict[str, Any]:
         "create_every_s": args.create_every,
         "page_client_every_s": args.page_every if args.page_client else None,
     }
-    return summarise(settings, clients, latency, phases)
+    return summarise(settings, clients, latency, phases, replicas)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -316,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="URL",
         help="also run the engine and the daemon with their state in this PostgreSQL "
         "(a schema of their own, dropped after); the server must run on this machine",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=3,
+        help="with --postgres: then this many daemons sharing the stores through leases (0: none)",
     )
     parser.add_argument(
         "--page-client",

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -88,3 +88,23 @@ async def run_sql(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
         return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+def _on_database(url: str, database: str) -> str:
+    """`url` naming another database on the same server (query parameters kept)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """A new, empty database on the test server, for processes that each bring their own
+    connections (replicas); yields its URL, and drops it afterwards, closing whatever
+    connections are left (a killed process's, a proxy's)."""
+    require_postgres()
+    name = f"bw_{uuid.uuid4().hex[:16]}"
+    await run_sql(SERVER_URL, f"CREATE DATABASE {name}")
+    try:
+        yield _on_database(SERVER_URL, name)
+    finally:
+        await run_sql(SERVER_URL, f"DROP DATABASE {name} WITH (FORCE)")
