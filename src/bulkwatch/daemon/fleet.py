@@ -18,6 +18,7 @@ import aiohttp
 from bulkwatch.config import ResolvedStore
 from bulkwatch.daemon.reload import ReloadPlan
 from bulkwatch.daemon.scheduler import (
+    MAX_SPREAD_S,
     OWNED_SPREAD_S,
     InflightJobs,
     PollJob,
@@ -107,9 +108,11 @@ class Fleet:
         """The names of every configured store, by name."""
         return sorted(store.name for store in self.stores)
 
-    def own(self, stores: Collection[str]) -> None:
-        """Poll these stores from now on (configured ones not yet owned), their first polls
-        spread over a few seconds."""
+    def own(self, stores: Collection[str], prompt: Collection[str] = ()) -> None:
+        """Poll these stores from now on (configured ones not yet owned). The first polls of
+        those in `prompt` are spread over a few seconds (nobody polled them for a while); the
+        others' over their interval, as at start, so a replica's share is not polled in one
+        burst per interval."""
         if self.owned is None:
             return
         names = {store.name for store in self.stores}
@@ -123,8 +126,13 @@ class Fleet:
         if self._on_change is not None:
             self._on_change([s for s in self.stores if s.name in fresh], [])
         if self._scheduler is not None and self._clock is not None:
-            sources = [src for src in self.sources if src.store in fresh]
-            add_jobs(self._scheduler, self.jobs(sources), self._clock(), spread=OWNED_SPREAD_S)
+            now = self._clock()
+            for spread, chosen in (
+                (OWNED_SPREAD_S, fresh & set(prompt)),
+                (MAX_SPREAD_S, fresh - set(prompt)),
+            ):
+                sources = [src for src in self.sources if src.store in chosen]
+                add_jobs(self._scheduler, self.jobs(sources), now, spread=spread)
 
     def disown(self, stores: Collection[str]) -> None:
         """Stop polling these stores now: remove their jobs, cancel their polls running."""

@@ -34,7 +34,7 @@ class Polling(Protocol):
     @property
     def configured(self) -> list[str]: ...
 
-    def own(self, stores: Collection[str]) -> None: ...
+    def own(self, stores: Collection[str], prompt: Collection[str] = ()) -> None: ...
 
     def disown(self, stores: Collection[str]) -> None: ...
 
@@ -84,9 +84,12 @@ class HeldStores:
         delay = max(sent + self.status.ttl / 2 - self._clock(), 0.0)
         self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
 
-    def _start(self, stores: set[str]) -> None:
+    def _start(self, stores: set[str], prompt: Collection[str] = ()) -> None:
+        """Poll `stores` from now on; those in `prompt` (unpolled for a while: taken over,
+        or resumed after failed renewals) first within seconds, the others within their
+        interval, as at start."""
         self._held |= stores
-        self._polling.own(stores)
+        self._polling.own(stores, prompt)
         self._show()
 
     def _stop(self, stores: Collection[str], reason: str | None = None) -> None:

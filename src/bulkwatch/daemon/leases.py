@@ -156,7 +156,7 @@ class LeaseKeeper(HeldStores):
             )
         configured = set(self._polling.configured)
         if adopted := (returned & configured) - self._held:
-            self._start(adopted)
+            self._start(adopted, prompt=adopted)
         return returned - configured
 
     async def _balance(self, stray: set[str]) -> None:
@@ -198,7 +198,7 @@ class LeaseKeeper(HeldStores):
         self.status.waiting = len(claimed.stores) < want
         if not self._fresh():
             return  # polls stopped meanwhile: the next renewal adopts what was claimed
-        self._start(set(claimed.stores) - self._held)
+        self._start(set(claimed.stores) - self._held, prompt=claimed.taken_over)
         self._metrics.lease_takeovers.inc(len(claimed.taken_over))
         if claimed.stores:
             log.info(
