@@ -4,12 +4,21 @@ clock is the only one leases use, so ageing a row is time passing without a rene
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
-from bulkwatch.store.base import StateStore
+from bulkwatch.store.base import Leases, StateStore
 from helpers.pg_support import fresh_schema, run_sql
 from helpers.store_support import PostgresBackend
+
+
+async def claim(
+    leases: Leases, owner: str, stores: Collection[str], limit: int, ttl: timedelta
+) -> list[str]:
+    """The stores `Leases.take` took, by name (the contract tests that need not know which
+    were takeovers)."""
+    return (await leases.take(owner, stores, limit, ttl)).stores
 
 
 @asynccontextmanager

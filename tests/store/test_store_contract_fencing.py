@@ -21,7 +21,7 @@ import pytest
 from bulkwatch.model import EndpointState
 from bulkwatch.store.base import LeaseLostError, OutboxRow, PollWrite, StateStore
 from bulkwatch.store.postgres.poll_sql import save_poll_args
-from helpers.lease_support import age, shared_schema
+from helpers.lease_support import age, claim, shared_schema
 from helpers.pg_support import run_sql
 from helpers.store_support import (
     LINE,
@@ -50,7 +50,7 @@ async def test_holders_name_each_held_store_and_its_owner(store: StateStore) -> 
     leases = store.leases
     mine = await leases.take("replica-a", STORES[:2], 2, TTL)
     assert (mine.stores, mine.taken_over) == (STORES[:2], [])
-    await leases.claim("replica-b", STORES[2:3], 1, TTL)
+    await claim(leases, "replica-b", STORES[2:3], 1, TTL)
     found = await leases.holders([*STORES[:4], "not-configured"])
     assert [(h.store, h.owner) for h in found] == [
         (STORES[0], "replica-a"),
@@ -63,7 +63,7 @@ async def test_holders_name_each_held_store_and_its_owner(store: StateStore) -> 
 
 
 async def test_a_write_fenced_by_the_stores_holder_lands(store: StateStore) -> None:
-    await store.leases.claim("replica-a", [LINE.store], 1, TTL)
+    await claim(store.leases, "replica-a", [LINE.store], 1, TTL)
     await store.save_poll(_write("replica-a"))
     stored = await endpoint_state(store, LINE)
     assert stored is not None
@@ -84,7 +84,7 @@ async def test_a_claim_of_another_owners_expired_lease_is_a_takeover(
     replicas: tuple[PostgresBackend, list[StateStore]],
 ) -> None:
     backend, (a, b) = replicas
-    await a.leases.claim("replica-a", STORES, 100, TTL)
+    await claim(a.leases, "replica-a", STORES, 100, TTL)
     await a.leases.release("replica-a", STORES[:2])  # released: free, not taken over
     await age(backend.url, "replica-a", 31)
     taken = await b.leases.take("replica-b", STORES, 100, TTL)
@@ -108,11 +108,11 @@ async def test_a_write_after_the_lease_passed_to_another_replica_fails_and_write
     backend, (a, b) = replicas
     with pytest.raises(LeaseLostError, match="replica-a no longer holds its lease"):
         await a.save_poll(_write("replica-a"))  # never held
-    await a.leases.claim("replica-a", [LINE.store], 1, TTL)
+    await claim(a.leases, "replica-a", [LINE.store], 1, TTL)
     await age(backend.url, "replica-a", 31)
     with pytest.raises(LeaseLostError):
         await a.save_poll(_write("replica-a"))  # expired, nobody took it yet
-    assert await b.leases.claim("replica-b", [LINE.store], 1, TTL) == [LINE.store]
+    assert await claim(b.leases, "replica-b", [LINE.store], 1, TTL) == [LINE.store]
     with pytest.raises(LeaseLostError) as raised:
         await a.save_poll(_write("replica-a"))  # taken over
     assert (raised.value.store, raised.value.owner) == (LINE.store, "replica-a")

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from bulkwatch.store.base import StateStore
-from helpers.lease_support import age, shared_schema
+from helpers.lease_support import age, claim, shared_schema
 from helpers.pg_support import run_sql
 from helpers.store_support import PostgresBackend
 
@@ -22,13 +22,13 @@ STORES = [f"store-{i:03d}" for i in range(10)]
 
 async def test_two_owners_never_hold_one_store(store: StateStore) -> None:
     leases = store.leases
-    first = await leases.claim("replica-a", STORES, 4, TTL)
+    first = await claim(leases, "replica-a", STORES, 4, TTL)
     assert len(first) == 4
     assert set(first) <= set(STORES)
-    second = await leases.claim("replica-b", STORES, 100, TTL)
+    second = await claim(leases, "replica-b", STORES, 100, TTL)
     assert sorted(first + second) == STORES  # the rest, and none of replica-a's
-    assert await leases.claim("replica-a", STORES, 100, TTL) == []
-    assert await leases.claim("replica-c", STORES, 100, TTL) == []
+    assert await claim(leases, "replica-a", STORES, 100, TTL) == []
+    assert await claim(leases, "replica-c", STORES, 100, TTL) == []
     assert await leases.renew("replica-a", TTL) == sorted(first)
     assert await leases.renew("replica-b", TTL) == sorted(second)
     assert await leases.owners() == ["replica-a", "replica-b", "replica-c"]
@@ -38,23 +38,23 @@ async def test_release_frees_a_store_at_once_and_a_full_release_leaves(
     store: StateStore,
 ) -> None:
     leases = store.leases
-    held = await leases.claim("replica-a", STORES, 100, TTL)
+    held = await claim(leases, "replica-a", STORES, 100, TTL)
     assert held == STORES
     await leases.release("replica-a", [STORES[0], STORES[1]])
     assert await leases.renew("replica-a", TTL) == STORES[2:]
-    assert await leases.claim("replica-b", STORES, 100, TTL) == STORES[:2]
+    assert await claim(leases, "replica-b", STORES, 100, TTL) == STORES[:2]
     await leases.release("replica-b", [STORES[5]])  # not its own: nothing happens
     assert await leases.renew("replica-a", TTL) == STORES[2:]
     await leases.release("replica-a")
     assert await leases.renew("replica-b", TTL) == STORES[:2]
-    assert await leases.claim("replica-b", STORES, 100, TTL) == STORES[2:]
+    assert await claim(leases, "replica-b", STORES, 100, TTL) == STORES[2:]
     assert await leases.owners() == ["replica-b"]
 
 
 async def test_a_claim_asks_only_for_the_stores_it_names(store: StateStore) -> None:
-    assert await store.leases.claim("replica-a", STORES[:3], 100, TTL) == STORES[:3]
-    assert await store.leases.claim("replica-a", [], 100, TTL) == []
-    assert await store.leases.claim("replica-b", STORES, 0, TTL) == []
+    assert await claim(store.leases, "replica-a", STORES[:3], 100, TTL) == STORES[:3]
+    assert await claim(store.leases, "replica-a", [], 100, TTL) == []
+    assert await claim(store.leases, "replica-b", STORES, 0, TTL) == []
     assert await store.leases.renew("replica-b", TTL) == []
     assert await store.leases.owners() == ["replica-a", "replica-b"]
 
@@ -78,7 +78,7 @@ async def test_a_lease_lasts_its_ttl_by_the_database_clock(
     replicas: tuple[PostgresBackend, list[StateStore]],
 ) -> None:
     backend, (a, _, _) = replicas
-    await a.leases.claim("replica-a", STORES, 100, TTL)
+    await claim(a.leases, "replica-a", STORES, 100, TTL)
     left = await _expiry(backend.url, "replica-a")
     assert sorted(left) == STORES
     assert all(TTL - timedelta(seconds=5) < t <= TTL for t in left.values())
@@ -88,13 +88,13 @@ async def test_an_expired_lease_is_taken_over_and_its_owner_is_no_longer_live(
     replicas: tuple[PostgresBackend, list[StateStore]],
 ) -> None:
     backend, (a, b, _) = replicas
-    assert await a.leases.claim("replica-a", STORES, 100, TTL) == STORES
+    assert await claim(a.leases, "replica-a", STORES, 100, TTL) == STORES
     await age(backend.url, "replica-a", 29)  # one second left: still held
-    assert await b.leases.claim("replica-b", STORES, 100, TTL) == []
+    assert await claim(b.leases, "replica-b", STORES, 100, TTL) == []
     assert await b.leases.owners() == ["replica-a", "replica-b"]
     await age(backend.url, "replica-a", 2)  # now expired
     assert await b.leases.owners() == ["replica-b"]
-    assert await b.leases.claim("replica-b", STORES, 100, TTL) == STORES
+    assert await claim(b.leases, "replica-b", STORES, 100, TTL) == STORES
     assert await a.leases.renew("replica-a", TTL) == []  # taken: not renewed, not stolen back
     assert await b.leases.renew("replica-b", TTL) == STORES
 
@@ -103,8 +103,8 @@ async def test_renew_extends_only_the_owners_own_unexpired_leases(
     replicas: tuple[PostgresBackend, list[StateStore]],
 ) -> None:
     backend, (a, b, _) = replicas
-    mine = await a.leases.claim("replica-a", STORES, 5, TTL)
-    theirs = await b.leases.claim("replica-b", STORES, 100, TTL)
+    mine = await claim(a.leases, "replica-a", STORES, 5, TTL)
+    theirs = await claim(b.leases, "replica-b", STORES, 100, TTL)
     await age(backend.url, "replica-a", 20)
     await age(backend.url, "replica-b", 20)
     # One of replica-a's leases expired unnoticed: renew must not bring it back.
@@ -123,7 +123,7 @@ async def test_renew_extends_only_the_owners_own_unexpired_leases(
     assert sorted(untouched) == theirs
     assert all(t < timedelta(seconds=11) for t in untouched.values())
     # The expired one is free to claim, by anyone (here its old owner, first).
-    assert await a.leases.claim("replica-a", STORES, 100, TTL) == [mine[0]]
+    assert await claim(a.leases, "replica-a", STORES, 100, TTL) == [mine[0]]
 
 
 async def test_racing_claims_never_give_one_store_to_two_replicas(
@@ -135,7 +135,7 @@ async def test_racing_claims_never_give_one_store_to_two_replicas(
     async def claim_all(owner: str, s: StateStore) -> list[str]:
         got: list[str] = []
         for _ in range(6):
-            got += await s.leases.claim(owner, names, 40, TTL)
+            got += await claim(s.leases, owner, names, 40, TTL)
         return got
 
     for round_ in range(2):  # free stores, then stores whose leases all expired
@@ -144,7 +144,7 @@ async def test_racing_claims_never_give_one_store_to_two_replicas(
         results = list(await asyncio.gather(*claims))
         # A claim may come back short when another took its candidates first: sweep the rest.
         owners.append(f"r{round_}-sweep")
-        results.append(await stores[0].leases.claim(owners[-1], names, len(names), TTL))
+        results.append(await claim(stores[0].leases, owners[-1], names, len(names), TTL))
         every = [name for got in results for name in got]
         assert len(every) == len(set(every)) == len(names)
         for owner, got in zip(owners, results, strict=True):

@@ -53,16 +53,12 @@ class Leases(Protocol):
     """Which replica polls which store: a lease per store, held by one owner (a replica's id)
     until it expires. Expiry is judged by the database's clock, never a replica's."""
 
-    async def claim(
-        self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
-    ) -> list[str]:
-        """Take up to `limit` of `stores` that nobody holds or whose lease expired, for `ttl`;
-        return those taken, by name. Also keeps `owner` live (see `owners`) for `ttl`."""
-
     async def take(
         self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
     ) -> Claimed:
-        """`claim`, saying which of the stores taken were taken over from another owner."""
+        """Take up to `limit` of `stores` that nobody holds or whose lease expired, for `ttl`:
+        the stores taken, by name, and which of them were taken over from another owner.
+        Also keeps `owner` live (see `owners`) for `ttl`."""
 
     async def renew(self, owner: str, ttl: timedelta) -> list[str]:
         """Extend `owner`'s unexpired leases to `ttl` from now and keep it live; return the

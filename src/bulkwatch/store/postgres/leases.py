@@ -92,16 +92,11 @@ class PostgresLeases:
     def __init__(self, connections: Callable[[], asyncpg.Pool]) -> None:
         self._connections = connections
 
-    async def claim(
-        self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
-    ) -> list[str]:
-        """Take up to `limit` of `stores` that are free or expired, for `ttl`; return them."""
-        return (await self.take(owner, stores, limit, ttl)).stores
-
     async def take(
         self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
     ) -> Claimed:
-        """`claim`, saying which stores were taken over from another owner's expired lease."""
+        """Take up to `limit` of `stores` that are free or expired, for `ttl`; say which were
+        taken over from another owner's expired lease."""
         if limit <= 0:
             await self._connections().execute(_BEAT, owner, ttl)
             return Claimed([], [])

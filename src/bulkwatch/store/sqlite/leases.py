@@ -22,16 +22,11 @@ class LocalLeases:
         self._held: dict[str, str] = {}  # store -> owner
         self._owners: set[str] = set()
 
-    async def claim(
-        self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
-    ) -> list[str]:
-        """Take up to `limit` of `stores` that nobody holds; return them, by name."""
-        return (await self.take(owner, stores, limit, ttl)).stores
-
     async def take(
         self, owner: str, stores: Collection[str], limit: int, ttl: timedelta
     ) -> Claimed:
-        """`claim`; nothing is ever taken over here (no lease expires)."""
+        """Take up to `limit` of `stores` that nobody holds; nothing is ever taken over here
+        (no lease expires)."""
         self._owners.add(owner)
         free = sorted(s for s in set(stores) if s not in self._held)[: max(limit, 0)]
         for store in free:
