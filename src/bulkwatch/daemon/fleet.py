@@ -120,19 +120,18 @@ class Fleet:
         self.owned |= fresh
         if not fresh:
             return
-        if self._clock is not None:
-            now = self._clock()
-            self._status.owned_at.update((name, now) for name in fresh)
         if self._on_change is not None:
             self._on_change([s for s in self.stores if s.name in fresh], [])
-        if self._scheduler is not None and self._clock is not None:
-            now = self._clock()
-            for spread, chosen in (
-                (OWNED_SPREAD_S, fresh & set(prompt)),
-                (MAX_SPREAD_S, fresh - set(prompt)),
-            ):
-                sources = [src for src in self.sources if src.store in chosen]
-                add_jobs(self._scheduler, self.jobs(sources), now, spread=spread)
+        if self._scheduler is None or self._clock is None:
+            return  # not serving yet: `serve` builds the jobs of what is owned by then
+        now = self._clock()
+        self._status.owned_at.update((name, now) for name in fresh)
+        for spread, chosen in (
+            (OWNED_SPREAD_S, fresh & set(prompt)),
+            (MAX_SPREAD_S, fresh - set(prompt)),
+        ):
+            sources = [src for src in self.sources if src.store in chosen]
+            add_jobs(self._scheduler, self.jobs(sources), now, spread=spread)
 
     def disown(self, stores: Collection[str]) -> None:
         """Stop polling these stores now: remove their jobs, cancel their polls running."""
