@@ -13,13 +13,11 @@ from bulkwatch.config.settings import Settings
 
 __all__ = ["claim_problems"]
 
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
 
 def claim_problems(settings: Settings) -> list[str]:
     """One line per notifier whose `timeout` is more than half `delivery.claim_timeout`, when
     the state is in PostgreSQL (SQLite is one process: nothing is claimed)."""
-    if not settings.state.url.lower().startswith(_POSTGRES_SCHEMES):
+    if not settings.state.postgres:
         return []
     claim = settings.delivery.claim_timeout
     problems: list[str] = []

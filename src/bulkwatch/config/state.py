@@ -85,6 +85,11 @@ class StateSettings(FrozenModel):
         return value
 
     @property
+    def postgres(self) -> bool:
+        """The state is in PostgreSQL (several processes may share it), not a SQLite file."""
+        return self.url.lower().startswith(_POSTGRES_SCHEMES)
+
+    @property
     def replica(self) -> str:
         """This process's replica id: `replica_id`, else `<host name>-<pid>`."""
         return self.replica_id or default_replica_id()
