@@ -45,6 +45,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A state URL naming a fresh schema of the local PostgreSQL (skips, saying so, when it
+    does not answer)."""
+    async with pg_support.fresh_schema() as (url, _):
+        yield url
+
+
+@pytest.fixture
 async def platform_stub() -> AsyncIterator[PlatformStub]:
     """A scripted Shoplazza/Shopline stand-in on 127.0.0.1."""
     async with run_stub() as stub:

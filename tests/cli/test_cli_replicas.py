@@ -13,15 +13,8 @@ import pytest
 
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from helpers.cli import run_cli
-from helpers.pg_support import fresh_schema
 from helpers.replica_support import keeper, replica_settings, serving, until
 from helpers.support import write_config
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    async with fresh_schema() as (url, _):
-        yield url
 
 
 @pytest.fixture

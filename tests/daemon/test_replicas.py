@@ -20,7 +20,7 @@ from bulkwatch.daemon.health import readiness
 from bulkwatch.daemon.web import start_web
 from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
-from helpers.pg_support import fresh_schema, run_sql
+from helpers.pg_support import run_sql
 from helpers.replica_support import (
     TTL,
     keeper,
@@ -33,12 +33,6 @@ from helpers.replica_support import (
 from helpers.support import bound_port
 
 STORES = 5
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    async with fresh_schema() as (url, _):
-        yield url
 
 
 @pytest.fixture

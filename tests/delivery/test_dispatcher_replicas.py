@@ -21,7 +21,7 @@ from bulkwatch.notifiers.webhook import WebhookNotifier, WebhookNotifierConfig
 from bulkwatch.store.postgres.store import PostgresStore
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.clock import ManualClock
-from helpers.pg_support import fresh_schema, run_sql
+from helpers.pg_support import run_sql
 from helpers.support import completed_event, write_events
 from helpers.webhook_receiver import Receiver, running_receiver
 
@@ -30,12 +30,6 @@ RETRY = RetrySettings(initial=1.0, max_delay=8.0, max_attempts=10, max_age=86400
 
 def real_clock() -> datetime:
     return datetime.now(UTC)
-
-
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with fresh_schema() as (schema_url, _):
-        yield schema_url
 
 
 @pytest.fixture
@@ -90,9 +84,9 @@ async def recorded(url: str, event_id: str, within: float = 5.0) -> tuple[str, s
 
 
 async def test_two_replicas_deliver_every_event_exactly_once(
-    url: str, receiver: Receiver, session: aiohttp.ClientSession
+    pg_url: str, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    a, b = await open_store(url, "replica-a"), await open_store(url, "replica-b")
+    a, b = await open_store(pg_url, "replica-a"), await open_store(pg_url, "replica-b")
     events = [completed_event(f"t{i}", real_clock()) for i in range(200)]
     await write_events(a, events, ["hook"], "test")
     # Small batches, so the two take turns many times over the 200 rows.
@@ -114,7 +108,7 @@ async def test_two_replicas_deliver_every_event_exactly_once(
     received = [e["id"] for e in receiver.events]
     assert receiver.attempts == len(received) == 200
     assert set(received) == {e.id for e in events}  # each once
-    stored = await statuses(url)
+    stored = await statuses(pg_url)
     assert {status for status, _ in stored.values()} == {"delivered"}
     delivered = [
         r.get_sample_value(
@@ -130,11 +124,11 @@ async def test_two_replicas_deliver_every_event_exactly_once(
 
 
 async def test_a_delivery_stuck_on_one_replica_goes_out_from_another_after_its_claim(
-    url: str, slow_receiver: Receiver, receiver: Receiver, session: aiohttp.ClientSession
+    pg_url: str, slow_receiver: Receiver, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
     # Replica a's receiver does not answer; its claims last a second.
-    a = await open_store(url, "replica-a", claim_timeout=1.0)
-    b = await open_store(url, "replica-b")
+    a = await open_store(pg_url, "replica-a", claim_timeout=1.0)
+    b = await open_store(pg_url, "replica-b")
     event = completed_event("t1", real_clock())
     await write_events(a, [event], ["hook"], "test")
     # An idle interval of a minute: only the claim running out can wake b in time.
@@ -149,7 +143,7 @@ async def test_a_delivery_stuck_on_one_replica_goes_out_from_another_after_its_c
         run_b = asyncio.create_task(db.run())
         (got,) = await receiver.wait_for(1, within=10)
         assert got["id"] == slow_receiver.requests[0].event["id"] == event.id
-        assert await recorded(url, event.id) == ("delivered", "replica-b")
+        assert await recorded(pg_url, event.id) == ("delivered", "replica-b")
         assert slow_receiver.hold is not None
         slow_receiver.hold.set()  # a's attempt ends, long after its claim
     finally:
@@ -159,13 +153,13 @@ async def test_a_delivery_stuck_on_one_replica_goes_out_from_another_after_its_c
         await a.close()
         await b.close()
     assert registry_a.get_sample_value("bulkwatch_delivery_claims_lost_total") == 1
-    assert (await statuses(url))[event.id] == ("delivered", "replica-b")
+    assert (await statuses(pg_url))[event.id] == ("delivered", "replica-b")
 
 
 async def test_rows_a_draining_replica_did_not_attempt_are_free_at_once(
-    url: str, slow_receiver: Receiver, session: aiohttp.ClientSession
+    pg_url: str, slow_receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    a, b = await open_store(url, "replica-a"), await open_store(url, "replica-b")
+    a, b = await open_store(pg_url, "replica-a"), await open_store(pg_url, "replica-b")
     try:
         events = [completed_event(f"t{i}", real_clock()) for i in range(3)]
         await write_events(a, events, ["hook"], "test")
@@ -184,9 +178,9 @@ async def test_rows_a_draining_replica_did_not_attempt_are_free_at_once(
 
 
 async def test_a_send_starts_only_in_the_first_half_of_its_claim(
-    url: str, slow_receiver: Receiver, session: aiohttp.ClientSession
+    pg_url: str, slow_receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    a, b = await open_store(url, "replica-a"), await open_store(url, "replica-b")
+    a, b = await open_store(pg_url, "replica-a"), await open_store(pg_url, "replica-b")
     clock = ManualClock()
     try:
         events = [completed_event(f"t{i}", clock.now) for i in range(3)]
@@ -207,7 +201,7 @@ async def test_a_send_starts_only_in_the_first_half_of_its_claim(
         assert len(due) == 2
         sent = slow_receiver.requests[0].event["id"]
         assert {d.event_id for d in due} == {e.id for e in events} - {sent}
-        assert (await statuses(url))[sent] == ("delivered", "replica-a")
+        assert (await statuses(pg_url))[sent] == ("delivered", "replica-a")
     finally:
         await a.close()
         await b.close()

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from bulkwatch.daemon.engine import Engine
@@ -18,16 +16,9 @@ from bulkwatch.simulator import make_stores, run_simulator
 from bulkwatch.store.postgres.store import PostgresStore
 from bulkwatch.telemetry.metrics import Metrics
 from helpers.cli import run_cli
-from helpers.pg_support import fresh_schema, run_sql
+from helpers.pg_support import run_sql
 from helpers.support import settings_for, write_config
 from helpers.webhook_receiver import Reply, running_receiver
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A state URL naming a fresh schema of the local PostgreSQL."""
-    async with fresh_schema() as (url, _):
-        yield url
 
 
 async def test_transitions_are_delivered_once_and_survive_a_restart(
