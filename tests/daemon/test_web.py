@@ -23,7 +23,7 @@ from bulkwatch.model import TaskStatus
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from bulkwatch.telemetry.metrics import EVENT_TYPES, Metrics
 from helpers.clock import ManualClock
-from helpers.support import bound_port, settings_for
+from helpers.support import bound_port, served, settings_for
 
 # Every metric family of the documented contract, plus the scheduler counters (name without
 # `_total`).
@@ -85,22 +85,6 @@ async def rig(tmp_path: Path, **extra: Any) -> AsyncIterator[Rig]:
                 yield Rig(sim, engine, url, http, clock)
             finally:
                 await runner.cleanup()
-
-
-@asynccontextmanager
-async def serving(engine: Engine) -> AsyncIterator[asyncio.Task[None]]:
-    """`engine.serve()` in a task, from its ready callback until the block ends."""
-    stop = asyncio.Event()
-    ready = asyncio.Event()
-    task = asyncio.create_task(engine.serve(stop, grace=2, ready=ready.set))
-    try:
-        async with asyncio.timeout(10):
-            await ready.wait()
-        yield task
-    finally:
-        stop.set()
-        async with asyncio.timeout(10):
-            await task
 
 
 def families(text: str) -> dict[str, Any]:
@@ -193,7 +177,7 @@ async def test_healthz_fails_until_the_scheduler_runs_then_passes(tmp_path: Path
         assert content_type.startswith("application/json")
         assert "scheduler is not started" in before["problems"]
 
-        async with serving(r.engine):
+        async with served(r.engine, grace=2):
             status, _, during = await r.get("/healthz")
         after_status, _, after = await r.get("/healthz")
 
@@ -207,7 +191,7 @@ async def test_healthz_fails_until_the_scheduler_runs_then_passes(tmp_path: Path
 
 
 async def test_liveness_fails_when_the_heartbeat_goes_stale(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r, serving(r.engine):
+    async with rig(tmp_path) as r, served(r.engine, grace=2):
         beat = r.engine.status.heartbeat_at
         assert beat is not None
         fresh = liveness(r.engine.status, now=beat + 1)
@@ -218,7 +202,7 @@ async def test_liveness_fails_when_the_heartbeat_goes_stale(tmp_path: Path) -> N
 
 
 async def test_a_failed_scheduler_job_is_counted(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r, serving(r.engine):
+    async with rig(tmp_path) as r, served(r.engine, grace=2):
         scheduler = r.engine.scheduler
         assert scheduler is not None
         failed = asyncio.Event()
@@ -240,7 +224,7 @@ async def test_a_failed_scheduler_job_is_counted(tmp_path: Path) -> None:
 
 
 async def test_a_missed_scheduler_job_is_counted(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r, serving(r.engine):
+    async with rig(tmp_path) as r, served(r.engine, grace=2):
         scheduler = r.engine.scheduler
         assert scheduler is not None
         missed = asyncio.Event()

@@ -17,7 +17,7 @@ from bulkwatch.config import Settings
 from bulkwatch.daemon.engine import Engine
 from bulkwatch.daemon.leases import LeaseKeeper
 from bulkwatch.telemetry.metrics import Metrics
-from helpers.support import settings_for
+from helpers.support import served, settings_for
 
 TTL = 3.0
 
@@ -59,18 +59,11 @@ def sample(engine: Engine, name: str, **labels: str) -> float:
 async def serving(settings: Settings) -> AsyncIterator[Engine]:
     """An engine of `settings`, serving from its ready callback until the block ends (then
     stopped as SIGTERM stops it)."""
-    async with Engine(settings, metrics=Metrics(CollectorRegistry())) as engine:
-        stop = asyncio.Event()
-        ready = asyncio.Event()
-        task = asyncio.create_task(engine.serve(stop, grace=1, ready=ready.set))
-        try:
-            async with asyncio.timeout(10):
-                await ready.wait()
-            yield engine
-        finally:
-            stop.set()
-            async with asyncio.timeout(15):
-                await task
+    async with (
+        Engine(settings, metrics=Metrics(CollectorRegistry())) as engine,
+        served(engine, grace=1, stop_within=15),
+    ):
+        yield engine
 
 
 async def until(check: Callable[[], bool], what: str, within: float = 15.0) -> None:

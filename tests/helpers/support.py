@@ -1,10 +1,12 @@
 """Shared test helpers: settings built from plain dicts, outbox rows written as a poll writes
-them, and the port a started aiohttp runner listens on."""
+them, the port a started aiohttp runner listens on, and an engine serving for a block."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import yaml
 from aiohttp import web
 
 from bulkwatch.config import Settings, load_settings
+from bulkwatch.daemon.engine import Engine
 from bulkwatch.model import (
     EndpointKey,
     Event,
@@ -113,3 +116,22 @@ def completed_event(task_id: str, at: datetime) -> Event:
     return task_event(
         EventType.TASK_COMPLETED, snapshot, seq=1, previous=TaskStatus.RUNNING, now=at
     )
+
+
+@asynccontextmanager
+async def served(
+    engine: Engine, *, grace: float, stop_within: float = 10.0
+) -> AsyncIterator[asyncio.Task[None]]:
+    """`engine.serve()` in a task, from its ready callback until the block ends; then stopped
+    as SIGTERM stops it, within `stop_within` seconds."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(engine.serve(stop, grace=grace, ready=ready.set))
+    try:
+        async with asyncio.timeout(10):
+            await ready.wait()
+        yield task
+    finally:
+        stop.set()
+        async with asyncio.timeout(stop_within):
+            await task
