@@ -21,10 +21,8 @@ import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from bulkwatch.model import Platform
 from bulkwatch.simulator import Simulator, make_stores, run_simulator
 from helpers.crash_support import (
     Daemon,
@@ -34,6 +32,7 @@ from helpers.crash_support import (
     outbox_rows,
     write_config,
 )
+from helpers.task_plan import Plan
 from helpers.webhook_receiver import Receiver, Reply, running_receiver
 
 SEED = 20261123
@@ -43,74 +42,6 @@ TASKS_PER_LANE = 4
 # killed in the middle of, however fast or slow the machine is.
 STEPS_PER_RUN = 4
 MOMENT_WITHIN = 4.0  # a moment that does not come by then is given up (the run is killed)
-_LAZZA = {0: "CREATED", 1: "RUNNING", 2: "COMPLETED"}
-
-
-@dataclass
-class Lane:
-    """Tasks of one store (and Shopline operation type), created one after another."""
-
-    store: str
-    platform: Platform
-    operation_type: str
-    created: int = 0
-    current: str | None = None
-
-
-class Plan:
-    """Moves each lane's current task one step once the daemon has committed it."""
-
-    def __init__(self, sim: Simulator, rng: random.Random) -> None:
-        self.sim = sim
-        self.rng = rng
-        self.lanes = [
-            Lane(name, st.platform, op)
-            for name, st in sim.stores.items()
-            for op in (("DATA_QUERY",) if st.platform is Platform.SHOPLAZZA else st.operation_types)
-        ]
-        self.expected: set[tuple[str, str]] = set()
-        self.budget: float = STEPS_PER_RUN
-
-    @property
-    def done(self) -> bool:
-        return all(lane.created == TASKS_PER_LANE and lane.current is None for lane in self.lanes)
-
-    def status(self, lane: Lane, task_id: str) -> str:
-        raw = self.sim.task(lane.store, task_id).status
-        return _LAZZA[raw] if isinstance(raw, int) else str(raw)
-
-    def step(self, committed: dict[tuple[str, str], str]) -> None:
-        for lane in self.lanes:
-            if self.budget <= 0:
-                return
-            if lane.current is not None:
-                status = self.status(lane, lane.current)
-                if committed.get((lane.store, lane.current)) != status:
-                    continue  # the daemon has not seen this status yet: keep it visible
-                if status in ("COMPLETED", "FAILED"):
-                    lane.current = None
-                else:
-                    self.move(lane, lane.current, status)
-                    continue
-            if lane.created < TASKS_PER_LANE:
-                self.create(lane)
-
-    def create(self, lane: Lane) -> None:
-        lane.created += 1
-        task_id = f"{lane.operation_type.lower()}-{lane.created}"
-        self.sim.create_task(lane.store, task_id, "CREATED", operation_type=lane.operation_type)
-        lane.current = task_id
-        self.note(lane, task_id, "created")
-
-    def move(self, lane: Lane, task_id: str, status: str) -> None:
-        fails = lane.platform is Platform.SHOPLINE and self.rng.random() < 0.3
-        new = "RUNNING" if status == "CREATED" else "FAILED" if fails else "COMPLETED"
-        self.sim.set_status(lane.store, task_id, new)
-        self.note(lane, task_id, new.lower())
-
-    def note(self, lane: Lane, task_id: str, kind: str) -> None:
-        self.budget -= 1
-        self.expected.add((f"{lane.store}/{task_id}", f"bulkwatch.task.{kind}"))
 
 
 async def drive(plan: Plan, db: Path, stop: asyncio.Event) -> None:
@@ -166,7 +97,7 @@ async def test_kill_9_at_any_moment_loses_no_event_and_repeats_keep_their_id(
         rec.default = Reply(204)
         config, db = write_config(tmp_path, sim, rec)
         log = tmp_path / "daemon.log"
-        plan = Plan(sim, rng)
+        plan = Plan(sim, rng, tasks_per_lane=TASKS_PER_LANE, budget=STEPS_PER_RUN)
         kill_at = moments(sim, rec, db, rng)
         kills: Counter[str] = Counter()
         missed: Counter[str] = Counter()

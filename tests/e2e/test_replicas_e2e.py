@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from pathlib import Path
 
@@ -34,8 +35,9 @@ import pytest
 from bulkwatch.simulator import make_stores
 from helpers.pg_support import require_postgres, run_sql
 from helpers.replica_checks import duplicate_ids, overlaps, received, turns
-from helpers.replica_plan import Plan, driving
+from helpers.replica_plan import driving
 from helpers.replicas import Cluster, Timing, eventually, running_cluster, watching_readyz
+from helpers.task_plan import Plan
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -132,7 +134,7 @@ async def test_a_killed_replica_s_stores_are_taken_over_and_nothing_is_lost(
 ) -> None:
     require_postgres()
     async with running_cluster(tmp_path, STORES, timing=TIMING) as c:
-        plan = Plan(c.fronts.sim, SEED)
+        plan = Plan(c.fronts.sim, random.Random(SEED))
         async with driving(plan, c.database):
             shares, steady = await start_and_settle(c)
             victim = 1
@@ -168,7 +170,7 @@ async def test_a_replica_cut_off_from_postgresql_stops_before_another_polls_its_
 ) -> None:
     require_postgres()
     async with running_cluster(tmp_path, STORES, timing=TIMING) as c:
-        plan = Plan(c.fronts.sim, SEED)
+        plan = Plan(c.fronts.sim, random.Random(SEED))
         async with driving(plan, c.database):
             shares, steady = await start_and_settle(c)
             cut = 2
