@@ -16,7 +16,14 @@ from prometheus_client import CollectorRegistry
 from bulkwatch.config import load_settings
 from bulkwatch.simulator import make_stores
 from bulkwatch.telemetry.metrics import Metrics
-from helpers.deploy_support import DEPLOY, REPO, load_yaml, manifest, pod_container
+from helpers.deploy_support import (
+    DEPLOY,
+    REPO,
+    check_service_and_podmonitor,
+    load_yaml,
+    manifest,
+    pod_container,
+)
 
 K8S = DEPLOY / "kubernetes"
 DASHBOARD = DEPLOY / "grafana" / "bulkwatch.json"
@@ -179,19 +186,7 @@ def test_the_deployment_mounts_what_the_config_expects() -> None:
 
 
 def test_the_service_and_podmonitor_select_the_pods_port() -> None:
-    labels = k8s("Deployment")["spec"]["template"]["metadata"]["labels"]
-    ports = {p["name"] for p in container()["ports"]}
-    service = k8s("Service")["spec"]
-    assert service["selector"].items() <= labels.items()
-    assert {p["targetPort"] for p in service["ports"]} <= ports
-    monitor = k8s("PodMonitor")
-    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
-    assert endpoint["port"] in ports
-    assert endpoint["path"] == "/metrics"
-    assert set(monitor["spec"]) == {"selector", "podMetricsEndpoints"}
-    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
+    check_service_and_podmonitor(K8S)
 
 
 # --- docker compose, Prometheus, Dockerfile, systemd --------------------------------------------

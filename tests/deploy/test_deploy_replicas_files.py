@@ -18,7 +18,14 @@ from bulkwatch.config import load_settings
 from bulkwatch.config.settings import Settings
 from bulkwatch.simulator import make_stores
 from helpers.cli import run_cli
-from helpers.deploy_support import DEPLOY, load_yaml, manifest, manifests, pod_container
+from helpers.deploy_support import (
+    DEPLOY,
+    check_service_and_podmonitor,
+    load_yaml,
+    manifest,
+    manifests,
+    pod_container,
+)
 
 K8S = DEPLOY / "kubernetes-replicas"
 COMPOSE = DEPLOY / "docker-compose.replicas.yaml"
@@ -160,19 +167,7 @@ def test_the_replicas_spread_over_nodes_and_one_at_a_time_may_leave() -> None:
 
 
 def test_the_podmonitor_scrapes_every_replica_and_the_service_selects_them() -> None:
-    labels = deployment()["spec"]["template"]["metadata"]["labels"]
-    ports = {p["name"] for p in pod_container(K8S)["ports"]}
-    monitor = manifest(K8S, "PodMonitor")
-    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
-    assert endpoint["port"] in ports
-    assert endpoint["path"] == "/metrics"
-    assert set(monitor["spec"]) == {"selector", "podMetricsEndpoints"}
-    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
-    service = manifest(K8S, "Service")["spec"]
-    assert service["selector"].items() <= labels.items()
-    assert {p["targetPort"] for p in service["ports"]} <= ports
+    check_service_and_podmonitor(K8S)
 
 
 # --- docker compose ----------------------------------------------------------------------------

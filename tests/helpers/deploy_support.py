@@ -95,6 +95,25 @@ def pod_container(directory: Path) -> dict[str, Any]:
     return result
 
 
+def check_service_and_podmonitor(directory: Path) -> None:
+    """The Service and the PodMonitor in `directory` select the Deployment's pods and one of
+    its container's ports; the PodMonitor scrapes /metrics with known fields only (its CRD is
+    not among kubernetes-validate's schemas, so this is its check)."""
+    labels = manifest(directory, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"] for p in pod_container(directory)["ports"]}
+    service = manifest(directory, "Service")["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert {p["targetPort"] for p in service["ports"]} <= ports
+    monitor = manifest(directory, "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in ports
+    assert endpoint["path"] == "/metrics"
+    assert set(monitor["spec"]) == {"selector", "podMetricsEndpoints"}
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
+
+
 def validate_kubernetes(folder: str, at_least: int) -> list[str]:
     """Run `kubernetes-validate --strict` on every manifest of `deploy/<folder>` (at least
     `at_least` of them) and check it: every resource passes but the PodMonitor, whose CRD
